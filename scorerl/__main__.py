@@ -1,0 +1,7 @@
+"""`python -m scorerl ...` (what `accelerate launch -m scorerl train CONFIG` runs)."""
+
+import sys
+
+from scorerl.cli import main
+
+sys.exit(main())

@@ -1,0 +1,21 @@
+"""User-facing errors: the CLI prints these as one clear line instead of a stack trace."""
+
+
+class ScoreRLError(Exception):
+    """A problem with the user's input (file, config, data) that the user can fix."""
+
+
+class ConfigError(ScoreRLError):
+    """A config key, type or value is wrong; the message names the file, line and dotted key."""
+
+
+class DataError(ScoreRLError):
+    """A manifest line, video or image cannot be used; the message names the file (and line)."""
+
+
+class EnvError(ScoreRLError):
+    """The frozen MLLM cannot take this input (shape, width, empty mask, missing checkpoint)."""
+
+
+class CheckpointError(ScoreRLError):
+    """A checkpoint is missing, incomplete, or belongs to a different run."""

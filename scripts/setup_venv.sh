@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Create (or reuse) ./.venv and install scorerl into it. torch is pinned first: that exact version is a CPU
+# build on the package index; an unpinned torch pulled in by another package would download CUDA wheels.
+# Usage: bash scripts/setup_venv.sh [EXTRAS]   e.g. EXTRAS=dev
+set -euo pipefail
+cd "$(dirname "$0")/.."
+extras="${1:-}"
+PY="${PYTHON:-python3}"
+if [ ! -x .venv/bin/python ]; then
+    echo "[setup] creating .venv with $($PY --version)"
+    "$PY" -m venv .venv
+fi
+stamp=".venv/.scorerl-installed-${extras:-base}"
+if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
+    echo "[setup] installing torch==2.13.0 (CPU) and scorerl${extras:+[$extras]}"
+    .venv/bin/python -m pip install -q --disable-pip-version-check torch==2.13.0 2>&1 | grep -v "^WARNING: Location" || true
+    .venv/bin/python -m pip install -q --disable-pip-version-check -e ".${extras:+[$extras]}" 2>&1 | grep -v "^WARNING: Location" || true
+    .venv/bin/python -c "import torch, transformers, scorerl" || { echo "[setup] install failed"; exit 1; }
+    touch "$stamp"
+fi
