@@ -423,7 +423,7 @@ def _build(cls, data: Any, prefix: str, fail):
         dotted = prefix + str(key)
         if key not in fields:
             near = difflib.get_close_matches(str(key), list(fields), n=1, cutoff=0.5)
-            hint = f"; did you mean {prefix}{near[0]!r}?" if near else f"; valid keys: {', '.join(fields)}"
+            hint = f"; did you mean {prefix + near[0]!r}?" if near else f"; valid keys: {', '.join(fields)}"
             fail(dotted, f"unknown key{hint}")
         kind = hints[key]
         if dataclasses.is_dataclass(kind):
@@ -438,6 +438,11 @@ def _build(cls, data: Any, prefix: str, fail):
 
 def _coerce(value, kind, dotted, fail):
     origin = typing.get_origin(kind) or kind
+    if kind is float and isinstance(value, str):  # YAML 1.1 reads "1e-4" as a string
+        try:
+            value = float(value)
+        except ValueError:
+            pass
     if kind is float and isinstance(value, (int, float)) and not isinstance(value, bool):
         if isinstance(value, float) and math.isnan(value):
             fail(dotted, "must be a number, not NaN")
