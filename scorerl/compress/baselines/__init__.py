@@ -1,0 +1,65 @@
+"""Training-free token-compression baselines behind one interface, by name.
+
+    from scorerl.compress.baselines import get_compressor
+    keep = get_compressor("dycoke", window=4).select(visual.features, rho, visual.grid)  # bool [T, N]
+
+Every method keeps exactly ceil(rho * T * N) tokens (except `full`, which keeps all) and only *selects* tokens,
+so the environment scores them at their original positions (see base.py). Names:
+  full       all tokens (the uncompressed reference)
+  uniform    evenly spaced whole frames
+  random     uniformly random tokens (pass a seeded torch.Generator)
+  pool       spatial average pooling, one representative token per region (pool.pool_features: the means)
+  framediff  top-k of |v[t] - v[t-1]|
+  dycoke     DyCoke's temporal pruning against the same position of a reference frame (Tao et al., CVPR 2025)
+  vidcom2    frame-uniqueness budgets + distinctive tokens (Liu et al., arXiv 2505.14454)
+
+`fastv` (attention at LLM layer K) is not here: it needs the frozen LLM's attention, so the evaluation harness
+provides it on top of the environment.
+"""
+
+from __future__ import annotations
+
+import difflib
+
+from scorerl.compress.baselines.base import (Compressor, CompressorError, allocate, evenly_spaced, keep_count,
+                                             per_frame_topk, keep_top)
+from scorerl.compress.baselines.dycoke import DyCoke, dycoke_threshold_keep
+from scorerl.compress.baselines.framediff import FrameDiff
+from scorerl.compress.baselines.pool import Pool, pool_features
+from scorerl.compress.baselines.simple import Full, RandomTokens, Uniform
+from scorerl.compress.baselines.vidcom2 import VidCom2
+
+_REGISTRY: dict[str, type[Compressor]] = {
+    cls.name: cls for cls in (Full, Uniform, RandomTokens, Pool, FrameDiff, DyCoke, VidCom2)
+}
+
+# Names that are baselines but live elsewhere, with where to find them.
+_ELSEWHERE = {"fastv": "fastv needs the LLM's attention at layer K, so the evaluation harness provides it "
+                       "(scorerl.eval), not scorerl.compress.baselines"}
+
+
+def available() -> list[str]:
+    """Names `get_compressor` accepts, sorted."""
+    return sorted(_REGISTRY)
+
+
+def get_compressor(name: str, **kwargs) -> Compressor:
+    """A baseline by name, built with its options (e.g. get_compressor("vidcom2", temperature=0.05))."""
+    key = str(name).strip().lower()
+    if key in _ELSEWHERE:
+        raise CompressorError(_ELSEWHERE[key])
+    if key not in _REGISTRY:
+        near = difflib.get_close_matches(key, available(), n=1)
+        hint = f" (did you mean {near[0]!r}?)" if near else ""
+        raise CompressorError(f"unknown compressor {name!r}{hint}; available: {', '.join(available())}")
+    try:
+        return _REGISTRY[key](**kwargs)
+    except TypeError as e:  # a misspelt option: name it instead of a bare Python traceback
+        raise CompressorError(f"compressor {key!r}: {e}") from None
+
+
+__all__ = [
+    "Compressor", "CompressorError", "available", "get_compressor", "allocate", "keep_count", "keep_top",
+    "per_frame_topk", "evenly_spaced", "pool_features", "dycoke_threshold_keep",
+    "Full", "Uniform", "RandomTokens", "Pool", "FrameDiff", "DyCoke", "VidCom2",
+]

@@ -1,0 +1,109 @@
+"""Feature cache: the frozen vision tower + projector run once per sample, not once per step.
+
+Each sample's projected visual tokens are stored as one safetensors file whose name is a hash of everything that
+determines them (environment fingerprint, media file identity, frame count, frame size, pseudo-video jitter), so a
+changed setting never reads stale features. Writes are atomic (temp file + rename): a crash leaves no half file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+
+from scorerl.envs.base import VideoEnv, VisualTokens
+from scorerl.paths import feature_cache_dir
+
+FORMAT_VERSION = 1
+
+
+def env_fingerprint(path: str | Path) -> str:
+    """Identity of a checkpoint folder without hashing gigabytes of weights: file names, sizes and mtimes."""
+    path = Path(path).resolve()
+    parts = [str(path)]
+    if path.is_dir():
+        for f in sorted(path.iterdir()):
+            if f.is_file():
+                st = f.stat()
+                parts.append(f"{f.name}:{st.st_size}:{st.st_mtime_ns}")
+    return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:16]
+
+
+def load_frames(sample, num_frames: int, frame_size: int, jitter: float = 0.0) -> np.ndarray:
+    """uint8 [num_frames, size, size, 3] for a manifest sample; an image becomes a static pseudo-video."""
+    from scorerl.data.frames import pseudo_video, read_image, read_video
+
+    if sample.kind == "image":
+        # Jitter noise is seeded by the sample id so the pseudo-video (and its cache entry) is reproducible.
+        seed = int(hashlib.sha256(str(sample.id).encode()).hexdigest()[:8], 16)
+        image = read_image(sample.media, frame_size)
+        return pseudo_video(image, num_frames, jitter_std=jitter, rng=np.random.default_rng(seed))
+    return read_video(sample.media, num_frames, frame_size)
+
+
+class FeatureCache:
+    """Visual tokens per sample, from disk when present, else encoded by the environment and stored."""
+
+    def __init__(self, env: VideoEnv, env_id: str, num_frames: int, frame_size: int, jitter: float = 0.0,
+                 cache_dir: str | Path | None = None, in_memory: bool = True):
+        self.env = env
+        self.num_frames, self.frame_size, self.jitter = num_frames, frame_size, jitter
+        self.root = Path(cache_dir) if cache_dir else feature_cache_dir()
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.env_id = env_id
+        self._memory: dict[str, VisualTokens] | None = {} if in_memory else None
+
+    def key(self, sample) -> str:
+        st = Path(sample.media).stat()
+        jitter = self.jitter if sample.kind == "image" else 0.0
+        ident = json.dumps([FORMAT_VERSION, self.env_id, str(Path(sample.media).resolve()), st.st_size,
+                            st.st_mtime_ns, sample.kind, str(sample.id), self.num_frames, self.frame_size, jitter])
+        return hashlib.sha256(ident.encode()).hexdigest()[:32]
+
+    def get(self, sample) -> VisualTokens:
+        key = self.key(sample)
+        if self._memory is not None and key in self._memory:
+            return self._memory[key]
+        path = self.root / key[:2] / f"{key}.safetensors"
+        if path.is_file():
+            tokens = _read(path)
+        else:
+            frames = load_frames(sample, self.num_frames, self.frame_size, self.jitter)
+            with torch.inference_mode():
+                tokens = self.env.encode(frames)
+            tokens = VisualTokens(tokens.features.detach().float().cpu(), tokens.grid,
+                                  None if tokens.suffix is None else tokens.suffix.detach().float().cpu(),
+                                  tokens.meta)
+            _write(path, tokens)
+        if self._memory is not None:
+            self._memory[key] = tokens
+        return tokens
+
+    def precompute(self, samples, desc: str = "caching features") -> None:
+        from tqdm.auto import tqdm
+
+        for sample in tqdm(samples, desc=desc, unit="sample", leave=False):
+            self.get(sample)
+
+
+def _write(path: Path, tokens: VisualTokens) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(f".tmp{os.getpid()}")
+    meta = {"grid": json.dumps(list(tokens.grid)), "meta": json.dumps(tokens.meta), "format": str(FORMAT_VERSION)}
+    save_file(tokens.to_tensors(), str(tmp), metadata=meta)
+    os.replace(tmp, path)
+
+
+def _read(path: Path) -> VisualTokens:
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="pt") as f:
+        meta = f.metadata()
+    tensors = load_file(str(path))
+    return VisualTokens(tensors["features"], tuple(json.loads(meta["grid"])), tensors.get("suffix"),
+                        json.loads(meta["meta"]))
