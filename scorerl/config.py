@@ -104,6 +104,8 @@ class PolicySection:
     """Residual of the first temporal unit: self (dv[0] = v[0]) | zero. [ours]"""
     norm: str = "layer"
     """Normalisation of v and dv before concatenation: layer | l2 | none. [ours]"""
+    norm_residual: str = "shared"
+    """Scale of dv in its norm: shared (v's statistics, so a tiny residual stays tiny) | own (dv's own). [ours]"""
     surprise_scalar: bool = False
     """Append the scalar surprise |dv|/|v| to each token's state. [ours]"""
     positions: bool = False
@@ -122,6 +124,8 @@ class PolicySection:
             err("first_unit", "must be self or zero")
         if self.norm not in ("layer", "l2", "none"):
             err("norm", "must be layer, l2 or none")
+        if self.norm_residual not in ("shared", "own"):
+            err("norm_residual", "must be shared or own")
         if not 0 < self.rho_init < 1:
             err("rho_init", "must be in (0, 1)")
         if self.topk_scope not in ("global", "per_unit"):
@@ -202,6 +206,8 @@ class CurriculumSection:
     """plateau: switch when the window mean improved by less than this over the previous window."""
     mix_steps: int = 0
     """Annealed mixing: over this many steps after the switch, stage-1 samples fade out linearly (0 = hard switch)."""
+    plateau_max_steps: int = 0
+    """plateau: switch after at most this many stage-1 steps even if the reward still improves (0 = no cap)."""
 
     def validate(self, err):
         if self.stage1_steps < 0:
@@ -212,6 +218,8 @@ class CurriculumSection:
             err("plateau_window", "must be >= 1")
         if self.mix_steps < 0:
             err("mix_steps", "must be >= 0")
+        if self.plateau_max_steps < 0:
+            err("plateau_max_steps", "must be >= 0")
 
 
 @dataclass
@@ -242,6 +250,8 @@ class TrainSection:
     """Log metrics every N optimizer steps."""
     trackers: list = field(default_factory=list)
     """accelerate trackers besides metrics.jsonl: wandb, tensorboard."""
+    tracker_project: str = "scorerl"
+    """Project name given to the trackers (wandb project; tensorboard subfolder of <run>/trackers)."""
 
     def validate(self, err):
         for key in ("max_steps", "batch_size", "grad_accum", "checkpoint_every", "keep_last", "log_every"):
@@ -251,6 +261,8 @@ class TrainSection:
             err("lr", "must be > 0")
         if self.mixed_precision not in ("no", "bf16", "fp16"):
             err("mixed_precision", "must be no, bf16 or fp16")
+        if not self.tracker_project:
+            err("tracker_project", "must not be empty")
         for t in self.trackers:
             if t not in ("wandb", "tensorboard"):
                 err("trackers", f"unknown tracker {t!r}; choose wandb or tensorboard")

@@ -1,0 +1,169 @@
+"""The SCORE policy: one small MLP shared by all tokens, state h [..., S] -> keep logit [...] (section 3).
+
+A trained policy is a self-describing folder (no pickles):
+    policy.safetensors    the MLP weights
+    policy_config.json    {"format_version", "scorerl_version", "feature_dim", "state_dim", "policy": {PolicySection}}
+The state options (first_unit, norm, ...) travel with the weights: a policy must be fed the state it was trained on.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from pathlib import Path
+
+import torch
+import torch.nn as nn
+
+from scorerl.compress.state import state_dim, state_from_config
+from scorerl.config import PolicySection
+from scorerl.errors import CheckpointError
+
+WEIGHTS_NAME = "policy.safetensors"
+CONFIG_NAME = "policy_config.json"
+FORMAT_VERSION = 1
+_LAST_LAYER_SCALE = 1e-2  # small last-layer weights: every token starts at p ~ rho_init, whatever its state
+
+
+class TokenPolicy(nn.Module):
+    """Per-token MLP: S -> hidden -> ... -> 1 with `config.layers` linear layers and GELU between them."""
+
+    def __init__(self, feature_dim: int, config: PolicySection | None = None):
+        super().__init__()
+        config = config if config is not None else PolicySection()
+        self.config = config
+        self.feature_dim = int(feature_dim)
+        self.state_dim = state_dim(self.feature_dim, config)
+        widths = [self.state_dim] + [config.hidden] * (config.layers - 1) + [1]
+        layers: list[nn.Module] = []
+        for j, (a, b) in enumerate(zip(widths[:-1], widths[1:])):
+            layers.append(nn.Linear(a, b))
+            if j < len(widths) - 2:
+                layers.append(nn.GELU())
+        self.mlp = nn.Sequential(*layers)
+        last = self.mlp[-1]
+        with torch.no_grad():
+            last.weight.mul_(_LAST_LAYER_SCALE)
+            last.bias.fill_(math.log(config.rho_init / (1 - config.rho_init)))  # logit(rho_init)
+
+    @classmethod
+    def from_config(cls, policy_section: PolicySection, feature_dim: int) -> "TokenPolicy":
+        return cls(feature_dim, policy_section)
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        """Keep logits [...] of states h [..., S]."""
+        if h.shape[-1] != self.state_dim:
+            raise ValueError(f"state width {h.shape[-1]} != policy state_dim {self.state_dim}")
+        return self.mlp(h).squeeze(-1)
+
+    def keep_prob(self, h: torch.Tensor) -> torch.Tensor:
+        """Keep probabilities p [...] = sigmoid(logits) of states h [..., S]."""
+        return torch.sigmoid(self(h))
+
+    # ------------------------------------------------------------------ self-describing folder
+
+    def save_pretrained(self, directory) -> Path:
+        """Write policy.safetensors + policy_config.json into directory (created if needed)."""
+        from safetensors.torch import save_file
+
+        import scorerl
+
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        tensors = {k: v.detach().to("cpu").contiguous() for k, v in self.state_dict().items()}
+        save_file(tensors, str(directory / WEIGHTS_NAME), metadata={"format": "pt"})
+        meta = {
+            "format_version": FORMAT_VERSION,
+            "scorerl_version": scorerl.__version__,
+            "feature_dim": self.feature_dim,
+            "state_dim": self.state_dim,
+            "policy": dataclasses.asdict(self.config),
+        }
+        (directory / CONFIG_NAME).write_text(json.dumps(meta, indent=2) + "\n")
+        return directory
+
+    @classmethod
+    def from_pretrained(cls, directory, device: str | torch.device = "cpu") -> "TokenPolicy":
+        """Rebuild a policy from a save_pretrained folder; reads only JSON and safetensors."""
+        from safetensors.torch import load_file
+
+        directory = Path(directory)
+        cfg_path, w_path = directory / CONFIG_NAME, directory / WEIGHTS_NAME
+        if not directory.is_dir():
+            raise CheckpointError(f"{directory}: policy folder not found")
+        if not cfg_path.is_file():
+            raise CheckpointError(f"{cfg_path}: missing (a policy folder holds {CONFIG_NAME} and {WEIGHTS_NAME})")
+        try:
+            meta = json.loads(cfg_path.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            raise CheckpointError(f"{cfg_path}: not valid JSON: {e}") from None
+        if not isinstance(meta, dict) or meta.get("format_version") != FORMAT_VERSION:
+            got = meta.get("format_version") if isinstance(meta, dict) else None
+            raise CheckpointError(f"{cfg_path}: format_version {got!r} is not {FORMAT_VERSION} (not a scorerl policy?)")
+        config = _policy_section(meta.get("policy"), cfg_path)
+        feature_dim = meta.get("feature_dim")
+        if not isinstance(feature_dim, int) or feature_dim < 1:
+            raise CheckpointError(f"{cfg_path}: feature_dim must be a positive integer, got {feature_dim!r}")
+        policy = cls(feature_dim, config)
+        if meta.get("state_dim", policy.state_dim) != policy.state_dim:
+            raise CheckpointError(f"{cfg_path}: state_dim {meta['state_dim']} disagrees with its options "
+                                  f"({policy.state_dim})")
+        if not w_path.is_file():
+            raise CheckpointError(f"{w_path}: missing")
+        try:
+            tensors = load_file(str(w_path))
+        except Exception as e:  # safetensors raises its own error type on a truncated / corrupt file
+            raise CheckpointError(f"{w_path}: cannot read safetensors: {e}") from None
+        expected = policy.state_dict()
+        missing, unexpected = sorted(set(expected) - set(tensors)), sorted(set(tensors) - set(expected))
+        if missing or unexpected:
+            raise CheckpointError(f"{w_path}: does not match {CONFIG_NAME}: missing {missing}, unexpected {unexpected}")
+        for name, t in tensors.items():
+            if t.shape != expected[name].shape:
+                raise CheckpointError(f"{w_path}: {name} has shape {tuple(t.shape)}, "
+                                      f"{CONFIG_NAME} implies {tuple(expected[name].shape)}")
+        policy.load_state_dict(tensors)
+        return policy.to(device)
+
+
+def _policy_section(fields, path: Path) -> PolicySection:
+    """PolicySection from the JSON `policy` mapping, checked like a config file; errors name the file."""
+    if not isinstance(fields, dict):
+        raise CheckpointError(f"{path}: `policy` must be a mapping of PolicySection fields")
+    known = {f.name: f for f in dataclasses.fields(PolicySection)}
+    unknown = sorted(set(fields) - set(known))
+    if unknown:
+        raise CheckpointError(f"{path}: unknown policy fields {unknown} (written by a newer scorerl?)")
+    for key, value in fields.items():
+        default = getattr(PolicySection(), key)
+        if isinstance(default, float) and isinstance(value, int) and not isinstance(value, bool):
+            fields[key] = float(value)
+        elif type(value) is not type(default):
+            raise CheckpointError(f"{path}: policy.{key} must be {type(default).__name__}, got {value!r}")
+    config = PolicySection(**fields)
+
+    def err(key, msg):
+        raise CheckpointError(f"{path}: policy.{key}: {msg}")
+
+    config.validate(err)
+    return config
+
+
+def keep_logits(policy: TokenPolicy, v: torch.Tensor, grid: tuple[int, int] | None = None,
+                cfg: PolicySection | None = None) -> torch.Tensor:
+    """Tokens v [..., T, N, D] -> keep logits [..., T, N]: surprise state + MLP, shared by training and inference.
+
+    The state options come from the policy's own config (what it was trained on); a cfg, if given, must agree.
+    Features are promoted to float32 for the norms (bf16 residuals lose the small surprises).
+    """
+    if cfg is not None and cfg != policy.config:
+        state_keys = ("first_unit", "norm", "norm_residual", "surprise_scalar", "positions")
+        bad = [k for k in state_keys if getattr(cfg, k) != getattr(policy.config, k)]
+        if bad:
+            raise ValueError(f"cfg disagrees with the policy's own state options on {bad}")
+    if v.shape[-1] != policy.feature_dim:
+        raise ValueError(f"features have width D={v.shape[-1]}, the policy was built for D={policy.feature_dim}")
+    h = state_from_config(v.float(), policy.config, grid)  # [..., T, N, S]
+    param = next(policy.parameters())
+    return policy(h.to(device=param.device, dtype=param.dtype))  # [..., T, N]
