@@ -1,0 +1,1 @@
+"""Data: manifests, frame decoding, the synthetic world, the feature cache."""

@@ -1,0 +1,155 @@
+"""JSONL manifests: one multiple-choice sample per line.
+
+    {"id": "train_00000", "video": "videos/train_00000.mp4",   # or "image": "images/x.png"; relative to the file
+     "question": "...", "options": ["..", "..", "..", ".."], "answer": "B",
+     "family": "direction",                                      # optional: question family, for per-family metrics
+     "scene": {...}}                                             # optional: the synthetic world's scene description
+
+A bad line stops the run with `DataError("FILE:LINE: reason")`, or with skip_bad=True is skipped, logged and
+returned in `skipped`, so a long evaluation can report exactly what it left out.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+from scorerl.errors import DataError
+
+log = logging.getLogger(__name__)
+
+LETTERS = ("A", "B", "C", "D")
+PROMPT_SUFFIX = "Answer with the option's letter from the given choices directly."
+REQUIRED = ("id", "question", "options", "answer")
+
+
+@dataclass
+class Sample:
+    id: str
+    media: Path  # absolute path of the video or image
+    kind: str  # "video" | "image"
+    question: str
+    options: list[str]
+    answer: str  # "A".."D"
+    answer_index: int  # LETTERS.index(answer)
+    family: str = ""
+    line: int = 0  # 1-based line in the manifest, for error messages
+    scene: dict | None = None
+
+
+def _parse_line(text: str, base: Path) -> Sample:
+    """One manifest line -> Sample; raises ValueError with the reason (the caller adds FILE:LINE)."""
+    try:
+        rec = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise ValueError(f"invalid JSON ({e.msg} at column {e.colno})") from None
+    if not isinstance(rec, dict):
+        raise ValueError(f"expected a JSON object, got {type(rec).__name__}")
+    missing = [k for k in REQUIRED if k not in rec]
+    kinds = [k for k in ("video", "image") if k in rec]
+    if not kinds:
+        missing.append("video or image")
+    if missing:
+        raise ValueError(f"missing field(s): {', '.join(missing)}")
+    if len(kinds) > 1:
+        raise ValueError("has both video and image; give one")
+    kind = kinds[0]
+    for key in ("id", "question", kind):
+        if not isinstance(rec[key], str) or not rec[key]:
+            raise ValueError(f"{key} must be a non-empty string")
+    options = rec["options"]
+    if (not isinstance(options, list) or not 2 <= len(options) <= len(LETTERS)
+            or not all(isinstance(o, str) and o for o in options)):
+        raise ValueError(f"options must be a list of 2-{len(LETTERS)} non-empty strings")
+    if len(set(options)) != len(options):
+        raise ValueError("options must be distinct")
+    answer = rec["answer"]
+    if answer not in LETTERS[:len(options)]:
+        raise ValueError(f"answer {answer!r} is not one of {', '.join(LETTERS[:len(options)])} "
+                         f"(the {len(options)} options)")
+    media = Path(rec[kind]).expanduser()
+    media = (media if media.is_absolute() else base / media).resolve()
+    if not media.is_file():
+        raise ValueError(f"{kind} file not found: {media}")
+    scene = rec.get("scene")
+    return Sample(id=rec["id"], media=media, kind=kind, question=rec["question"], options=list(options),
+                  answer=answer, answer_index=LETTERS.index(answer), family=str(rec.get("family", "")),
+                  scene=scene if isinstance(scene, dict) else None)
+
+
+def read_manifest(path: str | Path, skip_bad: bool = False) -> tuple[list[Sample], list[tuple[int, str]]]:
+    """(samples, skipped [(line, reason)]) of a JSONL manifest; blank lines are ignored.
+
+    Raises DataError "FILE:LINE: reason" on the first bad line unless skip_bad, and always when the file is
+    missing or yields no sample at all.
+    """
+    path = Path(path).expanduser()
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise DataError(f"{path}: manifest not found") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise DataError(f"{path}: cannot read manifest: {e}") from None
+    base = path.resolve().parent
+    samples: list[Sample] = []
+    skipped: list[tuple[int, str]] = []
+    first_line: dict[str, int] = {}  # id -> line; ids key feature caches, so they must be unique
+    for lineno, raw in enumerate(text.splitlines(), start=1):
+        if not raw.strip():
+            continue
+        try:
+            sample = _parse_line(raw, base)
+            if sample.id in first_line:
+                raise ValueError(f"duplicate id {sample.id!r} (first on line {first_line[sample.id]})")
+        except ValueError as e:
+            if not skip_bad:
+                raise DataError(f"{path}:{lineno}: {e}") from None
+            log.warning("%s:%d: skipped: %s", path, lineno, e)
+            skipped.append((lineno, str(e)))
+            continue
+        sample.line = lineno
+        first_line[sample.id] = lineno
+        samples.append(sample)
+    if skipped:
+        log.warning("%s: skipped %d bad line(s)", path, len(skipped))
+    if not samples:
+        raise DataError(f"{path}: no usable samples" + (f" ({len(skipped)} bad lines skipped)" if skipped else ""))
+    return samples, skipped
+
+
+def resolve_manifest(spec: str | Path) -> Path:
+    """`world:<split>` -> the built-in world's <split>.jsonl; anything else is a path. Raises DataError if missing."""
+    from scorerl.paths import world_dir
+
+    spec = str(spec)
+    if spec.startswith("world:"):
+        split = spec[len("world:"):]
+        path = world_dir() / f"{split}.jsonl"
+        if not path.is_file():
+            raise DataError(f"{spec}: built-in world split not found at {path}; build the world with "
+                            f"`scorerl data synthetic --out {world_dir()}`")
+        return path
+    path = Path(spec).expanduser()
+    if not path.is_file():
+        raise DataError(f"{path}: manifest not found")
+    return path
+
+
+def format_prompt(sample: Sample) -> str:
+    """Question, lettered options and the usual instruction to answer with the letter only (LLaVA-Video style)."""
+    lines = [sample.question]
+    lines += [f"{letter}. {option}" for letter, option in zip(LETTERS, sample.options)]
+    lines.append(PROMPT_SUFFIX)
+    return "\n".join(lines)
+
+
+def manifest_hash(path: str | Path) -> str:
+    """sha256 hex of the manifest's bytes, recorded with results so a number names the exact data it came from."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()

@@ -1,0 +1,275 @@
+"""The built-in world: deterministic, answers consistent with the scene description, files that decode."""
+
+import hashlib
+import json
+import re
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from scorerl.data import synthetic as syn
+from scorerl.errors import DataError
+
+TINY = dict(train=12, test=6, static_train=12, frames=8, size=32, seed=0)
+
+
+def _build(root: Path, **overrides) -> Path:
+    return syn.build_world(root, progress=False, **{**TINY, **overrides})
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory) -> Path:
+    return _build(tmp_path_factory.mktemp("world"))
+
+
+def _records(root: Path, split: str) -> list[dict]:
+    return [json.loads(line) for line in (root / f"{split}.jsonl").read_text().splitlines()]
+
+
+def _all_records(root: Path):
+    for split in syn.SPLITS:
+        for rec in _records(root, split):
+            yield split, rec
+
+
+def _digest(root: Path) -> str:
+    h = hashlib.sha256()
+    for f in sorted(p for p in root.rglob("*") if p.is_file()):
+        h.update(f.relative_to(root).as_posix().encode())
+        h.update(f.read_bytes())
+    return h.hexdigest()
+
+
+# --------------------------------------------------------------------------------------------- answers from scenes
+# These derive the answer from object positions and visibility only (not from the `role` labels the generator
+# wrote), so they check the generator rather than repeat it.
+
+
+def _always_visible(scene, o) -> bool:
+    return o["first"] == 0 and o["last"] == scene["frames"] - 1
+
+
+def _is_static(scene, o) -> bool:
+    return _always_visible(scene, o) and all(p == o["positions"][0] for p in o["positions"])
+
+
+def _mover(scene) -> dict:
+    movers = [o for o in scene["objects"] if _always_visible(scene, o) and not _is_static(scene, o)]
+    assert len(movers) == 1
+    return movers[0]
+
+
+def _direction(o) -> str:
+    (x0, y0), (x1, y1) = o["positions"][0], o["positions"][-1]
+    dx, dy = x1 - x0, y1 - y0
+    assert (dx == 0) != (dy == 0), "motion must be along one axis"
+    return ("right" if dx > 0 else "left") if dx else ("down" if dy > 0 else "up")
+
+
+def _quadrant(scene, o) -> str:
+    half = scene["size"] / 2
+    x, y = o["positions"][0]
+    cx, cy = x + o["size"] / 2, y + o["size"] / 2
+    return ("top" if cy < half else "bottom") + "-" + ("left" if cx < half else "right")
+
+
+def _expected(rec) -> str:
+    scene, q, fam = rec["scene"], rec["question"], rec["family"]
+    objs = scene["objects"]
+    if fam == "moving_color":
+        return _mover(scene)["color"]
+    if fam == "moving_shape":
+        return _mover(scene)["shape"]
+    if fam == "direction":
+        return _direction(_mover(scene))
+    if fam == "event":
+        brief = [o for o in objs if not _always_visible(scene, o)]
+        assert len(brief) == 1
+        return f"{brief[0]['color']} {brief[0]['shape']}"
+    if fam == "count":
+        return str(sum(_is_static(scene, o) for o in objs))
+    if fam == "static_attr":
+        m = re.fullmatch(r"What color is the (\w+)\?", q)
+        if m:
+            (target,) = [o for o in objs if o["shape"] == m.group(1)]  # unique among *all* objects
+            assert _is_static(scene, target)
+            return target["color"]
+        m = re.fullmatch(r"What shape is the (\w+) object\?", q)
+        (target,) = [o for o in objs if o["color"] == m.group(1)]
+        assert _is_static(scene, target)
+        return target["shape"]
+    if fam == "color_at":
+        m = re.fullmatch(r"What color is the object in the ([\w-]+) quarter of the image\?", q)
+        (target,) = [o for o in objs if _quadrant(scene, o) == m.group(1)]
+        return target["color"]
+    raise AssertionError(f"unknown family {fam}")
+
+
+def test_answers_match_scene_description(world):
+    for split, rec in _all_records(world):
+        opts = rec["options"]
+        assert len(opts) == 4 and len(set(opts)) == 4
+        expected = _expected(rec)
+        assert [o == expected for o in opts].count(True) == 1, rec["id"]
+        assert opts["ABCD".index(rec["answer"])] == expected, rec["id"]
+
+
+def test_scene_invariants(world):
+    for split, rec in _all_records(world):
+        scene = rec["scene"]
+        objs = scene["objects"]
+        t = scene["frames"]
+        assert len({o["color"] for o in objs}) == len(objs)  # colours name objects
+        for o in objs:  # inside the frame, one position per visible frame
+            assert len(o["positions"]) == o["last"] - o["first"] + 1
+            for x, y in o["positions"]:
+                assert 0 <= x and x + o["size"] <= scene["size"] and 0 <= y and y + o["size"] <= scene["size"]
+        for f in range(t):  # no two objects overlap in any frame
+            boxes = [(x, y, o["size"]) for o in objs if o["first"] <= f <= o["last"]
+                     for x, y in [o["positions"][f - o["first"]]]]
+            for i, (ax, ay, a) in enumerate(boxes):
+                for bx, by, b in boxes[i + 1:]:
+                    assert ax + a <= bx or bx + b <= ax or ay + a <= by or by + b <= ay
+        if scene["kind"] == "video":
+            (event,) = [o for o in objs if not _always_visible(scene, o)]
+            assert 1 <= event["first"] and event["last"] <= t - 2  # not in the first or last frame
+            assert 1 <= event["last"] - event["first"] + 1 <= 3
+            statics = [o for o in objs if _is_static(scene, o)]
+            assert 1 <= len(statics) <= 4 and len(statics) + 2 == len(objs)
+
+
+def test_distractors_are_not_guessable_from_one_frame(world):
+    for split, rec in _all_records(world):
+        scene = rec["scene"]
+        if rec["family"] == "event":
+            # a 2 x 2 colour x shape grid (the text does not single out the answer) whose other colour is nowhere
+            # in the video (no elimination from frames without the event)
+            colors, shapes = zip(*(opt.split() for opt in rec["options"]))
+            assert len(set(colors)) == 2 and len(set(shapes)) == 2
+            in_video = {o["color"] for o in scene["objects"]}
+            assert len(set(colors) & in_video) == 1
+        if rec["family"] == "moving_color":  # other on-screen colours come first as distractors
+            others = {o["color"] for o in scene["objects"]} - {_mover(scene)["color"]}
+            assert len(set(rec["options"]) & others) == min(3, len(others))
+
+
+def _nearest_color(rgb) -> str:
+    return min(syn.COLORS, key=lambda c: np.abs(np.subtract(syn.COLORS[c], rgb, dtype=float)).sum())
+
+
+def test_decoded_pixels_show_the_described_objects(world):
+    import decord
+
+    for rec in _records(world, "train") + _records(world, "test"):
+        scene = rec["scene"]
+        frames = decord.VideoReader(str(world / rec["video"])).get_batch(list(range(scene["frames"]))).asnumpy()
+        for o in scene["objects"]:
+            c = o["size"] // 2  # the centre pixel is inside every shape
+            for k, (x, y) in enumerate(o["positions"]):
+                assert _nearest_color(frames[o["first"] + k, y + c, x + c]) == o["color"], (rec["id"], o)
+        event = [o for o in scene["objects"] if not _always_visible(scene, o)][0]
+        x, y = event["positions"][0]
+        before = frames[0, y + event["size"] // 2, x + event["size"] // 2].astype(float)
+        assert np.abs(before - syn.COLORS[event["color"]]).sum() > 150  # absent outside its frames
+
+
+def test_every_file_decodes_with_right_shape(world):
+    import decord
+    from PIL import Image
+
+    n_video = n_image = 0
+    for split, rec in _all_records(world):
+        if "video" in rec:
+            vr = decord.VideoReader(str(world / rec["video"]))
+            assert len(vr) == TINY["frames"]
+            assert vr[0].shape == (TINY["size"], TINY["size"], 3)
+            n_video += 1
+        else:
+            with Image.open(world / rec["image"]) as im:
+                assert im.size == (TINY["size"], TINY["size"]) and im.mode == "RGB"
+            n_image += 1
+    assert n_video == TINY["train"] + TINY["test"]
+    assert n_image == TINY["static_train"] + TINY["static_train"] // 5
+
+
+def test_families_and_letters_balanced(world):
+    plan = syn._plan("train", 240, seed=3)
+    fams = Counter(f for f, _ in plan)
+    assert set(fams) == set(syn.VIDEO_FAMILIES) and set(fams.values()) == {40}
+    for fam in syn.VIDEO_FAMILIES:
+        assert set(Counter(letter for f, letter in plan if f == fam).values()) == {10}
+    static_plan = syn._plan("static_train", 60, seed=3)
+    assert set(Counter(f for f, _ in static_plan).values()) == {20}
+    # The tiny world itself: 12 train samples over 6 families, all four letters used
+    recs = _records(world, "train")
+    assert set(Counter(r["family"] for r in recs).values()) == {2}
+    assert set(Counter(r["answer"] for r in recs).values()) == {3}
+
+
+def test_answer_values_are_spread():
+    # The correct option's value must not be guessable from the question alone: sample many scenes (no rendering).
+    counts = Counter()
+    for i in range(240):
+        rng = np.random.default_rng([5, i])
+        fam = ("count", "direction", "moving_color")[i % 3]
+        scene = syn.sample_video_scene(rng, fam, frames=8, size=32)
+        q, opts, _ = syn.make_question(rng, scene, fam, letter=0)
+        counts[(fam, opts[0])] += 1
+    for fam, n_values in (("count", 4), ("direction", 4), ("moving_color", 6)):
+        values = [n for (f, _), n in counts.items() if f == fam]
+        assert len(values) == n_values and min(values) >= 80 / n_values / 3
+
+
+def test_deterministic_for_a_seed_and_different_for_another(world, tmp_path):
+    again = _build(tmp_path / "again")
+    assert _digest(again) == _digest(world)  # manifests, mp4 and png bytes
+    other = _build(tmp_path / "other", seed=1)
+    assert (other / "train.jsonl").read_bytes() != (world / "train.jsonl").read_bytes()
+    assert (other / "videos/train_00000.mp4").read_bytes() != (world / "videos/train_00000.mp4").read_bytes()
+
+
+def test_cache_is_a_noop_and_rebuilds_on_change(tmp_path):
+    root = _build(tmp_path / "w", train=6, test=2, static_train=3)
+    info = json.loads((root / "world.json").read_text())
+    assert info["params"]["version"] == syn.WORLD_VERSION and info["params"]["frames"] == TINY["frames"]
+    mtimes = {p: p.stat().st_mtime_ns for p in root.rglob("*") if p.is_file()}
+    _build(root, train=6, test=2, static_train=3)
+    assert {p: p.stat().st_mtime_ns for p in root.rglob("*") if p.is_file()} == mtimes
+    _build(root, train=3, test=2, static_train=3)  # smaller: stale videos of the old world are removed
+    assert len(list((root / "videos").glob("*.mp4"))) == 5
+    assert json.loads((root / "world.json").read_text())["params"]["train"] == 3
+
+
+def test_bad_parameters_raise_data_error(tmp_path):
+    with pytest.raises(DataError, match="even"):
+        _build(tmp_path / "x", size=33)
+    with pytest.raises(DataError, match="frames"):
+        _build(tmp_path / "x", frames=2)
+
+
+def test_world_manifests_read_back(world):
+    from scorerl.data.manifest import read_manifest
+
+    samples, skipped = read_manifest(world / "static_train.jsonl")
+    assert not skipped and len(samples) == TINY["static_train"]
+    assert all(s.kind == "image" and s.media.is_absolute() and s.media.is_file() for s in samples)
+    samples, _ = read_manifest(world / "test.jsonl")
+    assert {s.kind for s in samples} == {"video"} and samples[0].scene["kind"] == "video"
+
+
+def test_pipeline_script(tmp_path, capsys):
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[1] / "data_pipelines" / "build_synthetic.py"
+    spec = importlib.util.spec_from_file_location("build_synthetic", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    out = tmp_path / "cli"
+    args = ["--out", str(out), "--train", "2", "--test", "1", "--static", "2", "--frames", "6", "--size", "16",
+            "--quiet"]
+    assert mod.main(args) == 0
+    assert len(_records(out, "train")) == 2 and (out / "world.json").is_file()
+    assert mod.main(args[:-2] + ["15", "--quiet"]) == 2  # odd size: one clear error line
+    assert "even" in capsys.readouterr().err
