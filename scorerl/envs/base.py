@@ -79,3 +79,8 @@ class VideoEnv(ABC):
     @abstractmethod
     def generate(self, request: ScoreRequest, max_new_tokens: int = 16) -> str:
         """Greedy free-text answer to one request."""
+
+    def last_token_attention(self, request: ScoreRequest, layer: int) -> torch.Tensor:
+        """Attention [T, N] (mean over heads) of the last prompt token to each visual token at LLM layer `layer`
+        (0-based); dropped tokens get 0. Used by attention-based baselines (FastV). Optional for an env."""
+        raise NotImplementedError(f"{type(self).__name__} does not expose LLM attention")

@@ -1,0 +1,481 @@
+"""What every HF video MLLM environment shares: loading, checks, sequence layout, batching, scoring.
+
+A subclass (qwen2_5_vl.py, llava_onevision.py) supplies only what differs between architectures:
+the model class, the chat text around the video, the position ids of the full sequence, and `encode`.
+
+Sequence of one request, before dropping (L tokens):
+
+    [text before video] [T*N visual tokens] [S suffix tokens] [text after video: prompt + answer cue] [target]
+
+Position ids are computed on this full sequence (P rows: 3 for Qwen's M-RoPE, 1 otherwise). Dropped visual
+tokens are then removed from the embeddings and the position ids together, so every kept token keeps its
+original position. Requests are right-aligned (LEFT padding) so all their targets end at the last column and one
+`logits_to_keep` covers every row's target.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from scorerl.envs.base import ScoreRequest, VideoEnv, VisualTokens
+from scorerl.errors import EnvError
+
+OPENAI_CLIP_MEAN = [0.48145466, 0.4578275, 0.40821073]
+OPENAI_CLIP_STD = [0.26862954, 0.26130258, 0.27577711]
+SETTINGS_FILE = "scorerl_env.json"
+_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+@dataclass
+class Sequence:
+    """One request laid out for the LLM, dropped visual tokens already removed (L' = kept length)."""
+
+    embeds: torch.Tensor  # [L', D]
+    positions: torch.Tensor  # [P, L'] original position ids of the kept tokens
+    target: torch.Tensor  # [t] target token ids; they are the last t tokens of the sequence
+    visual_start: int  # index in the kept sequence of the first kept visual token
+    kept: torch.Tensor  # [K] flat indices (t * N + n) of the kept visual tokens, in sequence order
+
+    def __len__(self) -> int:
+        return self.embeds.shape[0]
+
+
+class _StopForward(Exception):
+    """Raised by a forward hook once the layer we need has run, so the rest of the LLM is skipped."""
+
+
+# --------------------------------------------------------------------------------------------- pure helpers
+
+
+def resolve_device(device: str) -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def chunk_by_budget(lengths: list[int], budget: int) -> list[list[int]]:
+    """Group row indices so each group's rows x padded length <= budget (a row longer than budget goes alone).
+
+    Rows are taken longest first, so rows of similar length share a forward and little is spent on padding.
+    """
+    order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
+    chunks: list[list[int]] = []
+    for i in order:
+        # sorted longest first: the first row of a chunk sets its padded length
+        if chunks and (len(chunks[-1]) + 1) * lengths[chunks[-1][0]] <= budget:
+            chunks[-1].append(i)
+        else:
+            chunks.append([i])
+    return chunks
+
+
+def left_pad(seqs: list[Sequence]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Right-align sequences: embeds [B, L, D], attention_mask [B, L] (0 = padding), positions [P, B, L]."""
+    width = max(len(s) for s in seqs)
+    first = seqs[0]
+    embeds = first.embeds.new_zeros(len(seqs), width, first.embeds.shape[-1])
+    mask = torch.zeros(len(seqs), width, dtype=torch.long, device=first.embeds.device)
+    # padding positions are never attended to; 1 matches what transformers fills in for padding
+    positions = torch.ones(first.positions.shape[0], len(seqs), width, dtype=torch.long,
+                           device=first.embeds.device)
+    for b, s in enumerate(seqs):
+        n = len(s)
+        embeds[b, width - n:] = s.embeds
+        mask[b, width - n:] = 1
+        positions[:, b, width - n:] = s.positions
+    return embeds, mask, positions
+
+
+def _ones_mask(seq: Sequence) -> torch.Tensor:
+    """attention_mask [1, L'] of ones. Always pass one: without it transformers 5 reads position-id jumps (our
+    dropped tokens) as packed-sequence boundaries and blocks attention across them (1-D RoPE models)."""
+    return torch.ones(1, len(seq), dtype=torch.long, device=seq.embeds.device)
+
+
+def check_frames(frames, min_frames: int = 1) -> torch.Tensor:
+    """Frames uint8 [F, H, W, 3] (numpy or torch) -> torch uint8 tensor, or EnvError naming what is wrong."""
+    if isinstance(frames, np.ndarray):
+        frames = torch.from_numpy(np.ascontiguousarray(frames))
+    if not isinstance(frames, torch.Tensor):
+        raise EnvError(f"frames must be a numpy array or torch tensor, got {type(frames).__name__}")
+    if frames.dtype != torch.uint8:
+        raise EnvError(f"frames must be uint8 RGB in [0, 255], got dtype {frames.dtype}")
+    if frames.ndim != 4 or frames.shape[-1] != 3:
+        raise EnvError(f"frames must have shape [F, H, W, 3], got {list(frames.shape)}")
+    if frames.shape[0] < min_frames:
+        raise EnvError(f"too few frames: got {frames.shape[0]}, this model needs at least {min_frames}")
+    return frames
+
+
+def normalize_frames(frames: torch.Tensor, mean, std, device, dtype=torch.float32) -> torch.Tensor:
+    """uint8 [F, H, W, 3] -> normalised float [F, 3, H, W] ((x/255 - mean) / std, as the HF processors do)."""
+    x = frames.to(device).permute(0, 3, 1, 2).to(torch.float32) / 255.0
+    mean = torch.tensor(mean, device=device).view(1, 3, 1, 1)
+    std = torch.tensor(std, device=device).view(1, 3, 1, 1)
+    return ((x - mean) / std).to(dtype)
+
+
+def resize_frames(x: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """Float [F, 3, H, W] -> [F, 3, height, width], bicubic with antialias (the HF processors' resample)."""
+    if tuple(x.shape[-2:]) == (height, width):
+        return x
+    return torch.nn.functional.interpolate(x, size=(height, width), mode="bicubic", align_corners=False,
+                                           antialias=True)
+
+
+# --------------------------------------------------------------------------------------------- base class
+
+
+class HFVideoEnv(VideoEnv):
+    """A frozen transformers video MLLM behind the VideoEnv interface. Subclasses fill in the arch hooks."""
+
+    arch: str = ""
+    model_type: str = ""  # config.json `model_type` a checkpoint folder of this arch must have
+
+    def __init__(self, model, tokenizer, token_budget: int = 32768, settings: dict | None = None):
+        self.model = model.eval().requires_grad_(False)
+        self.tokenizer = tokenizer
+        self.token_budget = int(token_budget)
+        self.settings = {**self.default_settings(), **(settings or {})}
+        # Set True (and unfreeze the model) to train through encode/token_logprobs, e.g. the world's env fit.
+        self.grad = False
+        self._layouts: dict = {}  # memo of _layout
+        self._check_tokenizer()
+
+    # ---------------------------------------------------------------- arch hooks
+
+    @classmethod
+    def model_class(cls):
+        """The transformers *ForConditionalGeneration class of this arch."""
+        raise NotImplementedError
+
+    def default_settings(self) -> dict:
+        """Processor settings (image mean/std, system prompt, ...) used when a folder does not give them."""
+        return {"image_mean": OPENAI_CLIP_MEAN, "image_std": OPENAI_CLIP_STD,
+                "system_prompt": "You are a helpful assistant."}
+
+    def text_around_video(self, prompt: str) -> tuple[str, str]:
+        """(text before the video placeholders, text after them up to the answer cue), in the model's template."""
+        raise NotImplementedError
+
+    def full_positions(self, input_ids: torch.Tensor, visual: VisualTokens) -> torch.Tensor:
+        """Position ids [P, L] of the full (nothing dropped) sequence input_ids [L]."""
+        raise NotImplementedError
+
+    def model_positions(self, positions: torch.Tensor) -> torch.Tensor:
+        """Our [P, B, L] position ids in the shape the model's forward takes."""
+        raise NotImplementedError
+
+    # ---------------------------------------------------------------- properties
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return next(self.model.parameters()).dtype
+
+    @property
+    def hidden_size(self) -> int:
+        """D: the LLM width, which projected visual tokens must have."""
+        return self.model.config.text_config.hidden_size
+
+    @property
+    def video_token_id(self) -> int:
+        return self.model.config.video_token_id
+
+    def _decoder_layers(self):
+        return self.model.model.language_model.layers
+
+    def _check_tokenizer(self):
+        vocab = self.model.config.text_config.vocab_size
+        if len(self.tokenizer) > vocab:
+            raise EnvError(f"tokenizer has {len(self.tokenizer)} tokens but the model's vocabulary has {vocab}")
+        if self.tokenizer.convert_ids_to_tokens(self.video_token_id) is None:
+            raise EnvError(f"the tokenizer has no token with the model's video_token_id {self.video_token_id}")
+
+    # ---------------------------------------------------------------- loading and saving
+
+    @classmethod
+    def from_pretrained(cls, path, dtype: str = "float32", device: str = "auto", attn_implementation: str = "sdpa",
+                        token_budget: int = 32768) -> "HFVideoEnv":
+        from transformers import AutoConfig, AutoTokenizer
+
+        path = Path(path)
+        _check_folder(path)
+        config = AutoConfig.from_pretrained(path, local_files_only=True)
+        if config.model_type != cls.model_type:
+            raise EnvError(f"{path}: holds a {config.model_type!r} model, but env.arch {cls.arch!r} needs "
+                           f"{cls.model_type!r}")
+        if dtype not in _DTYPES:
+            raise EnvError(f"dtype must be one of {sorted(_DTYPES)}, got {dtype!r}")
+        try:
+            tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
+            model = cls.model_class().from_pretrained(
+                path, dtype=_DTYPES[dtype], attn_implementation=attn_implementation, use_safetensors=True,
+                local_files_only=True, device_map=str(resolve_device(device)))
+        except (OSError, ValueError, ImportError) as e:
+            raise EnvError(f"{path}: cannot load the {cls.arch} environment: {e}") from None
+        return cls(model, tokenizer, token_budget=token_budget, settings=_read_settings(path))
+
+    def save_pretrained(self, path) -> None:
+        path = Path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        self.model.save_pretrained(path)  # safetensors
+        self.tokenizer.save_pretrained(path)
+        (path / SETTINGS_FILE).write_text(json.dumps({"arch": self.arch, **self.settings}, indent=2) + "\n")
+
+    # ---------------------------------------------------------------- request checks
+
+    def check_visual(self, visual: VisualTokens) -> None:
+        """EnvError unless the visual tokens fit this model (3-D features of width D, suffix of width D)."""
+        f = visual.features
+        if not isinstance(f, torch.Tensor) or f.ndim != 3:
+            raise EnvError(f"visual features must be a tensor [T, N, D], got "
+                           f"{list(f.shape) if isinstance(f, torch.Tensor) else type(f).__name__}")
+        if f.shape[-1] != self.hidden_size:
+            raise EnvError(f"visual features have width D={f.shape[-1]}, but this {self.arch} model's LLM width "
+                           f"is {self.hidden_size}; were they encoded by a different environment?")
+        rows, cols = visual.grid
+        if rows * cols != f.shape[1]:
+            raise EnvError(f"visual grid {visual.grid} does not match N={f.shape[1]} tokens per temporal unit")
+        if visual.suffix is not None and (visual.suffix.ndim != 2 or visual.suffix.shape[-1] != self.hidden_size):
+            raise EnvError(f"visual suffix must be [S, {self.hidden_size}], got {list(visual.suffix.shape)}")
+
+    @staticmethod
+    def keep_indices(request: ScoreRequest) -> torch.Tensor:
+        """Flat indices [K] (t * N + n) of the visual tokens the request keeps; EnvError for a bad or empty mask."""
+        T, N = request.visual.features.shape[:2]
+        if request.keep is None:
+            return torch.arange(T * N)
+        keep = torch.as_tensor(request.keep)
+        if keep.is_floating_point():  # probabilities passed by mistake would silently keep everything
+            raise EnvError(f"keep mask must be bool [T, N], got dtype {keep.dtype}")
+        if tuple(keep.shape) != (T, N):
+            raise EnvError(f"keep mask has shape {list(keep.shape)}, but the visual tokens are [T, N] = [{T}, {N}]")
+        kept = keep.reshape(-1).to("cpu").nonzero().squeeze(1)
+        if kept.numel() == 0:
+            raise EnvError("keep mask is empty: no visual token kept (a request must keep at least one)")
+        return kept
+
+    # ---------------------------------------------------------------- sequence layout
+
+    def _ids(self, text: str) -> torch.Tensor:
+        return torch.tensor(self.tokenizer(text, add_special_tokens=False).input_ids, dtype=torch.long)
+
+    def _layout(self, request: ScoreRequest, with_target: bool) -> tuple[torch.Tensor, torch.Tensor, int, int]:
+        """(input_ids [L], positions [P, L], start of the visual block, target length) of the FULL sequence.
+
+        Memoised: the K masks of one sample share their text and grid, and get_rope_index is a Python loop.
+        """
+        v = request.visual
+        key = (request.prompt, request.target if with_target else None, tuple(v.features.shape[:2]), v.grid,
+               0 if v.suffix is None else v.suffix.shape[0])
+        if key not in self._layouts:
+            before, after = self.text_around_video(request.prompt)
+            before_ids, after_ids = self._ids(before), self._ids(after)
+            target_ids = self._ids(request.target) if with_target else torch.zeros(0, dtype=torch.long)
+            placeholders = torch.full((key[2][0] * key[2][1] + key[4],), self.video_token_id, dtype=torch.long)
+            input_ids = torch.cat([before_ids, placeholders, after_ids, target_ids])  # [L]
+            if len(self._layouts) >= 4096:
+                self._layouts.clear()
+            self._layouts[key] = (input_ids, self.full_positions(input_ids, v), len(before_ids), len(target_ids))
+        return self._layouts[key]
+
+    def build_input_ids(self, request: ScoreRequest, with_target: bool = True) -> torch.Tensor:
+        """input_ids [L] of the FULL sequence with video placeholders (what an ordinary HF forward takes)."""
+        return self._layout(request, with_target)[0]
+
+    def build_sequence(self, request: ScoreRequest, with_target: bool = True) -> Sequence:
+        """Lay out one request (see the module doc) and drop the visual tokens it does not keep."""
+        visual = request.visual
+        self.check_visual(visual)
+        kept = self.keep_indices(request)  # [K]
+        T, N, D = visual.features.shape
+        input_ids, positions, start, n_target = self._layout(request, with_target)
+        end = start + T * N + (0 if visual.suffix is None else visual.suffix.shape[0])
+
+        device, dtype = self.device, self.dtype
+        # embed only the text: the placeholders' embeddings would be replaced by visual tokens anyway
+        text_ids = torch.cat([input_ids[:start], input_ids[end:]]).to(device)
+        text = self.model.get_input_embeddings()(text_ids)  # [L - T*N - S, D]
+        pieces = [text[:start], visual.features.reshape(T * N, D).to(device, dtype)[kept.to(device)]]
+        if visual.suffix is not None:
+            pieces.append(visual.suffix.to(device, dtype))
+        pieces.append(text[start:])
+        seq_keep = torch.ones(len(input_ids), dtype=torch.bool)
+        seq_keep[start:start + T * N] = False
+        seq_keep[start + kept] = True
+        return Sequence(embeds=torch.cat(pieces), positions=positions[:, seq_keep].to(device),
+                        target=text_ids[len(text_ids) - n_target:], visual_start=start, kept=kept)
+
+    # ---------------------------------------------------------------- forwards
+
+    def _forward(self, seqs: list[Sequence], logits_to_keep: int) -> torch.Tensor:
+        """One left-padded forward -> logits [B, logits_to_keep, V] of the last columns."""
+        embeds, mask, positions = left_pad(seqs)
+        out = self.model(inputs_embeds=embeds, attention_mask=mask, position_ids=self.model_positions(positions),
+                         use_cache=False, logits_to_keep=logits_to_keep)
+        return out.logits
+
+    def _last_logits(self, seqs: list[Sequence], need: list[int]) -> list[torch.Tensor]:
+        """For each sequence i, logits [need[i], V] at its last need[i] positions; chunked by token_budget."""
+        result: list[torch.Tensor | None] = [None] * len(seqs)
+        for chunk in chunk_by_budget([len(s) for s in seqs], self.token_budget):
+            k = max(need[i] for i in chunk)
+            logits = self._forward([seqs[i] for i in chunk], logits_to_keep=k)  # [B, k, V]
+            for row, i in enumerate(chunk):
+                result[i] = logits[row, k - need[i]:]
+        return result
+
+    def token_logprobs(self, requests: list[ScoreRequest]) -> list[torch.Tensor]:
+        """Log-probability of each target token given everything before it -> one float32 [t_r] per request."""
+        with torch.set_grad_enabled(self.grad):
+            seqs = [self.build_sequence(r) for r in requests]
+            for i, s in enumerate(seqs):
+                if s.target.numel() == 0:
+                    raise EnvError(f"request {i} has an empty target; score needs the answer text to score")
+            # target token j is predicted by the logits one position earlier: the last t+1 columns minus the last
+            logits = self._last_logits(seqs, [s.target.numel() + 1 for s in seqs])
+            out = []
+            for s, lg in zip(seqs, logits):
+                logp = torch.log_softmax(lg[:-1].float(), dim=-1)  # [t, V]
+                out.append(logp.gather(1, s.target[:, None]).squeeze(1))
+            return out
+
+    def score(self, requests: list[ScoreRequest]) -> torch.Tensor:
+        if not requests:
+            return torch.zeros(0)
+        return torch.stack([-lp.mean() for lp in self.token_logprobs(requests)]).cpu()
+
+    def choice_ids(self, choices: list[str]) -> list[int]:
+        ids = []
+        for c in choices:
+            toks = self.tokenizer(c, add_special_tokens=False).input_ids
+            if len(toks) != 1:
+                raise EnvError(f"choice {c!r} is {len(toks)} tokens; choice_logprobs needs single-token choices")
+            ids.append(toks[0])
+        return ids
+
+    def choice_logprobs(self, requests: list[ScoreRequest], choices: list[str],
+                        normalize: bool = True) -> torch.Tensor:
+        """[R, C] log-probs of each choice token at the answer position (request.target is ignored).
+
+        normalize=True: log-softmax over the choices only (they sum to 1); False: full-vocabulary log-probs.
+        """
+        ids = torch.tensor(self.choice_ids(choices), device=self.device)
+        if not requests:
+            return torch.zeros(0, len(choices))
+        with torch.no_grad():
+            seqs = [self.build_sequence(r, with_target=False) for r in requests]
+            logits = torch.stack([lg[-1] for lg in self._last_logits(seqs, [1] * len(seqs))]).float()  # [R, V]
+            if normalize:
+                return torch.log_softmax(logits[:, ids], dim=-1).cpu()
+            return torch.log_softmax(logits, dim=-1)[:, ids].cpu()
+
+    def _stop_ids(self) -> set[int]:
+        ids = {self.tokenizer.eos_token_id, self.tokenizer.convert_tokens_to_ids("<|endoftext|>")}
+        eos = self.model.generation_config.eos_token_id if self.model.generation_config else None
+        ids.update(eos if isinstance(eos, list) else [eos])
+        return {i for i in ids if isinstance(i, int) and i >= 0}
+
+    def generate(self, request: ScoreRequest, max_new_tokens: int = 16) -> str:
+        return self.tokenizer.decode(self.generate_ids(request, max_new_tokens), skip_special_tokens=True)
+
+    @torch.no_grad()
+    def generate_ids(self, request: ScoreRequest, max_new_tokens: int = 16) -> list[int]:
+        """Greedy decoding with a KV cache -> new token ids (stop token excluded).
+
+        New tokens continue the text positions (last prompt position + 1), as the target tokens do in `score`.
+        """
+        seq = self.build_sequence(request, with_target=False)
+        embed = self.model.get_input_embeddings()
+        stop = self._stop_ids()
+        positions = seq.positions[:, None, :]  # [P, 1, L]
+        out = self.model(inputs_embeds=seq.embeds[None], attention_mask=_ones_mask(seq),
+                         position_ids=self.model_positions(positions), use_cache=True, logits_to_keep=1)
+        new: list[int] = []
+        last = positions[:, :, -1:]  # [P, 1, 1]
+        for _ in range(max_new_tokens):
+            token = int(out.logits[0, -1].argmax())
+            if token in stop:
+                break
+            new.append(token)
+            if len(new) == max_new_tokens:
+                break
+            last = last + 1
+            out = self.model(inputs_embeds=embed(torch.tensor([[token]], device=self.device)),
+                             position_ids=self.model_positions(last), past_key_values=out.past_key_values,
+                             use_cache=True, logits_to_keep=1)
+        return new
+
+    @torch.no_grad()
+    def last_token_attention(self, request: ScoreRequest, layer: int) -> torch.Tensor:
+        """Attention [T, N] (float32, mean over heads) of the last prompt token to each visual token at LLM layer
+        `layer` (0-based). Dropped tokens (request.keep) get 0. Runs eager attention only up to that layer."""
+        layers = self._decoder_layers()
+        if not 0 <= layer < len(layers):
+            raise EnvError(f"layer {layer} is out of range: the LLM has {len(layers)} layers")
+        seq = self.build_sequence(request, with_target=False)
+        captured = {}
+
+        def grab(module, args, output):
+            captured["w"] = output[1][0, :, -1, :].float().mean(0)  # [L'] last query row, mean over heads
+            raise _StopForward
+
+        text_config = self.model.config.text_config
+        previous = text_config._attn_implementation
+        handle = layers[layer].self_attn.register_forward_hook(grab)
+        self.model.set_attn_implementation({"text_config": "eager"})  # only eager returns attention weights
+        try:
+            self.model(inputs_embeds=seq.embeds[None], attention_mask=_ones_mask(seq),
+                       position_ids=self.model_positions(seq.positions[:, None]), use_cache=False, logits_to_keep=1)
+        except _StopForward:
+            pass
+        finally:
+            handle.remove()
+            self.model.set_attn_implementation({"text_config": previous})
+        T, N = request.visual.features.shape[:2]
+        weights = captured["w"][seq.visual_start:seq.visual_start + seq.kept.numel()]
+        out = torch.zeros(T * N)
+        out[seq.kept] = weights.cpu()
+        return out.view(T, N)
+
+
+# --------------------------------------------------------------------------------------------- folders
+
+
+def _check_folder(path: Path) -> None:
+    """EnvError naming what a checkpoint folder lacks (config, safetensors weights, tokenizer)."""
+    if not path.is_dir():
+        raise EnvError(f"{path}: environment folder not found")
+    if not (path / "config.json").is_file():
+        raise EnvError(f"{path}: no config.json; not a transformers checkpoint folder")
+    if not any(path.glob("*.safetensors")):
+        raise EnvError(f"{path}: no *.safetensors weights (only safetensors checkpoints are loaded)")
+    if not any((path / f).is_file() for f in ("tokenizer.json", "tokenizer_config.json")):
+        raise EnvError(f"{path}: no tokenizer (tokenizer.json or tokenizer_config.json)")
+
+
+def _read_settings(path: Path) -> dict:
+    """Our settings file if present; else image mean/std etc. from a real checkpoint's processor config."""
+    ours = path / SETTINGS_FILE
+    if ours.is_file():
+        settings = json.loads(ours.read_text())
+        settings.pop("arch", None)
+        return settings
+    settings = {}
+    for name in ("video_preprocessor_config.json", "preprocessor_config.json"):
+        f = path / name
+        if f.is_file():
+            cfg = json.loads(f.read_text())
+            for key in ("image_mean", "image_std", "min_pixels", "max_pixels"):
+                if key in cfg and key not in settings:
+                    settings[key] = cfg[key]
+    return settings

@@ -1,0 +1,56 @@
+"""LLaVA-OneVision as a frozen reward environment.
+
+Each frame is resized to the SigLIP image size, encoded, projected and 2x bilinear-pooled into rows x cols tokens;
+the model then appends ONE learned newline token after the whole video. That newline is the `suffix` (always
+kept). Positions are plain 1-D indices on the full sequence.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from scorerl.envs.base import VisualTokens
+from scorerl.envs.common import HFVideoEnv, check_frames, normalize_frames, resize_frames
+
+
+class LlavaOneVisionEnv(HFVideoEnv):
+    arch = "llava_onevision"
+    model_type = "llava_onevision"
+
+    @classmethod
+    def model_class(cls):
+        from transformers import LlavaOnevisionForConditionalGeneration
+
+        return LlavaOnevisionForConditionalGeneration
+
+    def text_around_video(self, prompt: str) -> tuple[str, str]:
+        # the Qwen2 ChatML layout LLaVA-OneVision was trained with: "<video>\n" then the question
+        system = self.settings["system_prompt"]
+        before = f"<|im_start|>system\n{system}<|im_end|>\n<|im_start|>user\n"
+        return before, f"\n{prompt}<|im_end|>\n<|im_start|>assistant\n"
+
+    def preprocess(self, frames) -> dict[str, torch.Tensor]:
+        """Frames uint8 [F, H, W, 3] -> {pixel_values_videos [1, F, 3, S, S]} (S = vision image_size)."""
+        frames = check_frames(frames, min_frames=1)
+        size = self.model.config.vision_config.image_size
+        x = normalize_frames(frames, self.settings["image_mean"], self.settings["image_std"], self.device)
+        return {"pixel_values_videos": resize_frames(x, size, size)[None].to(self.dtype)}
+
+    def encode(self, frames) -> VisualTokens:
+        inputs = self.preprocess(frames)
+        F = inputs["pixel_values_videos"].shape[1]
+        vision = self.model.config.vision_config
+        side = math.ceil(vision.image_size // vision.patch_size / 2)  # tokens per side after 2x pooling
+        with torch.set_grad_enabled(self.grad):
+            out = self.model.model.get_video_features(**inputs)
+        tokens = out.pooler_output[0]  # [F * side * side + 1, D]: frames in raster order, then the newline
+        return VisualTokens(features=tokens[:-1].reshape(F, side * side, -1), grid=(side, side),
+                            suffix=tokens[-1:], meta={})
+
+    def full_positions(self, input_ids: torch.Tensor, visual: VisualTokens) -> torch.Tensor:
+        return torch.arange(len(input_ids))[None]  # [1, L]
+
+    def model_positions(self, positions: torch.Tensor) -> torch.Tensor:
+        return positions[0]  # the LM takes (B, L)
