@@ -252,6 +252,8 @@ class TrainSection:
     """accelerate trackers besides metrics.jsonl: wandb, tensorboard."""
     tracker_project: str = "scorerl"
     """Project name given to the trackers (wandb project; tensorboard subfolder of <run>/trackers)."""
+    precompute_features: bool = True
+    """Encode every training sample's visual tokens before step 1 (False: encode each on first use)."""
 
     def validate(self, err):
         for key in ("max_steps", "batch_size", "grad_accum", "checkpoint_every", "keep_last", "log_every"):
@@ -278,15 +280,24 @@ class EvalSection:
     """Samples per evaluation forward."""
     limit: int = 0
     """Evaluate only the first N samples (0 = all)."""
+    fastv_layer: int = 2
+    """FastV's K: visual tokens are ranked by the last prompt token's attention in LLM layer K (1-based), as in FastV."""
 
     def validate(self, err):
         for r in self.ratios:
-            if not isinstance(r, (int, float)) or not 0 < r <= 1:
+            if isinstance(r, bool) or not isinstance(r, (int, float)) or not 0 < r <= 1:
                 err("ratios", f"every ratio must be in (0, 1], got {r!r}")
+        if not self.methods:
+            err("methods", "must name at least one method")
+        for m in self.methods:
+            if not isinstance(m, str) or not m.strip():
+                err("methods", f"every method must be a non-empty name, got {m!r}")
         if self.batch_size < 1:
             err("batch_size", "must be >= 1")
         if self.limit < 0:
             err("limit", "must be >= 0")
+        if self.fastv_layer < 1:
+            err("fastv_layer", "must be >= 1 (FastV's K counts layers from 1)")
 
 
 @dataclass
@@ -308,8 +319,16 @@ class BenchSection:
 
     def validate(self, err):
         for r in self.ratios:
-            if not isinstance(r, (int, float)) or not 0 < r <= 1:
+            if isinstance(r, bool) or not isinstance(r, (int, float)) or not 0 < r <= 1:
                 err("ratios", f"every ratio must be in (0, 1], got {r!r}")
+        if self.num_frames < 1:
+            err("num_frames", "must be >= 1")
+        if self.frame_size < 8:
+            err("frame_size", "must be >= 8")
+        if self.prompt_tokens < 1:
+            err("prompt_tokens", "must be >= 1")
+        if self.warmup < 0:
+            err("warmup", "must be >= 0")
         if self.repeats < 1:
             err("repeats", "must be >= 1")
 

@@ -1,0 +1,391 @@
+"""The SCORE training recipe, top to bottom: `train(cfg, resume, force) -> run folder`.
+
+    accelerator -> where to start (fresh | checkpoint) -> seeds -> frozen env -> manifests -> feature cache
+    -> policy, AdamW, warm-up schedule -> curriculum over sharded samplers -> restore state
+    -> loop: grad_accum x (batch -> rollout -> backward), clip, step, log, checkpoint -> export run/policy
+
+Launch: `scorerl train CONFIG [key=value ...]` on one process, or
+`accelerate launch [--cpu] --num_processes P -m scorerl train CONFIG ...` on P processes (data-parallel over groups:
+each process takes train.batch_size whole groups of the global batch; gradients are averaged by accelerate).
+
+Run folder (<run.output_dir>/<run.name>):
+    config.yaml            the resolved config of the latest start
+    metrics.jsonl          one line per logged optimizer step (see rl/logging.py)
+    checkpoints/step-N/    atomic checkpoints (see rl/checkpoint.py)
+    policy/                the final policy, exported (see export.py)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+import shutil
+import time
+import warnings
+from pathlib import Path
+
+import torch
+
+from scorerl.config import Config
+from scorerl.errors import CheckpointError, ConfigError
+from scorerl.rl import checkpoint as ckpt
+from scorerl.rl.curriculum import Curriculum
+from scorerl.rl.logging import MetricsLogger, ProgressBar, tracker_kwargs
+from scorerl.rl.rollout import RolloutItem, ppo_loss, rollout
+from scorerl.rl.sampler import ResumableSampler
+
+log = logging.getLogger(__name__)
+
+# The names TRL users already read, then ours; every logged line has all of them.
+METRIC_NAMES = ("reward", "reward_std", "frac_reward_zero_std", "fidelity", "sparsity", "kept_fraction", "ce_base",
+                "dce", "loss", "entropy", "grad_norm", "lr", "stage", "samples_per_s", "env_ms", "policy_ms")
+
+
+def train(cfg: Config, resume: str | None = None, force: bool = False) -> Path:
+    """Train a SCORE policy as `cfg` says; returns the run folder (which holds policy/ when the run finished).
+
+    resume: None = a fresh run (refused if the run folder already has checkpoints, unless force, which deletes
+    them); `auto` = continue from the run's latest complete checkpoint, or start fresh if it has none; a PATH =
+    continue from that checkpoint folder. A config that differs from the checkpoint's in a key that changes the
+    run is refused (the error names the keys) unless force.
+    """
+    from accelerate.utils import set_seed
+
+    run_dir = Path(cfg.run.output_dir).expanduser() / cfg.run.name
+    T = cfg.train
+
+    # ---- 1. accelerate: processes, gradient accumulation, mixed precision, trackers, optional DeepSpeed
+    accelerator = _make_accelerator(cfg, run_dir)
+    rank, world_size, is_main = accelerator.process_index, accelerator.num_processes, accelerator.is_main_process
+
+    # ---- 2. where to start: a checkpoint (validated against this config) or nothing
+    start = _find_start(run_dir, resume, force, cfg, accelerator)
+    start_step = start.step if start is not None else 0
+    if start is not None and start_step >= T.max_steps:
+        # Already done (e.g. `scorerl demo` run twice): make sure the policy is exported, then stop.
+        if is_main and not (run_dir / "policy").is_dir():
+            from scorerl.export import export_checkpoint
+
+            export_checkpoint(start, run_dir / "policy")
+        accelerator.wait_for_everyone()
+        _log_main(accelerator, f"{run_dir}: already trained to step {start_step} >= train.max_steps={T.max_steps}")
+        accelerator.end_training()
+        return run_dir
+    if is_main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / "config.yaml").write_text(cfg.to_yaml())
+    accelerator.wait_for_everyone()
+
+    # ---- 3. seeds: each process its own stream for anything incidental; masks are seeded per sample (rollout.py)
+    set_seed(cfg.run.seed + rank)
+
+    # ---- 4. the frozen environment, on this process's device; never prepared/wrapped (it has no gradients)
+    from scorerl.envs import load_env
+
+    env_section = cfg.env
+    if env_section.device == "auto":
+        env_section = dataclasses.replace(env_section, device=str(accelerator.device))
+    env = load_env(env_section)
+    env_info = _env_info(cfg)
+
+    # ---- 5. data: stage 1 (static pseudo-videos) and stage 2 (videos)
+    from scorerl.data.manifest import read_manifest, resolve_manifest
+
+    uses_stage1 = cfg.curriculum.switch == "plateau" or cfg.curriculum.stage1_steps > 0
+    stage_samples = {}
+    for stage, spec, used in ((1, cfg.data.stage1_manifest, uses_stage1), (2, cfg.data.stage2_manifest, True)):
+        if used:
+            stage_samples[stage], _skipped = read_manifest(resolve_manifest(spec), skip_bad=cfg.data.skip_bad)
+
+    # ---- 6. features: the vision tower runs once per sample, here, not once per step
+    from scorerl.data.cache import FeatureCache
+
+    cache = FeatureCache(env, env_info["fingerprint"], cfg.data.num_frames, cfg.data.frame_size,
+                         jitter=cfg.data.pseudo_video_jitter, cache_dir=cfg.data.cache_dir or None)
+    if T.precompute_features:
+        _precompute(cache, [s for samples in stage_samples.values() for s in samples], accelerator)
+    feature_dim = cache.get(stage_samples[2][0]).features.shape[-1]
+
+    # ---- 7. policy, optimizer, learning-rate schedule
+    from scorerl.compress.policy import TokenPolicy
+
+    torch.manual_seed(cfg.run.seed)  # the same initial policy on every process, whatever its rank
+    policy = TokenPolicy(feature_dim, cfg.policy).to(accelerator.device)
+    ref_policy = None
+    if cfg.rl.kl_coef > 0:  # frozen copy of the initial policy for the KL term (saved in checkpoints)
+        ref_policy = TokenPolicy(feature_dim, cfg.policy).to(accelerator.device)
+        ref_policy.load_state_dict(policy.state_dict())
+        ref_policy.requires_grad_(False).eval()
+    optimizer = torch.optim.AdamW(policy.parameters(), lr=T.lr, weight_decay=T.weight_decay)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _warmup(T.warmup_steps))
+    policy, optimizer, scheduler = accelerator.prepare(policy, optimizer, scheduler)
+
+    # ---- 8. curriculum over samplers sharded by rank (a sample and its K masks stay on one process)
+    samplers = {s: ResumableSampler(len(samples), seed=cfg.run.seed + 1000 * s, rank=rank, world_size=world_size)
+                for s, samples in stage_samples.items()}
+    curriculum = Curriculum(cfg.curriculum, samplers.get(1), samplers[2], seed=cfg.run.seed)
+
+    # ---- 9. restore everything a checkpoint holds
+    ce_base_cache: dict[str, float] = {}  # CE_base per sample (all visual tokens), scored once over the run
+    if start is not None:
+        _restore(start, accelerator, policy, optimizer, scheduler, curriculum, ref_policy, feature_dim)
+        ce_base_cache.update(start.state.get("ce_base", {}))
+        _log_main(accelerator, f"resumed from {start.path} at step {start_step} (stage {curriculum.stage})")
+
+    # ---- 10. the loop
+    logger = MetricsLogger(run_dir, accelerator, T.trackers, resume_step=start_step if start is not None else None,
+                           project=T.tracker_project, config=cfg.to_dict(), run_name=cfg.run.name)
+    bar = ProgressBar(T.max_steps, initial=start_step, keys=("reward", "kept_fraction", "stage"), disable=not is_main)
+    global_batch = T.batch_size * world_size  # samples per micro-step over all processes
+    max_norm = T.max_grad_norm if T.max_grad_norm > 0 else math.inf  # inf: no clipping, but the norm is logged
+    last_saved = start_step
+    step = start_step  # optimizer steps finished
+    try:
+        while step < T.max_steps:
+            t_step = time.perf_counter()
+            rollouts, local, new_ce_base = [], [], {}
+            for epoch in range(cfg.rl.ppo_epochs):
+                for micro in range(T.grad_accum):
+                    with accelerator.accumulate(policy):
+                        if epoch == 0:  # collect: fresh batch, masks, env scores, REINFORCE loss
+                            stage, picks = curriculum.next_batch(T.batch_size)
+                            # This process's slice of the global batch starts at this position (see rollout.py).
+                            first = micro * global_batch + rank * T.batch_size
+                            items = _items(picks, stage_samples, cache, first)
+                            ro = rollout(policy, env, items, cfg, step=step, ce_base_cache=ce_base_cache,
+                                         ref_policy=ref_policy)
+                            new_ce_base.update(ro.new_ce_base)
+                            if cfg.rl.ppo_epochs > 1:
+                                rollouts.append(ro)
+                            loss, metrics = ro.loss, dict(ro.metrics)
+                        else:  # further PPO update on the same masks and advantages
+                            loss, _ = ppo_loss(policy, rollouts[micro], cfg)
+                            metrics = {}
+                        t0 = time.perf_counter()
+                        accelerator.backward(loss)
+                        if metrics:
+                            metrics["policy_ms"] += 1000 * (time.perf_counter() - t0)
+                            local.append(metrics)
+                grad_norm = accelerator.clip_grad_norm_(policy.parameters(), max_norm)
+                lr = optimizer.param_groups[0]["lr"]  # the rate this update used
+                optimizer.step()
+                optimizer.zero_grad(set_to_none=True)
+            scheduler.step()  # once per optimizer step, whatever the process count (see _make_accelerator)
+            _share_ce_base(ce_base_cache, new_ce_base, accelerator)
+
+            # Metrics: mean over micro-steps here, then over processes (all processes have equal batches).
+            keys = sorted(local[0])
+            values = torch.tensor([[m[k] for k in keys] for m in local], dtype=torch.float64).mean(0)
+            values = accelerator.reduce(values.to(accelerator.device), reduction="mean").cpu()
+            metrics = dict(zip(keys, values.tolist()))
+            seconds = time.perf_counter() - t_step
+            metrics.update(grad_norm=_scalar(grad_norm), lr=lr, stage=stage,
+                           samples_per_s=global_batch * T.grad_accum / seconds, step_s=seconds,
+                           **curriculum.metrics())
+            curriculum.observe(step, metrics["reward"])  # the global mean: every process switches together
+            step += 1
+
+            if step % T.log_every == 0 or step == T.max_steps:
+                logger.log(step, metrics)
+            bar.update(step, metrics)
+            if step % T.checkpoint_every == 0 or step == T.max_steps:
+                _save(run_dir, step, cfg, accelerator, policy, optimizer, scheduler, curriculum, ref_policy,
+                      feature_dim, env_info, ce_base_cache)
+                last_saved = step
+    finally:
+        bar.close()
+        logger.close()
+
+    # ---- 11. the final policy, as a self-describing folder the eval harness loads
+    if is_main:
+        from scorerl.export import write_export
+
+        write_export(accelerator.unwrap_model(policy), run_dir / "policy", config=cfg.to_dict(), step=step,
+                     env=env_info, source=str(ckpt.checkpoints_dir(run_dir) / ckpt.step_dir_name(last_saved)))
+    accelerator.wait_for_everyone()
+    accelerator.end_training()
+    return run_dir
+
+
+# ================================================================================================ pieces
+
+
+def _make_accelerator(cfg: Config, run_dir: Path):
+    """Accelerator with gradient accumulation, mixed precision, trackers and, when configured, DeepSpeed."""
+    from accelerate import Accelerator
+
+    T = cfg.train
+    kwargs = dict(gradient_accumulation_steps=T.grad_accum, mixed_precision=T.mixed_precision,
+                  # Without CUDA, cpu=True lets a torchrun-style launch (`accelerate launch --multi_gpu`, `torchrun`)
+                  # form a gloo process group: accelerate only detects MULTI_CPU when told it runs on CPU. Not with
+                  # DeepSpeed, which accelerate switches off under cpu=True (DeepSpeed picks its CPU backend itself).
+                  cpu=not torch.cuda.is_available() and not T.deepspeed_config,
+                  # The schedule is counted in optimizer steps: accelerate would otherwise step it once per
+                  # process per optimizer step, and a 2-process run would warm up twice as fast as a 1-process one.
+                  step_scheduler_with_optimizer=False,
+                  **tracker_kwargs(run_dir, T.trackers))
+    if T.deepspeed_config:
+        kwargs["deepspeed_plugin"] = _deepspeed_plugin(cfg)
+    return Accelerator(**kwargs)
+
+
+def _deepspeed_plugin(cfg: Config):
+    """accelerate's DeepSpeedPlugin over train.deepspeed_config (imported only here: deepspeed is optional)."""
+    T = cfg.train
+    path = Path(T.deepspeed_config).expanduser()
+    if not path.is_file():
+        raise ConfigError(f"train.deepspeed_config: {path} not found")
+    try:
+        import deepspeed  # noqa: F401
+    except ImportError:
+        raise ConfigError(f"train.deepspeed_config is set ({path}) but deepspeed is not installed: "
+                          "pip install scorerl[deepspeed]") from None
+    from accelerate.utils import DeepSpeedPlugin
+
+    plugin = DeepSpeedPlugin(hf_ds_config=str(path), gradient_accumulation_steps=T.grad_accum,
+                             gradient_clipping=T.max_grad_norm if T.max_grad_norm > 0 else None)
+    # There is no dataloader for accelerate to infer the micro-batch from, and DeepSpeed refuses "auto" there.
+    plugin.deepspeed_config["train_micro_batch_size_per_gpu"] = T.batch_size
+    return plugin
+
+
+def _warmup(warmup_steps: int):
+    """LR factor: linear warm-up over warmup_steps optimizer steps (the first step already > 0), then 1."""
+    def factor(step: int) -> float:
+        return 1.0 if warmup_steps <= 0 else min(1.0, (step + 1) / warmup_steps)
+    return factor
+
+
+def _find_start(run_dir: Path, resume: str | None, force: bool, cfg: Config, accelerator) -> ckpt.Checkpoint | None:
+    """The checkpoint to continue from (None = fresh), checked against cfg; see train's docstring."""
+    if resume is None:
+        existing = ckpt.list_checkpoints(run_dir)
+        if existing and not force:
+            raise CheckpointError(f"{run_dir} already holds checkpoints (latest {existing[-1].name}): pass "
+                                  "--resume auto to continue that run, use another run.name, or --force to "
+                                  "start over (deletes its checkpoints)")
+        if existing and accelerator.is_main_process:
+            _log_main(accelerator, f"--force: deleting the checkpoints and policy of {run_dir}")
+            shutil.rmtree(ckpt.checkpoints_dir(run_dir), ignore_errors=True)
+            shutil.rmtree(run_dir / "policy", ignore_errors=True)
+        accelerator.wait_for_everyone()
+        return None
+    if resume == "auto":
+        accelerator.wait_for_everyone()  # nobody may still be writing when the main process cleans temp folders
+        path = ckpt.latest_checkpoint(run_dir, clean_stale=accelerator.is_main_process)
+        accelerator.wait_for_everyone()
+        if path is None:
+            _log_main(accelerator, f"--resume auto: no checkpoint in {run_dir}; starting fresh")
+            return None
+    else:
+        path = Path(resume).expanduser()
+        if not (path / ckpt.MARKER).is_file() and ckpt.latest_checkpoint(path) is not None:
+            path = ckpt.latest_checkpoint(path)  # a run folder was given: its latest checkpoint
+    start = ckpt.load_checkpoint(path, rank=accelerator.process_index)
+    diffs = ckpt.check_resume_config(start.state.get("config", {}), cfg.to_dict(), force=force)
+    if diffs:
+        warnings.warn(f"resuming {path} with a changed config (forced): {', '.join(diffs)}")
+    return start
+
+
+def _restore(start: ckpt.Checkpoint, accelerator, policy, optimizer, scheduler, curriculum, ref_policy,
+             feature_dim: int) -> None:
+    """Put every piece of state a checkpoint holds back in place."""
+    state = start.state
+    if state.get("feature_dim") != feature_dim:
+        raise CheckpointError(f"{start.path}: its policy reads features of width {state.get('feature_dim')}, this "
+                              f"environment produces {feature_dim}: env changed since the checkpoint")
+    accelerator.unwrap_model(policy).load_state_dict(start.tensors["policy"])
+    if ref_policy is not None:
+        if "ref_policy" not in start.tensors:
+            raise CheckpointError(f"{start.path}: rl.kl_coef > 0 needs the initial policy, which this checkpoint "
+                                  "lacks (it was written with kl_coef = 0)")
+        ref_policy.load_state_dict(start.tensors["ref_policy"])
+    if "optimizer" in start.tensors:
+        optimizer.load_state_dict(ckpt.unflatten_optimizer_state(start.tensors["optimizer"], state["optimizer"]))
+    else:
+        warnings.warn(f"{start.path}: no optimizer state (DeepSpeed ZeRO >= 1 run); Adam moments restart")
+    scheduler.load_state_dict(state["scheduler"])
+    curriculum.load_state_dict(state["curriculum"])
+    if start.rng is not None:
+        ckpt.restore_rng_state(start.rng)
+    else:
+        warnings.warn(f"{start.path}: written by {start.world_size} process(es), none with rank "
+                      f"{accelerator.process_index}; this process's RNG is not restored (masks do not depend on it)")
+
+
+def _save(run_dir: Path, step: int, cfg: Config, accelerator, policy, optimizer, scheduler, curriculum, ref_policy,
+          feature_dim: int, env_info: dict, ce_base_cache: dict) -> Path:
+    """Checkpoint `step` on every process: policy, optimizer, scheduler, curriculum + samplers, CE_base cache,
+    RNG, config."""
+    tensors = {"policy": accelerator.get_state_dict(policy)}
+    state = {"step": step, "config": cfg.to_dict(), "feature_dim": feature_dim, "env": env_info,
+             "scheduler": scheduler.state_dict(), "curriculum": curriculum.state_dict(),
+             "ce_base": ce_base_cache, "world_size": accelerator.num_processes}
+    try:
+        tensors["optimizer"], state["optimizer"] = ckpt.flatten_optimizer_state(optimizer.state_dict())
+    except TypeError:
+        # A DeepSpeed ZeRO >= 1 optimizer holds partitioned state objects that are not plain tensors.
+        tensors.pop("optimizer", None)
+    if ref_policy is not None:
+        tensors["ref_policy"] = ref_policy.state_dict()
+    return ckpt.save_checkpoint(run_dir, step, tensors=tensors, state=state, rng=ckpt.capture_rng_state(),
+                                keep_last=cfg.train.keep_last, rank=accelerator.process_index,
+                                world_size=accelerator.num_processes, barrier=accelerator.wait_for_everyone)
+
+
+def _items(picks, stage_samples: dict, cache, first_position: int) -> list[RolloutItem]:
+    """Rollout items of the curriculum's picks [(stage, index)]: sample, cached features, global batch position."""
+    items = []
+    for j, (stage, index) in enumerate(picks):
+        sample = stage_samples[stage][index]
+        items.append(RolloutItem(sample, cache.get(sample), position=first_position + j, key=f"{stage}:{sample.id}"))
+    return items
+
+
+def _share_ce_base(cache: dict, new: dict, accelerator) -> None:
+    """Give every process the CE_base entries any process computed this step, so all hold the same cache (the
+    one a checkpoint stores) and no sample is scored twice when it later lands on another process."""
+    if accelerator.num_processes > 1:
+        from accelerate.utils import gather_object
+
+        for part in gather_object([new]):
+            cache.update(part)
+
+
+def _precompute(cache, samples, accelerator) -> None:
+    """Encode every sample once: each process encodes its share into the disk cache, then all read it all."""
+    from tqdm.auto import tqdm
+
+    rank, world = accelerator.process_index, accelerator.num_processes
+    mine = samples[rank::world]
+    for sample in tqdm(mine, desc="encoding features", unit="sample", disable=not accelerator.is_main_process,
+                       leave=False):
+        cache.get(sample)
+    accelerator.wait_for_everyone()
+    for sample in samples:  # the others' share: from disk into memory
+        cache.get(sample)
+
+
+def _env_info(cfg: Config) -> dict:
+    """What the policy was trained against, for checkpoints and export.json."""
+    from scorerl.data.cache import env_fingerprint
+    from scorerl.envs import resolve_env_path
+
+    env_dir = resolve_env_path(cfg.env.path)
+    return {"arch": cfg.env.arch, "path": cfg.env.path, "resolved_path": str(env_dir.resolve()),
+            "fingerprint": env_fingerprint(env_dir), "num_frames": cfg.data.num_frames,
+            "frame_size": cfg.data.frame_size}
+
+
+def _scalar(x) -> float:
+    if x is None:
+        return float("nan")
+    return float(x.item()) if torch.is_tensor(x) else float(x)
+
+
+def _log_main(accelerator, text: str) -> None:
+    if accelerator.is_main_process:
+        log.info(text)
+        print(f"scorerl: {text}", flush=True)
