@@ -1,0 +1,234 @@
+"""`scorerl eval`: multiple-choice accuracy of compression methods at keep ratios, on cached features.
+
+Recipe, top to bottom (run_eval):
+  1. read the manifest (bad lines stop the run with FILE:LINE, or are skipped and counted with data.skip_bad)
+  2. load the frozen environment; encode every sample once through the feature cache
+  3. `full` once (all tokens; always run, listed or not, because it is the reference for `relative`), then every
+     other method at every ratio: masks -> one batched prefill per batch -> the answer is the option letter with
+     the highest log-probability among the sample's options
+  4. metrics per (method, ratio): accuracy, relative = accuracy / accuracy(full), n, kept_fraction, per family
+  5. FILE.json (meta + results + per-sample predictions), FILE.md (table), FILE.png (accuracy vs ratio)
+
+Every method sees the same cached features and the same prompts, so the comparison is on equal footing. Batching
+only changes how requests are grouped into forwards (left padding, original positions), never an answer: batch B
+gives the same results as batch 1.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from datetime import datetime, timezone
+from pathlib import Path
+
+import torch
+
+from scorerl.config import Config
+from scorerl.data.manifest import LETTERS, Sample, format_prompt, manifest_hash, read_manifest, resolve_manifest
+from scorerl.envs.base import ScoreRequest, VideoEnv
+from scorerl.errors import CheckpointError, ConfigError, EnvError
+from scorerl.eval.methods import EvalItem, MethodContext, check_methods, load_policy, method_masks
+from scorerl.eval.report import write_eval_report
+
+log = logging.getLogger(__name__)
+
+# Evaluation sees images as exact pseudo-videos: jitter is a stage-1 training augmentation, not part of the task.
+EVAL_JITTER = 0.0
+
+
+def run_eval(cfg: Config, policy_dir: str | Path | None = None, out: str | Path = "results.json",
+             manifest: str | Path | None = None, *, env: VideoEnv | None = None) -> dict:
+    """Evaluate cfg.eval.methods at cfg.eval.ratios; write FILE.json / .md / .png; return the JSON dict.
+
+    `env` (optional) is an already loaded environment to use instead of load_env(cfg.env); its feature-cache
+    identity is still taken from cfg.env.path when that is a folder, else from its weights.
+    """
+    methods = check_methods(cfg.eval.methods)
+    ratios = sorted({float(r) for r in cfg.eval.ratios})
+    manifest_path = resolve_manifest(manifest if manifest is not None else cfg.data.eval_manifest)
+    samples, skipped = read_manifest(manifest_path, skip_bad=cfg.data.skip_bad)
+    if cfg.eval.limit:
+        samples = samples[:cfg.eval.limit]
+
+    policy = None
+    if "score" in methods:
+        if policy_dir is None:
+            raise ConfigError("method score needs a trained policy: pass --policy (exported policy folder or run "
+                              "folder), or drop score from eval.methods")
+        policy = load_policy(policy_dir)
+
+    torch.manual_seed(cfg.run.seed)
+    if env is None:
+        from scorerl.envs import load_env
+
+        env = load_env(cfg.env)
+    if "fastv" in methods:
+        _check_fastv_layer(env, cfg.eval.fastv_layer)
+    env_dir = _env_dir(cfg)
+    env_id = _env_id(env, env_dir)
+    items = encode_samples(env, env_id, samples, cfg)
+    if policy is not None and policy.feature_dim != items[0].visual.features.shape[-1]:
+        raise CheckpointError(f"{policy_dir}: the policy takes D={policy.feature_dim} features, but this "
+                              f"environment gives D={items[0].visual.features.shape[-1]}; it was trained for "
+                              f"another model")
+    ctx = MethodContext(env=env, policy=policy, seed=cfg.run.seed, fastv_layer=cfg.eval.fastv_layer)
+
+    runs = [("full", 1.0)] + [(m, r) for m in methods if m != "full" for r in ratios]
+    rows, predictions = evaluate_runs(env, samples, items, runs, ctx, cfg.eval.batch_size)
+
+    result = {
+        "meta": _meta(cfg, manifest_path, skipped, env_dir, env_id, methods, ratios, policy_dir, samples),
+        "results": rows,
+        "predictions": predictions,
+    }
+    paths = write_eval_report(result, out)
+    log.info("wrote %s, %s, %s", paths["json"], paths["md"], paths["png"])
+    return result
+
+
+# --------------------------------------------------------------------------------------------- steps
+
+
+def encode_samples(env: VideoEnv, env_id: str, samples: list[Sample], cfg: Config) -> list[EvalItem]:
+    """Visual tokens of every sample (from the feature cache, encoded once) with its prompt."""
+    from tqdm.auto import tqdm
+
+    from scorerl.data.cache import FeatureCache
+
+    cache = FeatureCache(env, env_id, cfg.data.num_frames, cfg.data.frame_size, jitter=EVAL_JITTER,
+                         cache_dir=cfg.data.cache_dir or None)
+    return [EvalItem(id=s.id, visual=cache.get(s), prompt=format_prompt(s))
+            for s in tqdm(samples, desc="features", unit="sample", leave=False)]
+
+
+def evaluate_runs(env: VideoEnv, samples: list[Sample], items: list[EvalItem], runs: list[tuple[str, float]],
+                  ctx: MethodContext, batch_size: int) -> tuple[list[dict], dict[str, str]]:
+    """Metrics rows (relative to the first run, `full`) and per-sample predicted letters for each (method, ratio)."""
+    from tqdm.auto import tqdm
+
+    batches = [list(range(i, min(i + batch_size, len(items)))) for i in range(0, len(items), batch_size)]
+    rows, predictions = [], {}
+    with tqdm(total=len(runs) * len(batches), desc="eval", unit="batch") as bar:
+        for method, rho in runs:
+            pred, kept = [], []
+            for idx in batches:
+                bar.set_postfix_str(f"{method}@{rho:g}")
+                p, k = answer_batch(env, [samples[i] for i in idx], [items[i] for i in idx], method, rho, ctx)
+                pred += p
+                kept += k
+                bar.update(1)
+            rows.append(summarise(method, rho, samples, pred, kept))
+            predictions[f"{method}@{rho:g}"] = "".join(LETTERS[i] for i in pred)
+    full_acc = rows[0]["accuracy"]
+    for row in rows:
+        row["relative"] = row["accuracy"] / full_acc if full_acc > 0 else None
+    return rows, predictions
+
+
+def answer_batch(env: VideoEnv, samples: list[Sample], items: list[EvalItem], method: str, rho: float,
+                 ctx: MethodContext) -> tuple[list[int], list[float]]:
+    """Predicted option index and kept fraction of each sample in one batch (one batched prefill)."""
+    if method == "full":
+        masks = [None] * len(items)  # None = every token, the environment's uncompressed path
+    else:
+        masks = method_masks(method, items, rho, ctx)
+    requests = [ScoreRequest(visual=it.visual, prompt=it.prompt, keep=m) for it, m in zip(items, masks)]
+    with torch.inference_mode():
+        logp = env.choice_logprobs(requests, list(LETTERS)).float().cpu()  # [R, len(LETTERS)]
+    n_options = torch.tensor([len(s.options) for s in samples])  # [R]
+    # Letters past a sample's last option are not answers to it, however likely the model finds them.
+    invalid = torch.arange(len(LETTERS))[None, :] >= n_options[:, None]
+    pred = logp.masked_fill(invalid, float("-inf")).argmax(dim=1)  # [R]; ties go to the earlier letter
+    kept = [1.0 if m is None else float(m.sum()) / m.numel() for m in masks]
+    return pred.tolist(), kept
+
+
+def summarise(method: str, rho: float, samples: list[Sample], pred: list[int], kept: list[float]) -> dict:
+    """accuracy, n, kept_fraction and per-family accuracy of one (method, ratio); relative is added later."""
+    correct = [p == s.answer_index for p, s in zip(pred, samples)]
+    families: dict[str, list[bool]] = {}
+    for ok, s in zip(correct, samples):
+        if s.family:
+            families.setdefault(s.family, []).append(ok)
+    n = len(correct)
+    return {
+        "method": method,
+        "ratio": rho,
+        "accuracy": sum(correct) / n,
+        "relative": None,
+        "n": n,
+        "kept_fraction": sum(kept) / n,
+        "families": {f: {"accuracy": sum(v) / len(v), "n": len(v)} for f, v in sorted(families.items())},
+    }
+
+
+# --------------------------------------------------------------------------------------------- identity, meta
+
+
+def _env_dir(cfg: Config) -> Path:
+    """The environment's checkpoint folder: env.path, or the built-in world's fitted environment for `world`
+    (the bare path when that does not resolve, e.g. for an in-memory environment)."""
+    from scorerl.envs import resolve_env_path
+
+    try:
+        return resolve_env_path(cfg.env.path)
+    except EnvError:
+        return Path(cfg.env.path).expanduser()
+
+
+def _env_id(env: VideoEnv, env_dir: Path) -> str:
+    """Feature-cache identity of the environment: its folder's fingerprint, or for an in-memory environment
+    without one, a hash of its weights (so two different models never share cached features)."""
+    from scorerl.data.cache import env_fingerprint
+
+    if env_dir.is_dir():
+        return env_fingerprint(env_dir)
+    model = getattr(env, "model", None)
+    if model is None:
+        raise ConfigError(f"env.path {str(env_dir)!r} is not a folder and the environment exposes no weights to "
+                          f"identify its cached features by")
+    h = hashlib.sha256(type(env).__name__.encode())
+    for name, t in sorted(model.state_dict().items()):
+        h.update(name.encode())
+        h.update(t.detach().float().cpu().numpy().tobytes())
+    return "weights-" + h.hexdigest()[:16]
+
+
+def _check_fastv_layer(env: VideoEnv, k: int) -> None:
+    """Fail before any evaluation, not halfway through it, when the LLM has fewer than K layers."""
+    config = getattr(getattr(env, "model", None), "config", None)
+    layers = getattr(getattr(config, "text_config", config), "num_hidden_layers", None)
+    if layers is not None and k > layers:
+        raise ConfigError(f"eval.fastv_layer: K={k} but the environment's LLM has only {layers} layers")
+
+
+def _versions() -> dict:
+    import transformers
+
+    import scorerl
+
+    return {"scorerl": scorerl.__version__, "torch": torch.__version__, "transformers": transformers.__version__}
+
+
+def _meta(cfg: Config, manifest_path: Path, skipped, env_dir: Path, env_id: str, methods, ratios, policy_dir,
+          samples: list[Sample]) -> dict:
+    """Everything a number depends on, so a results file names exactly what produced it."""
+    return {
+        "manifest": {"path": str(Path(manifest_path).resolve()), "sha256": manifest_hash(manifest_path)},
+        "env": {"arch": cfg.env.arch, "path": str(env_dir), "fingerprint": env_id, "dtype": cfg.env.dtype,
+                "device": cfg.env.device, "attn_implementation": cfg.env.attn_implementation},
+        "num_frames": cfg.data.num_frames,
+        "frame_size": cfg.data.frame_size,
+        "seed": cfg.run.seed,
+        "methods": methods,
+        "ratios": ratios,
+        "batch_size": cfg.eval.batch_size,
+        "limit": cfg.eval.limit,
+        "fastv_layer": cfg.eval.fastv_layer,
+        "policy": None if policy_dir is None else str(Path(policy_dir).resolve()),
+        "versions": _versions(),
+        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "skipped": len(skipped),
+        "skipped_lines": [{"line": line, "reason": reason} for line, reason in skipped],
+        "sample_ids": [s.id for s in samples],
+    }

@@ -1,0 +1,151 @@
+"""Human-readable views of evaluation and benchmark results: a markdown table and an accuracy-vs-ratio plot.
+
+Everything here reads the JSON-able dicts that harness.py and bench.py build, so a report can be redrawn from a
+results FILE.json alone (`write_eval_report(json.load(...), path)`).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+
+def output_paths(out: str | Path) -> dict[str, Path]:
+    """FILE.json -> {"json": FILE.json, "md": FILE.md, "png": FILE.png}; a name without .json gets it added."""
+    out = Path(out)
+    stem = out.with_suffix("") if out.suffix == ".json" else out
+    return {ext: stem.with_name(stem.name + "." + ext) for ext in ("json", "md", "png")}
+
+
+def write_json(data: dict, path: str | Path) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data, indent=2, allow_nan=False) + "\n")
+    return path
+
+
+# --------------------------------------------------------------------------------------------- evaluation
+
+
+def _pct(x) -> str:
+    return "n/a" if x is None else f"{100 * x:.1f}"
+
+
+def _ratio_label(r: float) -> str:
+    return f"{r:g}"
+
+
+def eval_markdown(result: dict) -> str:
+    """Rows = methods, columns = keep ratios; cell = accuracy % (relative to full %). Then per-family accuracy."""
+    meta, rows = result["meta"], result["results"]
+    ratios = sorted({r["ratio"] for r in rows})
+    methods = list(dict.fromkeys(r["method"] for r in rows))  # first-seen order: full first
+    cell = {(r["method"], r["ratio"]): r for r in rows}
+    n = rows[0]["n"] if rows else 0
+
+    env = meta.get("env", {})
+    lines = [f"# Accuracy at keep ratios: {meta.get('manifest', {}).get('path', '?')}", ""]
+    lines.append(f"{n} samples; env `{env.get('arch', '?')}` at `{env.get('path', '?')}`; {meta.get('num_frames')} "
+                 f"frames at {meta.get('frame_size')} px; skipped lines: {meta.get('skipped', 0)}. "
+                 f"Cells: accuracy % (relative to `full` %).")
+    lines.append("")
+    lines.append("| method | " + " | ".join(_ratio_label(r) for r in ratios) + " |")
+    lines.append("|---|" + "---|" * len(ratios))
+    for m in methods:
+        cells = []
+        for r in ratios:
+            row = cell.get((m, r))
+            cells.append("-" if row is None else f"{_pct(row['accuracy'])} ({_pct(row['relative'])})")
+        lines.append(f"| {m} | " + " | ".join(cells) + " |")
+
+    families = sorted({f for r in rows for f in r.get("families", {})})
+    if families:
+        lines += ["", "## Accuracy % per question family", ""]
+        lines.append("| method | ratio | " + " | ".join(families) + " |")
+        lines.append("|---|---|" + "---|" * len(families))
+        for r in rows:
+            fam = r.get("families", {})
+            cells = [_pct(fam[f]["accuracy"]) if f in fam else "-" for f in families]
+            lines.append(f"| {r['method']} | {_ratio_label(r['ratio'])} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def eval_plot(result: dict, path: str | Path) -> Path:
+    """Accuracy vs keep ratio, one line per method; `full` as a horizontal dashed line."""
+    # The object-oriented API with the Agg canvas draws off-screen without touching pyplot's global backend.
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    rows = result["results"]
+    fig = Figure(figsize=(6.4, 4.2), dpi=120)
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot(1, 1, 1)
+    for method in dict.fromkeys(r["method"] for r in rows):
+        pts = sorted((r["ratio"], r["accuracy"]) for r in rows if r["method"] == method)
+        if method == "full":
+            ax.axhline(100 * pts[0][1], color="black", linestyle="--", linewidth=1.2, label="full (all tokens)")
+            continue
+        ax.plot([p[0] for p in pts], [100 * p[1] for p in pts], marker="o", label=method)
+    ratios = sorted({r["ratio"] for r in rows if r["method"] != "full"})
+    if ratios:
+        ax.set_xticks(ratios)
+        ax.set_xticklabels([_ratio_label(r) for r in ratios])
+    ax.set_xlabel("keep ratio rho (fraction of visual tokens kept)")
+    ax.set_ylabel("accuracy (%)")
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    path = Path(path)
+    fig.savefig(path)
+    return path
+
+
+def write_eval_report(result: dict, out: str | Path) -> dict[str, Path]:
+    """Write FILE.json, FILE.md and FILE.png for an evaluation result; returns their paths."""
+    paths = output_paths(out)
+    write_json(result, paths["json"])
+    paths["md"].write_text(eval_markdown(result))
+    eval_plot(result, paths["png"])
+    return paths
+
+
+# --------------------------------------------------------------------------------------------- benchmark
+
+
+def _ms(x: float) -> str:
+    return f"{1000 * x:.1f}"
+
+
+def _flops_cell(flops: dict | None) -> str:
+    return "n/a" if flops is None else f"{flops['total'] / 1e9:.4g}"
+
+
+def _x(speedup: float | None) -> str:
+    return "n/a" if speedup is None else f"{speedup:.2f}"
+
+
+def bench_markdown(result: dict) -> str:
+    """One row per keep ratio: kept tokens, policy / prefill / total latency, speed-ups, FLOPs ratio."""
+    meta, full = result["meta"], result["full"]
+    lines = [f"# Prefill latency: {meta['model']['source']}", ""]
+    lines.append(f"{meta['machine']['device_name']}, {meta['dtype']}, torch {meta['versions']['torch']}; "
+                 f"{meta['num_frames']} frames at {meta['frame_size']} px = {full['visual_tokens']} visual + "
+                 f"{full['text_tokens']} text tokens; median of {meta['repeats']} after {meta['warmup']} warm-up. "
+                 f"Vision tower (shared by all methods, not in the prefill times): {_ms(result['vision_s'])} ms.")
+    lines += ["", "| ratio | visual tokens | policy ms | prefill ms | total ms | speed-up | prefill speed-up "
+              "| GFLOPs | FLOPs speed-up |", "|---|---|---|---|---|---|---|---|---|"]
+    lines.append(f"| full | {full['visual_tokens']} | - | {_ms(full['prefill_s'])} | {_ms(full['prefill_s'])} | 1.00 "
+                 f"| 1.00 | {_flops_cell(full['flops'])} | 1.00 |")
+    for r in result["results"]:
+        lines.append(f"| {_ratio_label(r['ratio'])} | {r['visual_tokens']} | {_ms(r['policy_s'])} | "
+                     f"{_ms(r['prefill_s'])} | {_ms(r['total_s'])} | {r['speedup']:.2f} | "
+                     f"{r['prefill_speedup']:.2f} | {_flops_cell(r['flops'])} | {_x(r['flops_speedup'])} |")
+    return "\n".join(lines) + "\n"
+
+
+def write_bench_report(result: dict, out: str | Path) -> dict[str, Path]:
+    """Write FILE.json and FILE.md for a benchmark result; returns their paths."""
+    paths = output_paths(out)
+    write_json(result, paths["json"])
+    paths["md"].write_text(bench_markdown(result))
+    return {"json": paths["json"], "md": paths["md"]}

@@ -1,0 +1,165 @@
+"""Evaluation harness: batching never changes an answer, the report files, manifest errors, method masks."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from scorerl.compress.policy import TokenPolicy
+from scorerl.compress.select import num_keep
+from scorerl.config import load_config
+from scorerl.data.manifest import read_manifest
+from scorerl.envs import load_env
+from scorerl.envs.base import ScoreRequest
+from scorerl.errors import CheckpointError, ConfigError, DataError
+from scorerl.eval.harness import encode_samples, run_eval
+from scorerl.eval.methods import MethodContext, method_masks, resolve_policy_dir
+
+FRAMES, SIZE = 4, 64  # tiny Qwen2.5-VL: patch 8, merge 2, one unit per frame -> T=4, N=16
+METHODS = ["full", "uniform", "random", "framediff", "fastv", "score"]
+
+
+def _line(i: int, **over) -> str:
+    rec = {"id": f"s{i}", "video": f"v{i % 4}.mp4", "question": f"Which colour moves in clip {i}?",
+           "options": ["red", "blue", "green", "cyan"][: 2 + i % 3], "answer": "AB"[i % 2], "family": "fg"[i % 2]}
+    rec.update(over)
+    return json.dumps(rec)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Tiny models gain nothing from a second thread, and on a shared 2-core machine it stalls them."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    """A saved tiny environment, four random-pixel H.264 clips, a manifest of 8 questions, a random policy."""
+    from scorerl.data.video_io import write_mp4
+    from scorerl.envs.tiny import build_tiny_env
+
+    root = tmp_path_factory.mktemp("eval_world")
+    # A wide init makes the random model's answers depend on the pixels, so a batching bug would show.
+    build_tiny_env("qwen2_5_vl", seed=0, initializer_range=0.5).save_pretrained(root / "env")
+    rng = np.random.default_rng(0)
+    for i in range(4):
+        write_mp4(root / f"v{i}.mp4", rng.integers(0, 256, (8, SIZE, SIZE, 3), dtype=np.uint8))
+    (root / "test.jsonl").write_text("\n".join(_line(i) for i in range(8)) + "\n")
+    TokenPolicy(64).save_pretrained(root / "policy")
+    return root
+
+
+def _cfg(root: Path, *overrides: str):
+    return load_config(None, [f"env.path={root / 'env'}", "env.device=cpu", f"data.num_frames={FRAMES}",
+                              f"data.frame_size={SIZE}", f"data.cache_dir={root / 'cache'}",
+                              f"data.eval_manifest={root / 'test.jsonl'}", f"eval.methods={','.join(METHODS)}",
+                              "eval.ratios=[0.25,0.5]", *overrides])
+
+
+def test_batch_size_never_changes_results(world, tmp_path):
+    one = run_eval(_cfg(world, "eval.batch_size=1"), policy_dir=world / "policy", out=tmp_path / "b1.json")
+    four = run_eval(_cfg(world, "eval.batch_size=4"), policy_dir=world / "policy", out=tmp_path / "b4.json")
+    assert one["results"] == four["results"]
+    assert one["predictions"] == four["predictions"]
+    assert len(set(one["predictions"].values())) > 1  # the answers do depend on the kept tokens
+
+
+def test_report_files_and_schema(world, tmp_path):
+    result = run_eval(_cfg(world, "eval.batch_size=3"), policy_dir=world, out=tmp_path / "res.json")
+    on_disk = json.loads((tmp_path / "res.json").read_text())
+    assert on_disk == json.loads(json.dumps(result))
+    meta = on_disk["meta"]
+    for key in ("manifest", "env", "num_frames", "frame_size", "seed", "methods", "ratios", "batch_size",
+                "versions", "date", "skipped"):
+        assert key in meta, key
+    assert len(meta["manifest"]["sha256"]) == 64 and meta["env"]["fingerprint"]
+    assert set(meta["versions"]) == {"scorerl", "torch", "transformers"}
+    rows = on_disk["results"]
+    assert [(r["method"], r["ratio"]) for r in rows][:3] == [("full", 1.0), ("uniform", 0.25), ("uniform", 0.5)]
+    assert len(rows) == 1 + (len(METHODS) - 1) * 2
+    full = rows[0]
+    assert full["relative"] == 1.0 and full["kept_fraction"] == 1.0 and full["n"] == 8
+    for r in rows:
+        assert set(r) == {"method", "ratio", "accuracy", "relative", "n", "kept_fraction", "families"}
+        assert set(r["families"]) == {"f", "g"} and sum(f["n"] for f in r["families"].values()) == 8
+        if r["method"] != "full":
+            assert r["kept_fraction"] == pytest.approx(num_keep(r["ratio"], FRAMES, 16) / (FRAMES * 16))
+            assert r["relative"] == pytest.approx(r["accuracy"] / full["accuracy"])
+    md = (tmp_path / "res.md").read_text()
+    assert "| method | 0.25 | 0.5 | 1 |" in md and "| score |" in md
+    assert (tmp_path / "res.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.parametrize("bad, reason", [
+    ("{not json", "invalid JSON"),
+    (_line(9, video="missing.mp4"), "not found"),
+    (json.dumps({"id": "x", "video": "v0.mp4", "options": ["a", "b"], "answer": "A"}), "question"),
+])
+def test_bad_manifest_line_is_named_and_skippable(world, tmp_path, bad, reason):
+    lines = [_line(i) for i in range(3)]
+    lines.insert(1, bad)  # line 2
+    manifest = world / f"bad_{tmp_path.name}.jsonl"  # beside the clips its lines name
+    manifest.write_text("\n".join(lines) + "\n")
+    with pytest.raises(DataError, match=rf"{manifest.name}:2: .*{reason}"):
+        run_eval(_cfg(world, "eval.methods=[uniform]"), out=tmp_path / "r.json", manifest=manifest)
+    result = run_eval(_cfg(world, "eval.methods=[uniform]", "data.skip_bad=true"), out=tmp_path / "r.json",
+                      manifest=manifest)
+    assert result["meta"]["skipped"] == 1 and result["meta"]["skipped_lines"][0]["line"] == 2
+    assert all(r["n"] == 3 for r in result["results"])
+
+
+def _items(world):
+    cfg = _cfg(world)
+    env = load_env(cfg.env)
+    samples, _ = read_manifest(world / "test.jsonl")
+    return env, encode_samples(env, "test-env", samples[:3], cfg)
+
+
+def test_fastv_keeps_exactly_k_most_attended(world):
+    env, items = _items(world)
+    ctx = MethodContext(env=env, fastv_layer=2)
+    for rho in (0.05, 0.1, 0.3, 1.0):
+        for item, mask in zip(items, method_masks("fastv", items, rho, ctx)):
+            T, N = mask.shape
+            assert mask.dtype == torch.bool and int(mask.sum()) == num_keep(rho, T, N)
+    # The kept tokens are the ones the last prompt token attends to most in layer K (0-based K-1).
+    item = items[0]
+    attn = env.last_token_attention(ScoreRequest(visual=item.visual, prompt=item.prompt), 1)
+    mask = method_masks("fastv", [item], 0.25, ctx)[0]
+    assert attn[mask].min() >= attn[~mask].max()
+
+
+def test_random_masks_are_seeded_per_sample(world):
+    env, items = _items(world)
+    a = method_masks("random", items, 0.25, MethodContext(seed=0))
+    b = method_masks("random", items[::-1], 0.25, MethodContext(seed=0))[::-1]  # order does not matter
+    c = method_masks("random", items, 0.25, MethodContext(seed=1))
+    assert all(torch.equal(x, y) for x, y in zip(a, b))
+    assert not all(torch.equal(x, y) for x, y in zip(a, c))
+
+
+def test_unknown_method_and_missing_policy_are_clear(world, tmp_path):
+    with pytest.raises(ConfigError, match="did you mean 'framediff'"):
+        run_eval(_cfg(world, "eval.methods=[framedif]"), out=tmp_path / "r.json")
+    with pytest.raises(ConfigError, match="--policy"):
+        run_eval(_cfg(world, "eval.methods=[score]"), out=tmp_path / "r.json")
+    with pytest.raises(ConfigError, match="fastv_layer"):
+        run_eval(_cfg(world, "eval.methods=[fastv]", "eval.fastv_layer=3"), out=tmp_path / "r.json")
+
+
+def test_policy_folder_resolution(world, tmp_path):
+    assert resolve_policy_dir(world / "policy") == world / "policy"
+    assert resolve_policy_dir(world) == world / "policy"  # a run folder whose trainer wrote policy/
+    run = tmp_path / "run"
+    (run / "checkpoints" / "step-000010").mkdir(parents=True)
+    with pytest.raises(CheckpointError, match="scorerl export"):
+        resolve_policy_dir(run)
+    with pytest.raises(CheckpointError, match="not found"):
+        resolve_policy_dir(tmp_path / "nowhere")
