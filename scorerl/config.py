@@ -25,6 +25,8 @@ from scorerl.errors import ConfigError
 
 # --------------------------------------------------------------------------------------------- sections
 
+ANSWER_FORMATS = ("letter", "option")
+
 
 @dataclass
 class RunSection:
@@ -84,6 +86,8 @@ class DataSection:
     """Feature cache folder; empty = <scorerl home>/features."""
     skip_bad: bool = False
     """Skip manifest lines that are invalid (reported and counted) instead of stopping."""
+    answer_format: str = "letter"
+    """What the MLLM answers and is scored on: letter (the option's letter) | option (the option's text). [ours]"""
 
     def validate(self, err):
         if self.num_frames < 2:
@@ -92,6 +96,8 @@ class DataSection:
             err("frame_size", "must be >= 8")
         if self.pseudo_video_jitter < 0:
             err("pseudo_video_jitter", "must be >= 0")
+        if self.answer_format not in ANSWER_FORMATS:
+            err("answer_format", f"must be one of {', '.join(ANSWER_FORMATS)}, not {self.answer_format!r}")
 
 
 @dataclass
@@ -370,14 +376,47 @@ class FitSection:
     """Write a fit checkpoint every N steps."""
     model: dict = field(default_factory=dict)
     """Overrides of the small model's architecture config (hidden size, layers, ...)."""
+    warmup_steps: int = 50
+    """Linear learning-rate warm-up steps of the fit (then cosine decay to lr * min_lr_ratio at the last step)."""
+    min_lr_ratio: float = 0.05
+    """Final learning rate of the cosine decay, as a fraction of lr."""
+    weight_decay: float = 0.0
+    """AdamW weight decay of the fit."""
+    max_grad_norm: float = 1.0
+    """Gradient clipping norm of the fit (0 = off)."""
+    vocab_size: int = 512
+    """Upper bound of the BPE vocabulary trained on the world's prompts."""
+    image_data: bool = True
+    """Also fit on data.stage1_manifest (image QA as static pseudo-videos), mixed into the video batches."""
+    augment: bool = True
+    """Random left-right mirror and time reversal (videos), with left/right/up/down in the text swapped to match."""
+    keep_last: int = 2
+    """Keep the last M fit checkpoints (under <out>/checkpoints)."""
+    threads: int = 2
+    """torch CPU threads during the fit (0 = torch's default)."""
+    eval_batch_size: int = 64
+    """Samples per forward when the fitted environment is scored on data.eval_manifest."""
 
     def validate(self, err):
-        if self.steps < 1:
-            err("steps", "must be >= 1")
+        for key in ("steps", "batch_size", "checkpoint_every", "keep_last", "eval_batch_size"):
+            if getattr(self, key) < 1:
+                err(key, "must be >= 1")
+        if self.lr <= 0:
+            err("lr", "must be > 0")
         if not 0 < self.keep_min <= 1:
             err("keep_min", "must be in (0, 1]")
         if not 0 <= self.full_prob <= 1:
             err("full_prob", "must be in [0, 1]")
+        if self.warmup_steps < 0:
+            err("warmup_steps", "must be >= 0")
+        if not 0 <= self.min_lr_ratio <= 1:
+            err("min_lr_ratio", "must be in [0, 1]")
+        if self.weight_decay < 0 or self.max_grad_norm < 0:
+            err("weight_decay" if self.weight_decay < 0 else "max_grad_norm", "must be >= 0")
+        if self.vocab_size < 300:
+            err("vocab_size", "must be >= 300 (256 bytes + special tokens + option letters)")
+        if self.threads < 0:
+            err("threads", "must be >= 0")
 
 
 @dataclass

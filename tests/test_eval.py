@@ -63,9 +63,11 @@ def _cfg(root: Path, *overrides: str):
                               "eval.ratios=[0.25,0.5]", *overrides])
 
 
-def test_batch_size_never_changes_results(world, tmp_path):
-    one = run_eval(_cfg(world, "eval.batch_size=1"), policy_dir=world / "policy", out=tmp_path / "b1.json")
-    four = run_eval(_cfg(world, "eval.batch_size=4"), policy_dir=world / "policy", out=tmp_path / "b4.json")
+@pytest.mark.parametrize("answer_format", ["letter", "option"])
+def test_batch_size_never_changes_results(world, tmp_path, answer_format):
+    fmt = f"data.answer_format={answer_format}"
+    one = run_eval(_cfg(world, "eval.batch_size=1", fmt), policy_dir=world / "policy", out=tmp_path / "b1.json")
+    four = run_eval(_cfg(world, "eval.batch_size=4", fmt), policy_dir=world / "policy", out=tmp_path / "b4.json")
     assert one["results"] == four["results"]
     assert one["predictions"] == four["predictions"]
     assert len(set(one["predictions"].values())) > 1  # the answers do depend on the kept tokens
@@ -163,3 +165,22 @@ def test_policy_folder_resolution(world, tmp_path):
         resolve_policy_dir(run)
     with pytest.raises(CheckpointError, match="not found"):
         resolve_policy_dir(tmp_path / "nowhere")
+
+
+def test_option_format_picks_the_option_with_the_highest_summed_likelihood():
+    """choice_scores in option format equals the hand-summed token log-probs of each option's text."""
+    from scorerl.data.manifest import Sample
+    from scorerl.envs.base import ScoreRequest
+    from scorerl.envs.tiny import build_tiny_env
+    from scorerl.eval.answer import choice_scores
+
+    env = build_tiny_env("qwen2_5_vl", seed=0)
+    frames = torch.randint(0, 256, (2, 32, 32, 3), dtype=torch.uint8)
+    visual = env.encode(frames)
+    sample = Sample("s", "x.mp4", "video", "What colour?", ["red", "blue", "green"], "B", 1, "f")
+    request = ScoreRequest(visual, "What colour?")
+    scores = choice_scores(env, [request], [sample], "option")  # [1, 4]
+    by_hand = [float(env.token_logprobs([ScoreRequest(visual, "What colour?", target=o)])[0].sum())
+               for o in sample.options]
+    assert torch.allclose(scores[0, :3], torch.tensor(by_hand), atol=1e-5)
+    assert scores[0, 3] == float("-inf")  # no fourth option

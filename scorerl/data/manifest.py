@@ -23,6 +23,10 @@ log = logging.getLogger(__name__)
 
 LETTERS = ("A", "B", "C", "D")
 PROMPT_SUFFIX = "Answer with the option's letter from the given choices directly."
+# answer_format=option: the model answers with the option's text, and an option is chosen by its likelihood.
+# A small model fitted from scratch learns "what colour is it" long before it learns the indirection
+# "which letter names that colour", so the built-in world uses this format.
+PROMPT_SUFFIX_OPTION = "Answer with the option's text."
 REQUIRED = ("id", "question", "options", "answer")
 
 
@@ -138,12 +142,24 @@ def resolve_manifest(spec: str | Path) -> Path:
     return path
 
 
-def format_prompt(sample: Sample) -> str:
-    """Question, lettered options and the usual instruction to answer with the letter only (LLaVA-Video style)."""
+def format_prompt(sample: Sample, answer_format: str = "letter") -> str:
+    """Question, lettered options and the instruction for the answer format (letter: LLaVA-Video style)."""
     lines = [sample.question]
     lines += [f"{letter}. {option}" for letter, option in zip(LETTERS, sample.options)]
-    lines.append(PROMPT_SUFFIX)
+    lines.append(PROMPT_SUFFIX if answer_format == "letter" else PROMPT_SUFFIX_OPTION)
     return "\n".join(lines)
+
+
+def answer_choices(sample: Sample, answer_format: str = "letter") -> list[str]:
+    """The texts an answer is chosen among (the letters, or the options' texts), in option order."""
+    if answer_format == "letter":
+        return list(LETTERS[:len(sample.options)])
+    return list(sample.options)
+
+
+def answer_target(sample: Sample, answer_format: str = "letter") -> str:
+    """The ground-truth answer text whose cross-entropy is the reward signal."""
+    return answer_choices(sample, answer_format)[sample.answer_index]
 
 
 def manifest_hash(path: str | Path) -> str:

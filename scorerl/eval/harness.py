@@ -24,6 +24,7 @@ from pathlib import Path
 import torch
 
 from scorerl.config import Config
+from scorerl.eval.answer import predict
 from scorerl.data.manifest import LETTERS, Sample, format_prompt, manifest_hash, read_manifest, resolve_manifest
 from scorerl.envs.base import ScoreRequest, VideoEnv
 from scorerl.errors import CheckpointError, ConfigError, EnvError
@@ -71,7 +72,8 @@ def run_eval(cfg: Config, policy_dir: str | Path | None = None, out: str | Path 
         raise CheckpointError(f"{policy_dir}: the policy takes D={policy.feature_dim} features, but this "
                               f"environment gives D={items[0].visual.features.shape[-1]}; it was trained for "
                               f"another model")
-    ctx = MethodContext(env=env, policy=policy, seed=cfg.run.seed, fastv_layer=cfg.eval.fastv_layer)
+    ctx = MethodContext(env=env, policy=policy, seed=cfg.run.seed, fastv_layer=cfg.eval.fastv_layer,
+                        answer_format=cfg.data.answer_format)
 
     runs = [("full", 1.0)] + [(m, r) for m in methods if m != "full" for r in ratios]
     rows, predictions = evaluate_runs(env, samples, items, runs, ctx, cfg.eval.batch_size)
@@ -97,7 +99,7 @@ def encode_samples(env: VideoEnv, env_id: str, samples: list[Sample], cfg: Confi
 
     cache = FeatureCache(env, env_id, cfg.data.num_frames, cfg.data.frame_size, jitter=EVAL_JITTER,
                          cache_dir=cfg.data.cache_dir or None)
-    return [EvalItem(id=s.id, visual=cache.get(s), prompt=format_prompt(s))
+    return [EvalItem(id=s.id, visual=cache.get(s), prompt=format_prompt(s, cfg.data.answer_format))
             for s in tqdm(samples, desc="features", unit="sample", leave=False)]
 
 
@@ -134,13 +136,9 @@ def answer_batch(env: VideoEnv, samples: list[Sample], items: list[EvalItem], me
         masks = method_masks(method, items, rho, ctx)
     requests = [ScoreRequest(visual=it.visual, prompt=it.prompt, keep=m) for it, m in zip(items, masks)]
     with torch.inference_mode():
-        logp = env.choice_logprobs(requests, list(LETTERS)).float().cpu()  # [R, len(LETTERS)]
-    n_options = torch.tensor([len(s.options) for s in samples])  # [R]
-    # Letters past a sample's last option are not answers to it, however likely the model finds them.
-    invalid = torch.arange(len(LETTERS))[None, :] >= n_options[:, None]
-    pred = logp.masked_fill(invalid, float("-inf")).argmax(dim=1)  # [R]; ties go to the earlier letter
+        pred = predict(env, requests, samples, ctx.answer_format)
     kept = [1.0 if m is None else float(m.sum()) / m.numel() for m in masks]
-    return pred.tolist(), kept
+    return pred, kept
 
 
 def summarise(method: str, rho: float, samples: list[Sample], pred: list[int], kept: list[float]) -> dict:

@@ -76,6 +76,7 @@ class MethodContext:
     policy: object | None = None  # TokenPolicy, for `score`
     seed: int = 0
     fastv_layer: int = 2  # FastV's K (1-based): the attention of 0-based layer K-1 ranks the tokens
+    answer_format: str = "letter"  # data.answer_format: how an option is chosen (eval/answer.py)
     # (method, sample id) -> token scores [T, N]; attention maps and policy logits do not depend on rho, so they
     # are computed once per sample and reused at every ratio.
     scores: dict = field(default_factory=dict)

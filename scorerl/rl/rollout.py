@@ -19,7 +19,7 @@ import torch
 
 from scorerl.compress.select import sample_masks
 from scorerl.compress.state import state_from_config
-from scorerl.data.manifest import Sample, format_prompt
+from scorerl.data.manifest import Sample, answer_target, format_prompt
 from scorerl.envs.base import ScoreRequest, VideoEnv, VisualTokens
 from scorerl.errors import EnvError
 from scorerl.rl.advantages import Advantages, compute_advantages
@@ -89,20 +89,22 @@ def policy_states(policy: torch.nn.Module, items: list[RolloutItem]) -> torch.Te
     return h.to(param.dtype)
 
 
-def base_ce(env: VideoEnv, items: list[RolloutItem], cache: dict[str, float]) -> tuple[torch.Tensor, dict]:
+def base_ce(env: VideoEnv, items: list[RolloutItem], cache: dict[str, float],
+            answer_format: str = "letter") -> tuple[torch.Tensor, dict]:
     """CE_base [B] of every item (all visual tokens) from `cache`; the missing ones are scored in one call, stored
     in `cache` and also returned as {key: CE_base} so the trainer can share them with the other processes.
 
     The cache is part of every checkpoint: a resumed run then scores exactly the batches the uninterrupted run
     scored (a batched forward is only reproducible to the bit when it sees the same batch).
     """
+    fmt = answer_format
     missing = {}
     for it in items:
         if it.key not in cache:
             missing.setdefault(it.key, it)  # a sample can come twice in a batch when an epoch wraps
     new = {}
     if missing:
-        requests = [ScoreRequest(it.visual, format_prompt(it.sample), target=it.sample.answer, keep=None)
+        requests = [ScoreRequest(it.visual, format_prompt(it.sample, fmt), target=answer_target(it.sample, fmt), keep=None)
                     for it in missing.values()]
         ce = env.score(requests).detach().float().cpu()  # [M]
         new = {key: float(c) for key, c in zip(missing, ce.tolist())}
@@ -120,6 +122,7 @@ def rollout(policy: torch.nn.Module, env: VideoEnv, items: list[RolloutItem], cf
     if not items:
         raise ValueError("rollout needs at least one item")
     K = cfg.rl.group_size
+    fmt = cfg.data.answer_format
     t0 = time.perf_counter()
 
     # Policy: states -> keep logits -> K masks per sample, each from its own position-seeded generator.
@@ -138,9 +141,10 @@ def rollout(policy: torch.nn.Module, env: VideoEnv, items: list[RolloutItem], cf
     # Environment: one batched scoring call over all B * K masked requests (plus CE_base for new samples).
     t0 = time.perf_counter()
     with torch.inference_mode():
-        ce_base, new_ce_base = base_ce(env, items, ce_base_cache)  # [B]
+        ce_base, new_ce_base = base_ce(env, items, ce_base_cache, cfg.data.answer_format)  # [B]
         masks_cpu = masks.cpu()
-        requests = [ScoreRequest(it.visual, format_prompt(it.sample), target=it.sample.answer, keep=masks_cpu[b, k])
+        requests = [ScoreRequest(it.visual, format_prompt(it.sample, fmt),
+                                target=answer_target(it.sample, fmt), keep=masks_cpu[b, k])
                     for b, it in enumerate(items) for k in range(K)]
         ce = env.score(requests).detach().float().cpu().view(B, K)  # [B, K]
     t_env = time.perf_counter() - t0
