@@ -13,6 +13,8 @@ from scorerl.config import load_config
 from scorerl.paths import world_dir, world_env_dir
 
 DEMO_METHODS = ["full", "uniform", "random", "framediff", "score"]
+ENV_CONFIG = Path(__file__).resolve().parent.parent / "configs" / "world" / "env.yaml"
+ENV_SECTIONS = ("fit", "world", "env", "run", "data")
 
 
 def run_demo(config_path: str | None = None, overrides: list[str] = ()) -> dict:
@@ -30,10 +32,11 @@ def run_demo(config_path: str | None = None, overrides: list[str] = ()) -> dict:
                 size=w.size, seed=w.seed)
 
     _banner("2/4 environment: fitting the small reward MLLM (cached)")
-    env_cfg = load_config(Path(__file__).resolve().parent.parent / "configs" / "world" / "env.yaml"
-                          if cfg.env.path == "world" else config_path, [])
     if cfg.env.path == "world":
-        fit_env(env_cfg, out=world_env_dir(), resume="auto")
+        # The environment's own run file; command-line overrides of its sections (fit.*, world.*, env.*, run.*,
+        # data.*) apply to it too, so one command line can shrink the whole path (e.g. for a smoke test).
+        env_overrides = [o for o in overrides if o.split("=", 1)[0].split(".")[0] in ENV_SECTIONS]
+        fit_env(load_config(ENV_CONFIG, env_overrides), out=world_env_dir(), resume="auto")
 
     _banner("3/4 training: SCORE policy with group RL over both curriculum stages")
     run_dir = train(cfg, resume="auto")
