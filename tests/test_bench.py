@@ -26,13 +26,7 @@ TINY_QWEN = {  # Qwen2.5-VL patching (14 px, 2x2 merge, 2 frames per unit) on a 
 }
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny models gain nothing from a second thread, and on a shared 2-core machine it stalls them."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _check_result(result: dict, ratios, T: int, N: int, suffix: int = 0):
