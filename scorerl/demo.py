@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 from scorerl.config import load_config
+from scorerl.errors import ConfigError
 from scorerl.paths import world_dir, world_env_dir
 
 DEMO_METHODS = ["full", "uniform", "random", "framediff", "score"]
@@ -36,6 +37,9 @@ def run_demo(config_path: str | None = None, overrides: list[str] = ()) -> dict:
         # The environment's own run file; command-line overrides of its sections (fit.*, world.*, env.*, run.*,
         # data.*) apply to it too, so one command line can shrink the whole path (e.g. for a smoke test).
         env_overrides = [o for o in overrides if o.split("=", 1)[0].split(".")[0] in ENV_SECTIONS]
+        if not ENV_CONFIG.is_file():
+            raise ConfigError(f"{ENV_CONFIG}: the environment's run file is missing; `scorerl demo` runs from a "
+                              "checkout of the repository (pip install -e .)")
         fit_env(load_config(ENV_CONFIG, env_overrides), out=world_env_dir(), resume="auto")
 
     _banner("3/4 training: SCORE policy with group RL over both curriculum stages")
