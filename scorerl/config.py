@@ -389,7 +389,7 @@ class FitSection:
     image_data: bool = True
     """Also fit on data.stage1_manifest (image QA as static pseudo-videos), mixed into the video batches."""
     augment: bool = True
-    """Random left-right mirror and time reversal (videos), with left/right/up/down in the text swapped to match."""
+    """Random left-right mirror of the frames, with left/right in the text swapped to match."""
     keep_last: int = 2
     """Keep the last M fit checkpoints (under <out>/checkpoints)."""
     threads: int = 2
@@ -398,18 +398,6 @@ class FitSection:
     """Samples per forward when the fitted environment is scored on data.eval_manifest."""
     extra_questions: int = 1
     """Questions per video derived from its scene description (world generator) besides the manifest's own."""
-    answer_weight: float = 1.0
-    """Weight of the fit-only answer probe loss (the correct option's text, read where the question ends), 0 = off."""
-    answer_layer: int = 2
-    """Hidden state the answer probe reads (0 = embeddings, i = output of LLM layer i, negative from the end)."""
-    option_weight: float = 1.0
-    """Weight of the fit-only option probe loss (which option line is correct), 0 = off."""
-    option_layer: int = -2
-    """Hidden state the option probe reads (0 = embeddings, i = output of LLM layer i, negative from the end)."""
-    token_weight: float = 1.0
-    """Weight of the fit-only token probe loss (role/colour/shape of the object under each kept token), 0 = off."""
-    token_layer: int = 1
-    """Hidden state the token probe reads (0 = embeddings, i = output of LLM layer i, negative from the end)."""
 
     def validate(self, err):
         for key in ("steps", "batch_size", "checkpoint_every", "keep_last", "eval_batch_size"):
@@ -433,9 +421,6 @@ class FitSection:
             err("threads", "must be >= 0")
         if self.extra_questions < 0:
             err("extra_questions", "must be >= 0")
-        for key in ("answer_weight", "option_weight", "token_weight"):
-            if getattr(self, key) < 0:
-                err(key, "must be >= 0")
 
 
 @dataclass

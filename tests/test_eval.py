@@ -161,17 +161,20 @@ def test_policy_folder_resolution(world, tmp_path):
         resolve_policy_dir(tmp_path / "nowhere")
 
 
-def test_option_format_picks_the_option_with_the_highest_summed_likelihood():
-    """choice_scores in option format equals the hand-summed token log-probs of each option's text."""
+@pytest.mark.parametrize("options,one_token", [(["red", "blue", "green"], False), (["x", "y", "z"], True)])
+def test_option_format_picks_the_option_with_the_highest_summed_likelihood(options, one_token):
+    """choice_scores in option format equals the hand-summed token log-probs of each option's text, on the
+    one-forward path for single-token options and on the one-forward-per-option path otherwise."""
     from scorerl.data.manifest import Sample
     from scorerl.envs.base import ScoreRequest
     from scorerl.envs.tiny import build_tiny_env
-    from scorerl.eval.answer import choice_scores
+    from scorerl.eval.answer import _all_single_tokens, choice_scores
 
     env = build_tiny_env("qwen2_5_vl", seed=0)
     frames = torch.randint(0, 256, (2, 32, 32, 3), dtype=torch.uint8)
     visual = env.encode(frames)
-    sample = Sample("s", "x.mp4", "video", "What colour?", ["red", "blue", "green"], "B", 1, "f")
+    sample = Sample("s", "x.mp4", "video", "What colour?", options, "B", 1, "f")
+    assert _all_single_tokens(env, [sample]) == one_token
     request = ScoreRequest(visual, "What colour?")
     scores = choice_scores(env, [request], [sample], "option")  # [1, 4]
     by_hand = [float(env.token_logprobs([ScoreRequest(visual, "What colour?", target=o)])[0].sum())

@@ -2,7 +2,6 @@
 
 import hashlib
 import json
-import re
 from collections import Counter
 from pathlib import Path
 
@@ -12,7 +11,7 @@ import pytest
 from scorerl.data import synthetic as syn
 from scorerl.errors import DataError
 
-TINY = dict(train=12, test=6, static_train=12, frames=8, size=32, seed=0)
+TINY = dict(train=20, test=5, static_train=12, frames=8, size=32, seed=0)
 
 
 def _build(root: Path, **overrides) -> Path:
@@ -55,10 +54,13 @@ def _is_static(scene, o) -> bool:
     return _always_visible(scene, o) and all(p == o["positions"][0] for p in o["positions"])
 
 
-def _mover(scene) -> dict:
-    movers = [o for o in scene["objects"] if _always_visible(scene, o) and not _is_static(scene, o)]
-    assert len(movers) == 1
-    return movers[0]
+def _coloured(scene) -> list[dict]:
+    return [o for o in scene["objects"] if o["color"] in syn.COLORS]
+
+
+def _the_coloured(scene) -> dict:
+    (key,) = _coloured(scene)
+    return key
 
 
 def _direction(o) -> str:
@@ -68,42 +70,20 @@ def _direction(o) -> str:
     return ("right" if dx > 0 else "left") if dx else ("down" if dy > 0 else "up")
 
 
-def _quadrant(scene, o) -> str:
-    half = scene["size"] / 2
-    x, y = o["positions"][0]
-    cx, cy = x + o["size"] / 2, y + o["size"] / 2
-    return ("top" if cy < half else "bottom") + "-" + ("left" if cx < half else "right")
-
-
 def _expected(rec) -> str:
-    scene, q, fam = rec["scene"], rec["question"], rec["family"]
-    objs = scene["objects"]
-    if fam == "moving_color":
-        return _mover(scene)["color"]
-    if fam == "moving_shape":
-        return _mover(scene)["shape"]
-    if fam == "direction":
-        return _direction(_mover(scene))
-    if fam == "event":
-        brief = [o for o in objs if not _always_visible(scene, o)]
-        assert len(brief) == 1
-        return f"{brief[0]['color']} {brief[0]['shape']}"
+    scene, fam = rec["scene"], rec["family"]
     if fam == "count":
-        return str(sum(_is_static(scene, o) for o in objs))
+        return str(len(_coloured(scene)))
+    key = _the_coloured(scene)
+    if fam in ("moving_color", "direction"):
+        assert len({tuple(p) for p in key["positions"]}) == len(key["positions"])  # a new place every frame
+        return key["color"] if fam == "moving_color" else _direction(key)
+    if fam == "event":
+        assert not _always_visible(scene, key) and len({tuple(p) for p in key["positions"]}) == 1
+        return key["color"]
     if fam == "static_attr":
-        m = re.fullmatch(r"What color is the (\w+)\?", q)
-        if m:
-            (target,) = [o for o in objs if o["shape"] == m.group(1)]  # unique among *all* objects
-            assert _is_static(scene, target)
-            return target["color"]
-        m = re.fullmatch(r"What shape is the (\w+) object\?", q)
-        (target,) = [o for o in objs if o["color"] == m.group(1)]
-        assert _is_static(scene, target)
-        return target["shape"]
-    if fam == "color_at":
-        m = re.fullmatch(r"What color is the object in the ([\w-]+) quarter of the image\?", q)
-        (target,) = [o for o in objs if _quadrant(scene, o) == m.group(1)]
-        return target["color"]
+        assert _is_static(scene, key)
+        return key["color"]
     raise AssertionError(f"unknown family {fam}")
 
 
@@ -121,7 +101,9 @@ def test_scene_invariants(world):
         scene = rec["scene"]
         objs = scene["objects"]
         t = scene["frames"]
-        assert len({o["color"] for o in objs}) == len(objs)  # colours name objects
+        keys = _coloured(scene)
+        assert keys == objs  # only what the question is about
+        assert len({o["color"] for o in keys}) == len(keys)  # a count is a count of distinct colours
         for o in objs:  # inside the frame, one position per visible frame
             assert len(o["positions"]) == o["last"] - o["first"] + 1
             for x, y in o["positions"]:
@@ -132,27 +114,40 @@ def test_scene_invariants(world):
             for i, (ax, ay, a) in enumerate(boxes):
                 for bx, by, b in boxes[i + 1:]:
                     assert ax + a <= bx or bx + b <= ax or ay + a <= by or by + b <= ay
-        if scene["kind"] == "video":
-            (event,) = [o for o in objs if not _always_visible(scene, o)]
-            assert 1 <= event["first"] and event["last"] <= t - 2  # not in the first or last frame
-            assert 1 <= event["last"] - event["first"] + 1 <= 3
-            statics = [o for o in objs if _is_static(scene, o)]
-            assert 1 <= len(statics) <= 4 and len(statics) + 2 == len(objs)
+        if scene["kind"] == "video" and rec["family"] == "event":
+            (event,) = keys
+            assert 2 <= event["first"] and event["last"] <= t - 3  # not in the first or last frame pair
+            assert event["first"] % 2 == 0 and event["last"] == event["first"] + 1  # one frame pair
+        if scene["kind"] == "video" and rec["family"] == "count":
+            assert 1 <= len(keys) <= 4 and len({o["size"] for o in keys}) == 1  # same size: count, not area
+            assert all(o["first"] % 2 == 0 and o["last"] == o["first"] + 1 for o in keys)  # one frame pair each
 
 
-def test_distractors_are_not_guessable_from_one_frame(world):
+def test_colour_distractors_are_nowhere_in_the_scene(world):
+    # The coloured object is the only one in the scene, so a colour question needs no binding of attributes
     for split, rec in _all_records(world):
-        scene = rec["scene"]
-        if rec["family"] == "event":
-            # a 2 x 2 colour x shape grid (the text does not single out the answer) whose other colour is nowhere
-            # in the video (no elimination from frames without the event)
-            colors, shapes = zip(*(opt.split() for opt in rec["options"]))
-            assert len(set(colors)) == 2 and len(set(shapes)) == 2
-            in_video = {o["color"] for o in scene["objects"]}
-            assert len(set(colors) & in_video) == 1
-        if rec["family"] == "moving_color":  # other on-screen colours come first as distractors
-            others = {o["color"] for o in scene["objects"]} - {_mover(scene)["color"]}
-            assert len(set(rec["options"]) & others) == min(3, len(others))
+        if rec["family"] in ("moving_color", "event", "static_attr"):
+            in_scene = {o["color"] for o in rec["scene"]["objects"]}
+            wrong = set(rec["options"]) - {_expected(rec)}
+            assert wrong <= set(syn.COLORS) and not wrong & in_scene
+
+
+def test_counted_objects_are_spread_over_time():
+    # no frame shows two counted objects: evenly spaced frames cannot count them
+    for i in range(50):
+        rng = np.random.default_rng([7, i])
+        scene = syn.sample_video_scene(rng, "count", frames=16, size=64)
+        keys = _coloured(scene)
+        on_screen = [sum(o["first"] <= f <= o["last"] for o in keys) for f in range(16)]
+        assert max(on_screen) == 1 and sum(on_screen) == 2 * len(keys)
+
+
+def test_questions_refuse_scenes_that_cannot_carry_them():
+    rng = np.random.default_rng(0)
+    still = syn.sample_video_scene(rng, "static_attr", frames=8, size=32)
+    with pytest.raises(DataError, match="direction"):
+        syn.make_question(rng, still, "direction", 0)
+    assert syn.make_question(rng, still, "count", 0)[1][0] == "1"
 
 
 def _nearest_color(rgb) -> str:
@@ -169,10 +164,11 @@ def test_decoded_pixels_show_the_described_objects(world):
             c = o["size"] // 2  # the centre pixel is inside every shape
             for k, (x, y) in enumerate(o["positions"]):
                 assert _nearest_color(frames[o["first"] + k, y + c, x + c]) == o["color"], (rec["id"], o)
-        event = [o for o in scene["objects"] if not _always_visible(scene, o)][0]
-        x, y = event["positions"][0]
-        before = frames[0, y + event["size"] // 2, x + event["size"] // 2].astype(float)
-        assert np.abs(before - syn.COLORS[event["color"]]).sum() > 150  # absent outside its frames
+            x, y = o["positions"][0]
+            for f in range(scene["frames"]):  # absent outside its frames (where nothing else is drawn)
+                if not o["first"] <= f <= o["last"] and o["role"] != "moving":
+                    pixel = frames[f, y + c, x + c].astype(float)
+                    assert np.abs(pixel - syn.COLORS[o["color"]]).sum() > 150, (rec["id"], o, f)
 
 
 def test_every_file_decodes_with_right_shape(world):
@@ -197,15 +193,15 @@ def test_every_file_decodes_with_right_shape(world):
 def test_families_and_letters_balanced(world):
     plan = syn._plan("train", 240, seed=3)
     fams = Counter(f for f, _ in plan)
-    assert set(fams) == set(syn.VIDEO_FAMILIES) and set(fams.values()) == {40}
+    assert set(fams) == set(syn.VIDEO_FAMILIES) and set(fams.values()) == {48}
     for fam in syn.VIDEO_FAMILIES:
-        assert set(Counter(letter for f, letter in plan if f == fam).values()) == {10}
-    static_plan = syn._plan("static_train", 60, seed=3)
-    assert set(Counter(f for f, _ in static_plan).values()) == {20}
-    # The tiny world itself: 12 train samples over 6 families, all four letters used
+        assert set(Counter(letter for f, letter in plan if f == fam).values()) == {12}
+    static_plan = syn._plan("static_train", 64, seed=3)
+    assert set(Counter(f for f, _ in static_plan).values()) == {32}
+    # The tiny world itself: 20 train samples over 5 families, all four letters used
     recs = _records(world, "train")
-    assert set(Counter(r["family"] for r in recs).values()) == {2}
-    assert set(Counter(r["answer"] for r in recs).values()) == {3}
+    assert set(Counter(r["family"] for r in recs).values()) == {4}
+    assert set(Counter(r["answer"] for r in recs).values()) == {5}
 
 
 def test_answer_values_are_spread():
@@ -217,7 +213,7 @@ def test_answer_values_are_spread():
         scene = syn.sample_video_scene(rng, fam, frames=8, size=32)
         q, opts, _ = syn.make_question(rng, scene, fam, letter=0)
         counts[(fam, opts[0])] += 1
-    for fam, n_values in (("count", 4), ("direction", 4), ("moving_color", 6)):
+    for fam, n_values in (("count", 4), ("direction", 4), ("moving_color", len(syn.COLORS))):
         values = [n for (f, _), n in counts.items() if f == fam]
         assert len(values) == n_values and min(values) >= 80 / n_values / 3
 
@@ -246,7 +242,9 @@ def test_bad_parameters_raise_data_error(tmp_path):
     with pytest.raises(DataError, match="even"):
         _build(tmp_path / "x", size=33)
     with pytest.raises(DataError, match="frames"):
-        _build(tmp_path / "x", frames=2)
+        _build(tmp_path / "x", frames=4)
+    with pytest.raises(DataError, match="even"):
+        _build(tmp_path / "x", frames=9)
 
 
 def test_world_manifests_read_back(world):

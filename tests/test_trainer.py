@@ -36,7 +36,7 @@ def assets(tmp_path_factory):
     from scorerl.envs.tiny import build_tiny_env
 
     root = tmp_path_factory.mktemp("trainer_assets")
-    world = build_world(root / "world", train=8, test=2, static_train=8, frames=4, size=32, seed=0, progress=False)
+    world = build_world(root / "world", train=8, test=2, static_train=8, frames=6, size=32, seed=0, progress=False)
     env = build_tiny_env("qwen2_5_vl", seed=0)
     env.save_pretrained(root / "env")
     return {"world": Path(world), "env": root / "env", "cache": root / "features", "root": root}

@@ -10,27 +10,24 @@ random subset of the visual tokens (keep ratio ~ U[keep_min, 1], or all of them 
 the kept tokens keep their ORIGINAL position ids, exactly as the environment scores a subset (env.build_sequence).
 At inference a wrong answer then means the needed tokens were dropped, not that the input looked unfamiliar.
 
-Why auxiliary probes: the answer is a letter, so a from-scratch model must learn a chain of hops at once (which
-visual tokens show the object asked about -> which option names it -> that option's letter) from 2 bits per
-question; it sits at chance for hundreds of steps. Two linear probes, used only during the fit and never saved,
-supervise the intermediate hops directly:
-  token probe  (visual positions, an early LLM layer): role (static / brief event / moving + its direction),
-               colour and shape of the object under each kept token, read from the world's scene description;
-  option probe (the newline that ends each option line, a late layer): which option is the correct one.
-The saved environment is the unmodified transformers model; the letter loss is exactly env.score's target CE.
+The loss is the answer's cross-entropy in data.answer_format, exactly what env.score computes (env.token_logprobs
+with gradients on). The world's environment answers with the option's text (`option`): with letters, a model
+trained from scratch must also learn the hop from an option's text to its letter, which alone took ~3000 steps of
+64 in our measurements, far past the CPU budget (docs/world.md).
 
 Recipe (fit_env):
   1. no-op if out/fit.json records the same identity (fit-relevant config + manifest hashes)
   2. read the manifests; decode every sample's frames ONCE into uint8 memory (decord via data.cache.load_frames)
-  3. tokenizer trained in code on the world's prompts; model built from tiny.py's config builders + fit.model
-  4. loop: videos -> (mirror / time reversal) -> vision tower on the batch -> questions per video (the manifest's
+  3. tokenizer trained in code on the world's prompts and answers; model built from tiny.py's config builders +
+     fit.model
+  4. loop: videos -> (left-right mirror) -> vision tower on the batch -> questions per video (the manifest's
      + ones derived from its scene) -> random keep masks -> one left-padded LLM forward in the env's own sequence
-     layout -> letter CE + probe losses -> AdamW (warm-up + cosine) -> checkpoint every N steps
+     layout -> answer CE -> AdamW (warm-up + cosine) -> checkpoint every N steps
   5. save_pretrained(out), score the eval manifest with all tokens, write fit.json LAST (the done marker)
 
 Exact resume: batch order, augmentation, derived questions and keep masks are pure functions of (seed, step) and
-the learning rate a function of step, so a checkpoint holds only model + probes + optimizer + step (atomic
-safetensors/JSON via rl/checkpoint.py) and a resumed fit ends at the same weights as an uninterrupted one.
+the learning rate a function of step, so a checkpoint holds only model + optimizer + step (atomic safetensors/JSON
+via rl/checkpoint.py) and a resumed fit ends at the same weights as an uninterrupted one.
 """
 
 from __future__ import annotations
@@ -49,10 +46,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch import nn
 
 from scorerl.config import Config
-from scorerl.data.manifest import LETTERS, Sample, format_prompt, manifest_hash, read_manifest, resolve_manifest
+from scorerl.data.manifest import (LETTERS, Sample, answer_choices, answer_target, format_prompt, manifest_hash,
+                                   read_manifest, resolve_manifest)
 from scorerl.envs.base import ScoreRequest, VisualTokens
 from scorerl.errors import CheckpointError, ConfigError, DataError
 
@@ -62,7 +59,6 @@ FIT_FILE = "fit.json"
 FIT_FORMAT = "scorerl-env-fit/1"
 # Fit keys that do not change the fitted weights (how often to save, threads, eval batching).
 _NOT_IDENTITY = ("checkpoint_every", "keep_last", "threads", "eval_batch_size")
-IGNORE = -1  # label of a token without scene information (cross_entropy ignore_index)
 
 
 # --------------------------------------------------------------------------------------------- data
@@ -70,12 +66,11 @@ IGNORE = -1  # label of a token without scene information (cross_entropy ignore_
 
 @dataclass
 class FitData:
-    """A split held in memory: frames decoded once, plus per-token scene labels for the token probe."""
+    """A split held in memory, its frames decoded once."""
 
     frames: np.ndarray  # uint8 [S, F, H, W, 3]
     samples: list[Sample]
-    is_video: np.ndarray  # bool [S]; images are static pseudo-videos (time reversal means nothing for them)
-    labels: np.ndarray | None = None  # int8 [S, 3, F, rows, cols]: role, colour, shape (IGNORE without a scene)
+    is_video: np.ndarray  # bool [S]; images are static pseudo-videos
 
     def __len__(self) -> int:
         return len(self.samples)
@@ -96,85 +91,23 @@ def load_split(spec: str, num_frames: int, frame_size: int, desc: str) -> FitDat
 
 def concat_data(parts: list[FitData]) -> FitData:
     parts = [p for p in parts if len(p)]
-    labels = None
-    if all(p.labels is not None for p in parts):
-        labels = np.concatenate([p.labels for p in parts])
     return FitData(np.concatenate([p.frames for p in parts]), [s for p in parts for s in p.samples],
-                   np.concatenate([p.is_video for p in parts]), labels)
+                   np.concatenate([p.is_video for p in parts]))
 
 
-def prompt_corpus(samples: list[Sample]) -> list[str]:
-    """The text the tokenizer is trained on: every prompt the environment will be asked."""
-    return [format_prompt(s) for s in samples]
-
-
-# --------------------------------------------------------------------------------------------- scene labels
-
-# Role of the object under a visual token. A moving object's role is its direction, so the token probe teaches the
-# LLM's early layers to compare frames (motion, direction, brief appearance), not only to see colours.
-ROLES = ("none", "static", "event", "left", "right", "up", "down")
-_MIN_PIXELS = 10  # an object covering fewer pixels of a token's area does not label it (a sliver is ambiguous)
-
-
-def scene_token_labels(scene: dict | None, num_frames: int, rows: int, cols: int) -> np.ndarray:
-    """int8 [3, num_frames, rows, cols]: role (ROLES index), colour (1 + COLORS index), shape (1 + SHAPES index)
-    of the object covering most of each token's area (0 = none); IGNORE everywhere without a usable scene."""
-    from scorerl.data.frames import uniform_indices
-    from scorerl.data.synthetic import COLORS, SHAPES, shape_mask
-
-    out = np.full((3, num_frames, rows, cols), IGNORE, dtype=np.int8)
-    size = (scene or {}).get("size", 0)
-    if not scene or not size or size % rows or size % cols:
-        return out
-    total = int(scene.get("frames", 1))
-    objects = scene.get("objects", [])
-    cover = np.zeros((len(objects), total, rows, cols), dtype=np.int32)  # pixels of object k in each token
-    canvas = np.zeros((size, size), dtype=np.int32)
-    for k, o in enumerate(objects):
-        mask = shape_mask(o["shape"], o["size"])
-        for j, (x, y) in enumerate(o["positions"]):
-            canvas[:] = 0
-            canvas[y:y + o["size"], x:x + o["size"]] = mask[:size - y, :size - x]
-            cover[k, o["first"] + j] = canvas.reshape(rows, size // rows, cols, size // cols).sum(axis=(1, 3))
-    frame_ids = uniform_indices(total, num_frames) if scene.get("kind") == "video" else np.zeros(num_frames, int)
-    cover = cover[:, frame_ids]  # [K, F, rows, cols] the frames the fit actually decodes
-    best = cover.argmax(0)
-    present = cover.max(0) >= _MIN_PIXELS
-    colors, shapes = list(COLORS), list(SHAPES)
-    role = np.array([ROLES.index(o.get("direction", "static") if o["role"] == "moving" else o["role"])
-                     for o in objects] or [0])
-    color = np.array([1 + colors.index(o["color"]) for o in objects] or [0])
-    shape = np.array([1 + shapes.index(o["shape"]) for o in objects] or [0])
-    for channel, table in enumerate((role, color, shape)):
-        out[channel] = np.where(present, table[best], 0)
-    return out
-
-
-def add_scene_labels(data: FitData, rows: int, cols: int) -> FitData:
-    F = data.frames.shape[1]
-    labels = np.stack([scene_token_labels(s.scene, F, rows, cols) for s in data.samples]) if len(data) else None
-    return dataclasses.replace(data, labels=labels)
+def prompt_corpus(samples: list[Sample], answer_format: str) -> list[str]:
+    """The text the tokenizer is trained on: every prompt the environment will be asked, and every answer text
+    on a line of its own (so that an answer is tokenized as it is scored: on its own, after the prompt)."""
+    answers = sorted({a for s in samples for a in answer_choices(s, answer_format)})
+    return [format_prompt(s, answer_format) for s in samples] + answers
 
 
 # --------------------------------------------------------------------------------------------- augmentation
 
-# Mirror images and time reversal are symmetries of the world (every shape is left-right symmetric, an event sits
-# strictly inside the clip, paths are straight at constant speed), so they add samples without leaving it. Words
-# that name a side or a direction change with them; the answer letter stays, since option texts change in place.
-_HFLIP = {"left": "right", "right": "left"}
-_REVERSE = {"left": "right", "right": "left", "up": "down", "down": "up"}
-
-
-def word_swaps(hflip: bool, reverse: bool) -> dict[str, str]:
-    """The word substitution of a mirror and/or time reversal (both: left/right cancel, up/down swap)."""
-    words = ("left", "right", "up", "down")
-    out = {}
-    for w in words:
-        v = _HFLIP.get(w, w) if hflip else w
-        v = _REVERSE.get(v, v) if reverse else v
-        if v != w:
-            out[w] = v
-    return out
+# A left-right mirror is a symmetry of the world (every shape is left-right symmetric), so it adds samples without
+# leaving it; "left" and "right" in the text swap with it, and the answer letter stays, since option texts change in
+# place. Time reversal is NOT one: a moving object's motion-blur trail would then lead it.
+MIRROR_WORDS = {"left": "right", "right": "left"}
 
 
 def swap_words(text: str, pairs: dict[str, str]) -> str:
@@ -185,36 +118,18 @@ def swap_words(text: str, pairs: dict[str, str]) -> str:
     return pattern.sub(lambda m: pairs[m.group(1)], text)
 
 
-def augmented_prompt(sample: Sample, pairs: dict[str, str]) -> str:
+def augmented_sample(sample: Sample, pairs: dict[str, str]) -> Sample:
+    """The question as it reads for the mirrored video (option texts change in place, so does the
+    answer's text, and the answer letter stays)."""
     if not pairs:
-        return format_prompt(sample)
-    return format_prompt(dataclasses.replace(sample, question=swap_words(sample.question, pairs),
-                                             options=[swap_words(o, pairs) for o in sample.options]))
+        return sample
+    return dataclasses.replace(sample, question=swap_words(sample.question, pairs),
+                               options=[swap_words(o, pairs) for o in sample.options])
 
 
-def augment_frames(frames: np.ndarray, hflip: bool, reverse: bool) -> np.ndarray:
-    """uint8 [F, H, W, 3] -> the same video mirrored left-right and/or played backwards."""
-    if hflip:
-        frames = frames[:, :, ::-1]
-    if reverse:
-        frames = frames[::-1]
-    return np.ascontiguousarray(frames)
-
-
-def augment_labels(labels: np.ndarray, pairs: dict[str, str], hflip: bool, reverse: bool) -> np.ndarray:
-    """int8 [3, F, rows, cols] labels moved with the frames; moving roles renamed like the words."""
-    if hflip:
-        labels = labels[:, :, :, ::-1]
-    if reverse:
-        labels = labels[:, ::-1]
-    labels = labels.copy()
-    if pairs:
-        lut = np.arange(len(ROLES))
-        for a, b in pairs.items():
-            lut[ROLES.index(a)] = ROLES.index(b)
-        role = labels[0]
-        labels[0] = np.where(role >= 0, lut[np.maximum(role, 0)], role)
-    return labels
+def mirror_frames(frames: np.ndarray) -> np.ndarray:
+    """uint8 [F, H, W, 3] -> the same video mirrored left-right."""
+    return np.ascontiguousarray(frames[:, :, ::-1])
 
 
 # --------------------------------------------------------------------------------------------- derived questions
@@ -222,20 +137,15 @@ def augment_labels(labels: np.ndarray, pairs: dict[str, str], hflip: bool, rever
 
 def scene_question(sample: Sample, family: str, letter: int, rng: np.random.Generator) -> Sample | None:
     """Another question about the same video, asked by the world's own generator from the sample's scene
-    description; None when the scene cannot carry it unchanged (the generator would have to re-draw a shape)."""
-    from scorerl.data.synthetic import COLORS, make_question
+    description; None when the scene cannot carry that family's question (e.g. `direction` of a still object)."""
+    from scorerl.data.synthetic import make_question
 
     if sample.scene is None or letter >= len(LETTERS):
         return None
-    scene = copy.deepcopy(sample.scene)
-    if family == "event" and len({o["color"] for o in scene.get("objects", [])}) >= len(COLORS):
-        return None  # its distractors need a colour absent from the video
     try:
-        question, options, _ = make_question(rng, scene, family, letter)
+        question, options, _ = make_question(rng, copy.deepcopy(sample.scene), family, letter)
     except (DataError, KeyError, ValueError, IndexError):
         return None
-    if scene["objects"] != sample.scene["objects"]:
-        return None  # the question needed a different video
     return dataclasses.replace(sample, question=question, options=list(options), answer=LETTERS[letter],
                                answer_index=letter, family=family)
 
@@ -335,31 +245,6 @@ def set_trainable(env, on: bool) -> None:
     env.model.train(on)
 
 
-class FitProbes(nn.Module):
-    """Linear read-outs used only while fitting (never saved with the environment); see the module doc."""
-
-    def __init__(self, width: int, answer_values: int):
-        from scorerl.data.synthetic import COLORS, SHAPES
-
-        super().__init__()
-        self.answer = nn.Linear(width, max(1, answer_values))
-        self.option = nn.Linear(width, 1)
-        self.role = nn.Linear(width, len(ROLES))
-        self.color = nn.Linear(width, 1 + len(COLORS))
-        self.shape = nn.Linear(width, 1 + len(SHAPES))
-
-
-def build_probes(env, seed: int, answer_values: int) -> FitProbes:
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed + 1)
-        return FitProbes(env.hidden_size, answer_values).to(env.device)
-
-
-def answer_vocab(samples: list[Sample]) -> dict[str, int]:
-    """Class index of every answer value (option text) in the training data, for the answer probe."""
-    return {v: i for i, v in enumerate(sorted({o for s in samples for o in s.options}))}
-
-
 def encode_batch(env, frames: list[np.ndarray]) -> list[VisualTokens]:
     """Visual tokens of several videos (with gradients when env.grad). Qwen2.5-VL runs its vision tower once for
     the batch (its attention never crosses a frame, so batching changes nothing); other archs encode one by one."""
@@ -379,196 +264,49 @@ def encode_batch(env, frames: list[np.ndarray]) -> list[VisualTokens]:
     return out
 
 
-def token_grid(env, data: FitData) -> tuple[int, int]:
-    """(rows, cols) of visual tokens per temporal unit for this data's frames."""
-    with torch.no_grad():
-        v = encode_batch(env, [data.frames[0]])[0]
-    return v.grid
-
-
-@dataclass
-class Forward:
-    logits: torch.Tensor  # [R, V] at the answer position
-    hidden: tuple  # hidden states, each [R, W, D] (0 = embeddings, i = output of LLM layer i)
-    seqs: list  # the env's Sequence of each request
-    width: int  # W, the padded length (request r starts at column W - len(seqs[r]))
-
-
-def forward_requests(env, requests: list[ScoreRequest], hidden: bool) -> Forward:
-    """One left-padded LLM forward in the environment's own sequence layout (kept tokens at their original
-    positions): the logits at the answer position and, when asked, every layer's hidden states."""
-    from scorerl.envs.common import left_pad
-
-    with torch.set_grad_enabled(env.grad):
-        seqs = [env.build_sequence(r, with_target=False) for r in requests]
-        embeds, mask, positions = left_pad(seqs)
-        out = env.model(inputs_embeds=embeds, attention_mask=mask, position_ids=env.model_positions(positions),
-                        use_cache=False, logits_to_keep=1, output_hidden_states=hidden)
-    return Forward(out.logits[:, -1].float(), out.hidden_states if hidden else (), seqs, embeds.shape[1])
-
-
-# --------------------------------------------------------------------------------------------- probe targets
-
-
-class PromptPositions:
-    """Positions, counted from the end of a request's sequence (so dropping and padding do not move them), of the
-    token that ends the question line (it has seen the question and the video) and of the token that ends each
-    option line (it has seen its letter and the whole option text). Memoised per prompt."""
-
-    def __init__(self, env):
-        self.env = env
-        self.memo: dict[str, tuple[int, list[int]] | None] = {}
-
-    def __call__(self, prompt: str, n_options: int) -> tuple[int, list[int]] | None:
-        if prompt not in self.memo:
-            if len(self.memo) > 50_000:
-                self.memo.clear()
-            self.memo[prompt] = self._find(prompt, n_options)
-        return self.memo[prompt]
-
-    def _find(self, prompt: str, n_options: int) -> tuple[int, list[int]] | None:
-        after = self.env.text_around_video(prompt)[1]  # the sequence ends with exactly these tokens
-        enc = self.env.tokenizer(after, add_special_tokens=False, return_offsets_mapping=True)
-
-        def token_at(char: int) -> int | None:
-            hits = [i for i, (a, b) in enumerate(enc.offset_mapping) if a <= char < b]
-            return hits[0] - len(enc.input_ids) if hits else None
-
-        lines = [after.find(f"\n{letter}. ") for letter in LETTERS[:n_options]]
-        if min(lines) < 0:
-            return None  # not the format_prompt layout
-        ends = [token_at(after.find("\n", start + 1)) for start in lines]
-        question_end = token_at(lines[0])
-        if question_end is None or None in ends:
-            return None
-        return question_end, ends
-
-
-def answer_probe_loss(probes: FitProbes, fwd: Forward, layer: int, question_ends: list[int | None],
-                      values: list[int]) -> torch.Tensor:
-    """CE of the answer value (the correct option's text as a class) read at the token ending the question."""
-    rows = [r for r, (q, v) in enumerate(zip(question_ends, values)) if q is not None and v != IGNORE]
-    if not rows:
-        return fwd.logits.new_zeros(())
-    cols = torch.tensor([fwd.width + question_ends[r] for r in rows], device=fwd.logits.device)
-    h = fwd.hidden[layer][torch.tensor(rows, device=cols.device), cols]  # [R', D]
-    target = torch.tensor([values[r] for r in rows], device=h.device)
-    return nn.functional.cross_entropy(probes.answer(h).float(), target)
-
-
-def option_probe_loss(probes: FitProbes, fwd: Forward, layer: int, ends: list[list[int] | None],
-                      answers: list[int]) -> torch.Tensor:
-    """CE over each request's options of the option probe at the token ending each option line."""
-    rows = [r for r, e in enumerate(ends) if e is not None]
-    if not rows:
-        return fwd.logits.new_zeros(())
-    width = max(len(ends[r]) for r in rows)
-    cols = torch.zeros(len(rows), width, dtype=torch.long)
-    valid = torch.zeros(len(rows), width, dtype=torch.bool)
-    for i, r in enumerate(rows):
-        cols[i, :len(ends[r])] = fwd.width + torch.tensor(ends[r])
-        valid[i, :len(ends[r])] = True
-    h = fwd.hidden[layer][torch.tensor(rows)[:, None], cols.to(fwd.logits.device)]  # [R', width, D]
-    scores = probes.option(h).squeeze(-1).float().masked_fill(~valid.to(h.device), float("-inf"))  # [R', width]
-    target = torch.tensor([answers[r] for r in rows], device=scores.device)
-    return nn.functional.cross_entropy(scores, target)
-
-
-def token_probe_loss(probes: FitProbes, fwd: Forward, layer: int, labels: list[np.ndarray | None]) -> torch.Tensor:
-    """Mean CE of role, colour and shape at every kept visual token that has a scene label."""
-    picked, targets = [], []
-    for r, (seq, lab) in enumerate(zip(fwd.seqs, labels)):
-        if lab is None:
-            continue
-        start = fwd.width - len(seq) + seq.visual_start
-        k = seq.kept.numel()
-        picked.append(fwd.hidden[layer][r, start:start + k])  # [K, D] kept visual tokens in sequence order
-        targets.append(torch.from_numpy(lab.reshape(3, -1)[:, seq.kept.numpy()].astype(np.int64)))  # [3, K]
-    if not picked:
-        return fwd.logits.new_zeros(())
-    h = torch.cat(picked)
-    y = torch.cat(targets, dim=1).to(h.device)
-    losses = []
-    for head, target in zip((probes.role, probes.color, probes.shape), y):
-        if bool((target != IGNORE).any()):
-            losses.append(nn.functional.cross_entropy(head(h).float(), target, ignore_index=IGNORE))
-    return torch.stack(losses).mean() if losses else h.new_zeros(())
-
-
-# --------------------------------------------------------------------------------------------- one step
+# --------------------------------------------------------------------------------------------- loss
 
 
 @dataclass
 class StepResult:
-    loss: torch.Tensor  # scalar, with graph
-    letter_loss: float
-    answer_loss: float
-    option_loss: float
-    token_loss: float
-    correct: int
-    count: int
+    loss: torch.Tensor  # scalar with grad: mean over questions of the answer's summed token CE
+    questions: int
 
 
-def fit_step_loss(env, probes: FitProbes, data: FitData, idx: np.ndarray, cfg: Config, step: int,
-                  letter_ids: torch.Tensor, positions: PromptPositions, vocab: dict[str, int]) -> StepResult:
-    """Loss of batch `step`: augment -> encode -> questions -> random keep masks -> one LLM forward -> letter CE
-    (what env.score computes for a one-token target) + probe losses."""
-    fit = cfg.fit
+def fit_step_loss(env, data: FitData, idx: np.ndarray, cfg: Config, step: int) -> StepResult:
+    """Loss of batch `step`: augment -> encode -> questions -> random keep masks -> one LLM forward -> answer CE
+    in data.answer_format (what env.score computes)."""
+    fit, fmt = cfg.fit, cfg.data.answer_format
     tgen, nrng = step_rng(cfg.run.seed, step, 0)
-    flips = torch.rand(len(idx), 2, generator=tgen) < 0.5  # [B, 2] (mirror, reverse)
-    frames, requests_of = [], []
+    mirror = torch.rand(len(idx), generator=tgen) < 0.5  # [B]
+    frames, questions = [], []  # questions: (video index in the batch, question as it reads for that video)
     for b, i in enumerate(idx):
-        hflip = fit.augment and bool(flips[b, 0])
-        reverse = fit.augment and bool(flips[b, 1]) and bool(data.is_video[i])
-        pairs = word_swaps(hflip, reverse)
-        frames.append(augment_frames(data.frames[i], hflip, reverse))
-        labels = None
-        if data.labels is not None and (data.labels[i] != IGNORE).any():
-            labels = augment_labels(data.labels[i], pairs, hflip, reverse)
-        questions = questions_for(data.samples[i], fit.extra_questions, nrng)
-        requests_of.append([(q, augmented_prompt(q, pairs), labels, vocab.get(swap_words(q.options[q.answer_index],
-                                                                                    pairs), IGNORE))
-                            for q in questions])
+        flip = fit.augment and bool(mirror[b])
+        pairs = MIRROR_WORDS if flip else {}
+        frames.append(mirror_frames(data.frames[i]) if flip else data.frames[i])
+        questions += [(b, augmented_sample(q, pairs)) for q in questions_for(data.samples[i], fit.extra_questions, nrng)]
     visuals = encode_batch(env, frames)
 
-    flat = [(b, q, p, lab, value) for b, reqs in enumerate(requests_of) for q, p, lab, value in reqs]
     T, N = visuals[0].features.shape[:2]
-    masks = random_keep_masks(len(flat), T, N, fit.keep_min, fit.full_prob, step_rng(cfg.run.seed, step, 1)[0])
-    requests = [ScoreRequest(visuals[item[0]], item[2], keep=m) for item, m in zip(flat, masks)]
-    need_hidden = fit.answer_weight > 0 or fit.option_weight > 0 or fit.token_weight > 0
-    fwd = forward_requests(env, requests, hidden=need_hidden)
-
-    answers = [item[1].answer_index for item in flat]
-    target = letter_ids[answers]  # [R]
-    letter_loss = nn.functional.cross_entropy(fwd.logits, target)
-    loss = letter_loss
-    zero = fwd.logits.new_zeros(())
-    answer_loss = option_loss = token_loss = zero
-    places = [positions(item[2], len(item[1].options)) for item in flat]
-    if fit.answer_weight > 0:
-        answer_loss = answer_probe_loss(probes, fwd, fit.answer_layer, [p and p[0] for p in places],
-                                        [item[4] for item in flat])
-        loss = loss + fit.answer_weight * answer_loss
-    if fit.option_weight > 0:
-        option_loss = option_probe_loss(probes, fwd, fit.option_layer, [p and p[1] for p in places], answers)
-        loss = loss + fit.option_weight * option_loss
-    if fit.token_weight > 0:
-        token_loss = token_probe_loss(probes, fwd, fit.token_layer, [item[3] for item in flat])
-        loss = loss + fit.token_weight * token_loss
-    pred = fwd.logits[:, letter_ids].argmax(1)  # [R] option index
-    correct = int((pred == torch.tensor(answers, device=pred.device)).sum())
-    return StepResult(loss, letter_loss.item(), answer_loss.item(), option_loss.item(), token_loss.item(), correct,
-                      len(flat))
+    masks = random_keep_masks(len(questions), T, N, fit.keep_min, fit.full_prob, step_rng(cfg.run.seed, step, 1)[0])
+    requests = [ScoreRequest(visuals[b], format_prompt(q, fmt), target=answer_target(q, fmt), keep=m)
+                for (b, q), m in zip(questions, masks)]
+    logps = env.token_logprobs(requests)  # one [t_r] per request, with gradients
+    loss = -torch.stack([lp.sum() for lp in logps]).mean()
+    return StepResult(loss, len(requests))
 
 
 # --------------------------------------------------------------------------------------------- evaluation
 
 
 @torch.no_grad()
-def evaluate(env, data: FitData, batch_size: int = 64, keep_fn=None, desc: str = "eval") -> dict:
-    """Multiple-choice accuracy (answer = the most likely option letter, env.choice_logprobs) overall and per
+def evaluate(env, data: FitData, answer_format: str, batch_size: int = 64, keep_fn=None,
+             desc: str = "eval") -> dict:
+    """Multiple-choice accuracy (the most likely option in `answer_format`, scorerl.eval.answer) overall and per
     family. keep_fn(sample_index, visual) -> keep bool [T, N] or None (all tokens, the default)."""
     from tqdm.auto import tqdm
+
+    from scorerl.eval.answer import predict
 
     was = env.grad
     set_trainable(env, False)
@@ -576,13 +314,12 @@ def evaluate(env, data: FitData, batch_size: int = 64, keep_fn=None, desc: str =
     try:
         for start in tqdm(range(0, len(data), batch_size), desc=desc, unit="batch", leave=False):
             idx = list(range(start, min(start + batch_size, len(data))))
+            samples = [data.samples[i] for i in idx]
             visuals = encode_batch(env, [data.frames[i] for i in idx])
-            requests = [ScoreRequest(v, format_prompt(data.samples[i]),
-                                     keep=None if keep_fn is None else keep_fn(i, v)) for i, v in zip(idx, visuals)]
-            logp = env.choice_logprobs(requests, list(LETTERS))  # [R, 4]
-            for i, row in zip(idx, logp):
-                n = len(data.samples[i].options)
-                correct.append(int(row[:n].argmax()) == data.samples[i].answer_index)
+            requests = [ScoreRequest(v, format_prompt(s, answer_format), keep=None if keep_fn is None else keep_fn(i, v))
+                        for i, s, v in zip(idx, samples, visuals)]
+            for s, choice in zip(samples, predict(env, requests, samples, answer_format)):
+                correct.append(choice == s.answer_index)
     finally:
         set_trainable(env, was)
     return accuracy_table(correct, [s.family for s in data.samples])
@@ -640,13 +377,12 @@ def _write_json_atomic(path: Path, obj: dict) -> None:
 # --------------------------------------------------------------------------------------------- checkpoints
 
 
-def save_fit_checkpoint(out: Path, step: int, env, probes: FitProbes, optimizer, identity: dict, stats: dict,
-                        keep_last: int) -> Path:
+def save_fit_checkpoint(out: Path, step: int, env, optimizer, identity: dict, stats: dict, keep_last: int) -> Path:
     from scorerl.rl.checkpoint import flatten_optimizer_state, save_checkpoint
 
     opt_tensors, opt_layout = flatten_optimizer_state(optimizer.state_dict())
     state = {"kind": "env-fit", "identity": identity, "step": step, "optimizer": opt_layout, "stats": stats}
-    tensors = {"model": env.model.state_dict(), "probes": probes.state_dict(), "optimizer": opt_tensors}
+    tensors = {"model": env.model.state_dict(), "optimizer": opt_tensors}
     return save_checkpoint(out, step, tensors=tensors, state=state, keep_last=keep_last)
 
 
@@ -676,16 +412,15 @@ def find_resume(out: Path, resume: str | None, identity: dict):
     return ckpt
 
 
-def restore(ckpt, env, probes: FitProbes, optimizer) -> int:
+def restore(ckpt, env, optimizer) -> int:
     from scorerl.rl.checkpoint import unflatten_optimizer_state
 
-    for name, module in (("model", env.model), ("probes", probes)):
-        if name not in ckpt.tensors:
-            raise CheckpointError(f"{ckpt.path}: no {name}.safetensors")
-        missing, unexpected = module.load_state_dict(ckpt.tensors[name], strict=False)
-        if missing or unexpected:
-            raise CheckpointError(f"{ckpt.path}: {name} weights do not match this model (missing {missing[:3]}, "
-                                  f"unexpected {unexpected[:3]})")
+    if "model" not in ckpt.tensors:
+        raise CheckpointError(f"{ckpt.path}: no model.safetensors")
+    missing, unexpected = env.model.load_state_dict(ckpt.tensors["model"], strict=False)
+    if missing or unexpected:
+        raise CheckpointError(f"{ckpt.path}: model weights do not match this model (missing {missing[:3]}, "
+                              f"unexpected {unexpected[:3]})")
     optimizer.load_state_dict(unflatten_optimizer_state(ckpt.tensors["optimizer"], ckpt.state["optimizer"]))
     return int(ckpt.state["step"])
 
@@ -715,29 +450,26 @@ def fit_env(cfg: Config, out: str | Path | None = None, resume: str | None = Non
     started = time.perf_counter()
     train = _load_train(cfg)
     test = load_split(cfg.data.eval_manifest, cfg.data.num_frames, cfg.data.frame_size, "eval")
-    env = build_fit_env(cfg, prompt_corpus(train.samples))
+    env = build_fit_env(cfg, prompt_corpus(train.samples, cfg.data.answer_format))
     env.model.to(_device(cfg))
-    if cfg.fit.token_weight > 0:
-        train = add_scene_labels(train, *token_grid(env, train))
     decode_s = time.perf_counter() - started
 
-    vocab = answer_vocab(train.samples)
-    probes = build_probes(env, cfg.run.seed, len(vocab))
-    params = list(env.model.parameters()) + list(probes.parameters())
+    params = list(env.model.parameters())
     optimizer = torch.optim.AdamW(params, lr=cfg.fit.lr, weight_decay=cfg.fit.weight_decay, betas=(0.9, 0.98))
     ckpt = find_resume(out, resume, identity)
-    step = restore(ckpt, env, probes, optimizer) if ckpt is not None else 0
+    step = restore(ckpt, env, optimizer) if ckpt is not None else 0
     if ckpt is not None:
         log.info("resuming the fit from %s (step %d)", ckpt.path, step)
     stats = dict(ckpt.state.get("stats", {})) if ckpt is not None else {}
 
-    train_s = _train_loop(cfg, env, probes, optimizer, params, train, vocab, out, identity, step, stats)
+    train_s = _train_loop(cfg, env, optimizer, params, train, out, identity, step, stats)
 
     set_trainable(env, False)
     env.model.to("cpu")
     env.save_pretrained(out)
     eval_started = time.perf_counter()
-    result = evaluate(env, test, batch_size=cfg.fit.eval_batch_size, desc="test (all tokens)")
+    result = evaluate(env, test, cfg.data.answer_format, batch_size=cfg.fit.eval_batch_size,
+                      desc="test (all tokens)")
     record = {
         "identity": identity,
         "config": cfg.to_dict(),
@@ -760,18 +492,16 @@ def fit_env(cfg: Config, out: str | Path | None = None, resume: str | None = Non
     return out
 
 
-def _train_loop(cfg: Config, env, probes, optimizer, params, train: FitData, vocab: dict[str, int], out: Path,
-                identity: dict, step: int, stats: dict) -> float:
+def _train_loop(cfg: Config, env, optimizer, params, train: FitData, out: Path, identity: dict, step: int,
+                stats: dict) -> float:
     """Run steps `step`..fit.steps with a progress bar and checkpoints; returns the training wall time (s),
     including the time of the run this one resumed."""
     from scorerl.rl.logging import ProgressBar
 
     fit = cfg.fit
-    letter_ids = torch.tensor(env.choice_ids(list(LETTERS)), device=env.device)
-    positions = PromptPositions(env)
     prior_s = float(stats.get("train_s", 0.0))
     ema = dict(stats.get("ema", {}))
-    bar = ProgressBar(total=fit.steps, initial=step, keys=("loss", "acc", "ans", "opt", "tok"), desc="env fit")
+    bar = ProgressBar(total=fit.steps, initial=step, keys=("loss",), desc="env fit")
     started = time.perf_counter()
     try:
         while step < fit.steps:
@@ -779,20 +509,19 @@ def _train_loop(cfg: Config, env, probes, optimizer, params, train: FitData, voc
             for group in optimizer.param_groups:
                 group["lr"] = lr
             idx = batch_indices(len(train), fit.batch_size, step, cfg.run.seed)
-            result = fit_step_loss(env, probes, train, idx, cfg, step, letter_ids, positions, vocab)
+            result = fit_step_loss(env, train, idx, cfg, step)
             optimizer.zero_grad(set_to_none=True)
             result.loss.backward()
             if fit.max_grad_norm > 0:
                 torch.nn.utils.clip_grad_norm_(params, fit.max_grad_norm)
             optimizer.step()
             step += 1
-            now = {"loss": result.letter_loss, "acc": result.correct / result.count, "ans": result.answer_loss,
-                   "opt": result.option_loss, "tok": result.token_loss}
+            now = {"loss": result.loss.item()}
             ema = {k: v if k not in ema else 0.95 * ema[k] + 0.05 * v for k, v in now.items()}
             bar.update(step, ema)
             if step % fit.checkpoint_every == 0 or step == fit.steps:
                 stats = {"ema": ema, "train_s": prior_s + time.perf_counter() - started}
-                save_fit_checkpoint(out, step, env, probes, optimizer, identity, stats, fit.keep_last)
+                save_fit_checkpoint(out, step, env, optimizer, identity, stats, fit.keep_last)
     finally:
         bar.close()
     return prior_s + time.perf_counter() - started
@@ -814,10 +543,3 @@ def _device(cfg: Config) -> torch.device:
 def _check_cfg(cfg: Config) -> None:
     if cfg.env.dtype != "float32":
         raise ConfigError("env.dtype: the environment fit trains in float32; set env.dtype=float32 for `env fit`")
-    layers = int(cfg.fit.model.get("num_layers", 2))
-    for key in ("answer_layer", "option_layer", "token_layer"):
-        if getattr(cfg.fit, key.replace("layer", "weight")) > 0:
-            index = getattr(cfg.fit, key)
-            if not -(layers + 1) <= index <= layers:
-                raise ConfigError(f"fit.{key}: {index} is out of range for an LLM of {layers} layers "
-                                  f"(hidden states 0..{layers}, or negative from the end)")
