@@ -3,8 +3,8 @@
 What it writes under --out:
     videos/{train,test}_NNNNN.mp4        H.264 yuv420p clips, --frames frames of --size x --size px, 8 fps
     images/static_{train,test}_NNNNN.png single scenes for curriculum stage 1 (static pseudo-videos)
-    train.jsonl test.jsonl               video QA: moving_color, moving_shape, direction, event, count, static_attr
-    static_train.jsonl static_test.jsonl image QA: static_attr, count, color_at
+    train.jsonl test.jsonl               video QA: moving_color, direction, event, count, static_attr
+    static_train.jsonl static_test.jsonl image QA: static_attr, count
     world.json                           generator parameters + version; a rerun with the same ones is a no-op
 
 Each manifest line: {"id", "video" | "image" (relative to the manifest), "question", "options" (4), "answer"
