@@ -200,3 +200,12 @@ def test_deterministic_draws():
     partial = [m for m in masks if m is not None]
     assert 0 < len(partial) < 50 and all(2 <= int(m.sum()) <= 16 for m in partial)
     assert F.lr_at(0, 100, 1.0, 10, 0.1) == pytest.approx(0.1) and F.lr_at(100, 100, 1.0, 10, 0.1) == pytest.approx(0.1)
+
+
+def test_scoring_in_another_answer_format_than_fitted_is_refused(fitted):
+    from scorerl.envs import check_answer_format
+
+    check_answer_format(str(fitted), "option")  # as fitted: fine
+    with pytest.raises(ConfigError, match=r"data.answer_format: 'letter'.*fitted to answer with 'option'"):
+        check_answer_format(str(fitted), "letter")
+    check_answer_format(str(fitted.parent / "no_fit_json_here"), "letter")  # not a fitted env: nothing to check

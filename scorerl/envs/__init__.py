@@ -36,6 +36,23 @@ def resolve_env_path(path: str) -> Path:
     return Path(path).expanduser()
 
 
+def check_answer_format(env_path: str, answer_format: str) -> None:
+    """Refuse to score an environment fitted by `scorerl env fit` in another answer format than it was fitted for
+    (its fit.json says which): its rewards and accuracies would be meaningless. Other checkpoints pass."""
+    import json
+
+    from scorerl.errors import ConfigError
+
+    fit_file = resolve_env_path(env_path) / "fit.json"
+    try:
+        fitted = json.loads(fit_file.read_text())["config"]["data"]["answer_format"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return
+    if fitted != answer_format:
+        raise ConfigError(f"data.answer_format: {answer_format!r}, but the environment in {fit_file.parent} was "
+                          f"fitted to answer with {fitted!r} ({fit_file.name}); set data.answer_format={fitted}")
+
+
 def load_env(env_section) -> VideoEnv:
     """Load the frozen environment an EnvSection describes (arch, path, dtype, device, attention, budget)."""
     cls = env_class(env_section.arch)

@@ -60,8 +60,9 @@ def run_eval(cfg: Config, policy_dir: str | Path | None = None, out: str | Path 
 
     torch.manual_seed(cfg.run.seed)
     if env is None:
-        from scorerl.envs import load_env
+        from scorerl.envs import check_answer_format, load_env
 
+        check_answer_format(cfg.env.path, cfg.data.answer_format)
         env = load_env(cfg.env)
     if "fastv" in methods:
         _check_fastv_layer(env, cfg.eval.fastv_layer)

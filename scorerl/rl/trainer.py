@@ -81,8 +81,9 @@ def train(cfg: Config, resume: str | None = None, force: bool = False) -> Path:
     set_seed(cfg.run.seed + rank)
 
     # ---- 4. the frozen environment, on this process's device; never prepared/wrapped (it has no gradients)
-    from scorerl.envs import load_env
+    from scorerl.envs import check_answer_format, load_env
 
+    check_answer_format(cfg.env.path, cfg.data.answer_format)
     env_section = cfg.env
     if env_section.device == "auto":
         env_section = dataclasses.replace(env_section, device=str(accelerator.device))
