@@ -69,8 +69,7 @@ class FitData:
     """A split held in memory, its frames decoded once."""
 
     frames: np.ndarray  # uint8 [S, F, H, W, 3]
-    samples: list[Sample]
-    is_video: np.ndarray  # bool [S]; images are static pseudo-videos
+    samples: list[Sample]  # images are static pseudo-videos (one image repeated over the frames)
 
     def __len__(self) -> int:
         return len(self.samples)
@@ -86,13 +85,12 @@ def load_split(spec: str, num_frames: int, frame_size: int, desc: str) -> FitDat
     frames = np.empty((len(samples), num_frames, frame_size, frame_size, 3), dtype=np.uint8)
     for i, s in enumerate(tqdm(samples, desc=f"decoding {desc}", unit="sample", leave=False)):
         frames[i] = load_frames(s, num_frames, frame_size)
-    return FitData(frames, samples, np.array([s.kind == "video" for s in samples]))
+    return FitData(frames, samples)
 
 
 def concat_data(parts: list[FitData]) -> FitData:
     parts = [p for p in parts if len(p)]
-    return FitData(np.concatenate([p.frames for p in parts]), [s for p in parts for s in p.samples],
-                   np.concatenate([p.is_video for p in parts]))
+    return FitData(np.concatenate([p.frames for p in parts]), [s for p in parts for s in p.samples])
 
 
 def prompt_corpus(samples: list[Sample], answer_format: str) -> list[str]:
