@@ -3,7 +3,7 @@
 Why it exists: a benchmark for token compression that runs anywhere (no hub, no downloads) and where we *know* which
 tokens matter. Each video holds only the coloured object(s) its question is about:
   - `moving_color`, `direction`: one object crossing part of the view along one axis during 8 of 16 frames,
-  - `static_attr`:               one object that stays in place (visible throughout),
+  - `static_attr`:               one object that stays in place, on screen during 8 of 16 frames,
   - `event`:                     one object visible for 2 of 16 frames (one frame pair), never the first or last pair,
   - `count`:                     1-4 objects of different colours, each visible during its own frame pair.
 The three wrong colour options are colours that are nowhere in the video, so answering needs no *binding* (which
@@ -35,7 +35,7 @@ from scorerl.errors import DataError
 
 log = logging.getLogger(__name__)
 
-WORLD_VERSION = 2  # bump when rendering, sampling or question text changes: invalidates cached worlds
+WORLD_VERSION = 3  # bump when rendering, sampling or question text changes: invalidates cached worlds
 
 COLORS: dict[str, tuple[int, int, int]] = {  # saturated, far apart in RGB and in YUV chroma, all unlike the grey bg
     "red": (225, 35, 35),
@@ -137,8 +137,8 @@ class _NoRoom(Exception):
 TRAIL = (0.5, 0.25)  # opacity of the motion-blur ghosts at the previous one and two positions of a moving object
 
 
-def _moving_window(frames: int) -> int:
-    # a moving object crosses the view during half the clip: 8 of 16 frames, starting on a frame pair
+def _half_window(frames: int) -> int:
+    # the moving object and the still one are on screen for half the clip: 8 of 16 frames, from a frame pair on
     return max(BRIEF, frames // 2 // BRIEF * BRIEF)
 
 
@@ -149,7 +149,7 @@ def _mover(rng, layout: _Layout, color: str, frames: int) -> dict:
     lo, hi = _object_side_range(layout.size)
     side = int(rng.integers(lo, hi + 1))
     direction = str(rng.choice(DIRECTIONS))
-    length = _moving_window(frames)
+    length = _half_window(frames)
     speed = rng.uniform(4.0, 5.0) * _scale(layout.size)
     dist = min(int(round(speed * (length - 1))), layout.area[2] - layout.area[0] - side)
     dx, dy = {"left": (-dist, 0), "right": (dist, 0), "up": (0, -dist), "down": (0, dist)}[direction]
@@ -187,7 +187,10 @@ def _video_objects(rng, family: str, frames: int, size: int) -> list[dict]:
         if family in ("moving_color", "direction"):
             keys = [_mover(rng, layout, color, frames)]
         elif family == "static_attr":
-            keys = [_still(rng, layout, color, "static", 0, frames)]
+            # half the clip, not all of it: a still object in every frame is found by any 10% of the tokens
+            length = _half_window(frames)
+            first = _pair_start(rng, frames, hi=(frames - length) // BRIEF)
+            keys = [_still(rng, layout, color, "static", first, length)]
         elif family == "event":
             first = _pair_start(rng, frames, lo=1, hi=frames // BRIEF - 2)  # never in the first or last pair
             keys = [_still(rng, layout, color, "event", first, BRIEF)]
@@ -279,11 +282,12 @@ _ASKS_ABOUT = {"moving_color": "moving", "direction": "moving", "event": "brief"
 
 
 def _kind_of(scene: dict, o: dict) -> str:
-    """moving / still (in place in every frame) / brief (in place, not in every frame) / other."""
+    """moving / still (in place for half the clip or more) / brief (in place for one frame pair) / other."""
     if o["role"] == "moving":
         return "moving"
-    whole = o["first"] == 0 and o["last"] == scene["frames"] - 1
-    if o["role"] == "static" and whole:
+    frames = scene["frames"]
+    long = o["last"] - o["first"] + 1 >= min(frames, _half_window(frames))
+    if o["role"] == "static" and long:
         return "still"
     return "brief" if o["role"] == "event" else "other"
 

@@ -39,12 +39,14 @@ def tiny_qwen2_5_vl_config(vocab_size: int, token_ids: dict[str, int], *, hidden
                            intermediate_size: int = 0, vision_depth: int = 2, vision_hidden: int = 32,
                            vision_heads: int = 2, patch_size: int = 8, spatial_merge_size: int = 2,
                            temporal_patch_size: int = 1, tokens_per_second: int = 2, window_size: int = 0,
-                           rope_theta: float = 1e6, initializer_range: float = 0.02,
+                           full_attention_blocks: list[int] | None = None, rope_theta: float = 1e6, initializer_range: float = 0.02,
                            max_position_embeddings: int = 4096):
     """Qwen2.5-VL config; `token_ids` maps special-token strings to ids (from the tokenizer).
 
     intermediate_size 0 = 2 x hidden_size. temporal_patch_size=1 makes one temporal unit per frame. window_size
     0 = two merged units per window side, so the vision tower's window attention (all blocks but the last) runs.
+    full_attention_blocks: the vision blocks that attend over the whole frame (None = the last one, as in
+    Qwen2.5-VL); [] with window_size = patch_size * spatial_merge_size keeps every visual token local.
     """
     from transformers import Qwen2_5_VLConfig
 
@@ -58,7 +60,8 @@ def tiny_qwen2_5_vl_config(vocab_size: int, token_ids: dict[str, int], *, hidden
         intermediate_size=2 * vision_hidden, out_hidden_size=hidden_size, patch_size=patch_size,
         spatial_merge_size=spatial_merge_size, temporal_patch_size=temporal_patch_size,
         tokens_per_second=tokens_per_second, window_size=window_size or 2 * patch_size * spatial_merge_size,
-        fullatt_block_indexes=[vision_depth - 1], initializer_range=initializer_range,
+        fullatt_block_indexes=[vision_depth - 1] if full_attention_blocks is None else list(full_attention_blocks),
+        initializer_range=initializer_range,
     )
     return Qwen2_5_VLConfig(
         text_config=text, vision_config=vision,
