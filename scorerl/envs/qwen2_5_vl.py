@@ -51,6 +51,12 @@ class Qwen25VLEnv(HFVideoEnv):
     arch = "qwen2_5_vl"
     model_type = "qwen2_5_vl"
 
+    def __init__(self, model, tokenizer, token_budget: int = 32768, settings: dict | None = None):
+        from scorerl.envs.vision_windows import batch_vision_windows
+
+        super().__init__(model, tokenizer, token_budget=token_budget, settings=settings)
+        batch_vision_windows(self.model)  # same result as transformers' per-window loop, in one call
+
     @classmethod
     def model_class(cls):
         from transformers import Qwen2_5_VLForConditionalGeneration
