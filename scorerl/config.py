@@ -398,6 +398,14 @@ class FitSection:
     """Samples per forward when the fitted environment is scored on data.eval_manifest."""
     extra_questions: int = 1
     """Questions per video derived from its scene description (world generator) besides the manifest's own."""
+    vision_lr_scale: float = 1.0
+    """Learning-rate multiplier of the vision encoder (Qwen2.5-VL's `visual` blocks and patch embedding, LLaVA's
+    `vision_tower`; the merger / projector into the LLM always trains at lr). 0 keeps it at its random
+    initialisation (docs/world.md: why the world's environment does)."""
+    family_weights: dict = field(default_factory=dict)
+    """Relative weight of question families in the fit, e.g. {direction: 4} (unlisted families weigh 1): a sample
+    of family f is drawn w_f times as often, and derived questions choose families in proportion to w_f. Empty =
+    every sample once per epoch, derived families uniform."""
 
     def validate(self, err):
         for key in ("steps", "batch_size", "checkpoint_every", "keep_last", "eval_batch_size"):
@@ -421,6 +429,11 @@ class FitSection:
             err("threads", "must be >= 0")
         if self.extra_questions < 0:
             err("extra_questions", "must be >= 0")
+        if self.vision_lr_scale < 0:
+            err("vision_lr_scale", "must be >= 0")
+        for family, weight in self.family_weights.items():
+            if not isinstance(weight, (int, float)) or isinstance(weight, bool) or weight <= 0:
+                err(f"family_weights.{family}", f"must be a number > 0, got {weight!r}")
 
 
 @dataclass

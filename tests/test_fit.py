@@ -135,6 +135,36 @@ def test_noop_when_already_fitted_and_refit_when_the_config_changes(world, fitte
     assert not F.is_fitted(tiny_cfg(world, model={"hidden_size": 64}), fitted)
 
 
+@pytest.mark.parametrize("arch", ["qwen2_5_vl", "llava_onevision"])
+def test_vision_lr_scale_groups_and_freezes_the_encoder(arch):
+    from scorerl.envs.tiny import build_tiny_env
+
+    env = build_tiny_env(arch)
+    names = {id(p): n for n, p in env.model.named_parameters()}
+    rest, encoder = F.param_groups(env, 0.25)
+    assert encoder["lr_scale"] == 0.25 and rest["lr_scale"] == 1.0
+    encoder_names = [names[id(p)] for p in encoder["params"]]
+    assert encoder_names and all(n.startswith(F._VISION_ENCODER) for n in encoder_names)
+    # the merger / projector into the LLM trains with the LLM
+    assert any(names[id(p)].startswith(F._PROJECTOR) for p in rest["params"])
+    assert not any(n.startswith(F._PROJECTOR) for n in encoder_names)
+
+    (only,) = F.param_groups(env, 0.0)  # frozen: left out, and no gradient reaches it
+    assert len(only["params"]) == len(rest["params"])
+    assert not any(p.requires_grad for p in encoder["params"])
+
+
+def test_a_frozen_vision_encoder_keeps_its_initial_weights(world, tmp_path):
+    out = F.fit_env(tiny_cfg(world, vision_lr_scale=0.0, steps=2), out=tmp_path / "env")
+    initial = F.build_fit_env(tiny_cfg(world), ["a prompt"]).model.state_dict()  # same seed, same init
+    fitted = load_env(EnvSection(arch="qwen2_5_vl", path=str(out), device="cpu")).model.state_dict()
+    encoder = [k for k in initial if k.startswith(F._VISION_ENCODER) and not k.startswith(F._PROJECTOR)]
+    merger = [k for k in initial if k.startswith(F._PROJECTOR)]
+    assert encoder and merger
+    assert all(torch.equal(fitted[k], initial[k]) for k in encoder)
+    assert not all(torch.equal(fitted[k], initial[k]) for k in merger)
+
+
 def test_fit_needs_float32(world, tmp_path):
     cfg = tiny_cfg(world)
     cfg.env.dtype = "bfloat16"
@@ -187,6 +217,28 @@ def test_derived_questions_match_the_generator(world):
                 assert q.options[2] == str(len(coloured))
     # every scene carries its own family's question and `count`; moving scenes carry both moving families
     assert made >= len(samples) * 2
+
+
+def test_family_weights_draw_families_in_proportion(world):
+    samples, _ = read_manifest(world / "train.jsonl")
+    weights = F.sample_weights(samples, {"direction": 4})
+    assert F.sample_weights(samples, {}) is None
+    is_dir = np.array([s.family == "direction" for s in samples])
+    assert (weights[is_dir] == 4).all() and (weights[~is_dir] == 1).all()
+    batches = [F.batch_indices(len(samples), 3, step, 0, weights) for step in range(300)]
+    assert all(len(set(b.tolist())) == 3 for b in batches)  # distinct within a batch
+    assert (batches[7] == F.batch_indices(len(samples), 3, 7, 0, weights)).all()  # a pure function of the step
+    share = is_dir[np.concatenate(batches)].mean()
+    expected = 4 * is_dir.sum() / weights.sum()  # 4 * 3 / 24 = 0.5 for the 15-sample world (without replacement
+    assert abs(share - expected) < 0.08, (share, expected)  # in a batch of 3 it is a little lower)
+    # derived questions choose families by the same weights; a mover's scene carries moving_color, direction and
+    # count questions (event and static_attr draws give none), so direction is 4 of 4 + 1 + 1
+    mover = next(s for s in samples if s.family == "moving_color")
+    rng = np.random.default_rng(0)
+    derived = [q.family for _ in range(400) for q in F.questions_for(mover, 1, rng, {"direction": 4})[1:]]
+    assert abs(derived.count("direction") / len(derived) - 4 / 6) < 0.07
+    with pytest.raises(ConfigError, match=r"fit.family_weights.direction: must be a number > 0"):
+        tiny_cfg(world, family_weights={"direction": 0})
 
 
 def test_deterministic_draws():

@@ -148,14 +148,20 @@ def scene_question(sample: Sample, family: str, letter: int, rng: np.random.Gene
                                answer_index=letter, family=family)
 
 
-def questions_for(sample: Sample, extra: int, rng: np.random.Generator) -> list[Sample]:
-    """The manifest's question plus up to `extra` derived from the scene (families drawn uniformly)."""
+def questions_for(sample: Sample, extra: int, rng: np.random.Generator,
+                  family_weights: dict[str, float] | None = None) -> list[Sample]:
+    """The manifest's question plus up to `extra` derived from the scene (families drawn in proportion to
+    family_weights, 1 where unlisted; uniformly when there are none)."""
     from scorerl.data.synthetic import IMAGE_FAMILIES, VIDEO_FAMILIES
 
     out = [sample]
     families = VIDEO_FAMILIES if sample.kind == "video" else IMAGE_FAMILIES
+    p = None
+    if family_weights:
+        w = np.array([float(family_weights.get(f, 1.0)) for f in families])
+        p = w / w.sum()
     for _ in range(extra):
-        family = families[int(rng.integers(len(families)))]
+        family = families[int(rng.integers(len(families)))] if p is None else families[int(rng.choice(len(families), p=p))]
         letter = int(rng.integers(len(sample.options)))
         q = scene_question(sample, family, letter, rng)
         if q is not None:
@@ -173,8 +179,13 @@ def step_rng(seed: int, step: int, stream: int) -> tuple[torch.Generator, np.ran
     return torch.Generator().manual_seed(value), np.random.default_rng(value)
 
 
-def batch_indices(n: int, batch_size: int, step: int, seed: int) -> np.ndarray:
-    """Sample indices of batch `step` (0-based) in an endless stream of per-epoch permutations of range(n)."""
+def batch_indices(n: int, batch_size: int, step: int, seed: int, weights: np.ndarray | None = None) -> np.ndarray:
+    """Sample indices of batch `step` (0-based): without weights, the step's slice of an endless stream of
+    per-epoch permutations of range(n); with weights [n], batch_size distinct indices drawn with probability
+    proportional to them (from the step's own generator, so a resumed fit draws the same batches)."""
+    if weights is not None:
+        rng = step_rng(seed, step, 2)[1]
+        return rng.choice(n, size=min(batch_size, n), replace=False, p=weights / weights.sum())
     out: list[int] = []
     pos = step * batch_size
     while len(out) < batch_size:
@@ -184,6 +195,13 @@ def batch_indices(n: int, batch_size: int, step: int, seed: int) -> np.ndarray:
         out.extend(take.tolist())
         pos += len(take)
     return np.asarray(out)
+
+
+def sample_weights(samples: list[Sample], family_weights: dict[str, float]) -> np.ndarray | None:
+    """Sampling weight [n] of each training sample (its family's, 1 where unlisted); None without weights."""
+    if not family_weights:
+        return None
+    return np.array([float(family_weights.get(s.family, 1.0)) for s in samples])
 
 
 def random_keep_masks(count: int, T: int, N: int, keep_min: float, full_prob: float,
@@ -236,6 +254,28 @@ def build_fit_env(cfg: Config, corpus: list[str]):
     return env
 
 
+# The vision encoder's parameters (ViT blocks and patch embedding), without the merger / projector that maps its
+# output into the LLM: that one always trains, as in the usual MLLM recipe of a frozen ViT and a trained projector.
+_VISION_ENCODER = ("model.visual.", "model.vision_tower.")
+_PROJECTOR = ("model.visual.merger.", "model.multi_modal_projector.")
+
+
+def param_groups(env, vision_lr_scale: float) -> list[dict]:
+    """AdamW groups: the vision encoder at lr x vision_lr_scale, everything else at lr. With scale 0 the encoder
+    stays at its (random) initialisation: it is left out and gets no gradient, which also saves its backward."""
+    encoder, rest = [], []
+    for name, p in env.model.named_parameters():
+        is_encoder = name.startswith(_VISION_ENCODER) and not name.startswith(_PROJECTOR)
+        (encoder if is_encoder else rest).append(p)
+    groups = [{"params": rest, "lr_scale": 1.0}]
+    if vision_lr_scale > 0:
+        groups.append({"params": encoder, "lr_scale": float(vision_lr_scale)})
+    else:
+        for p in encoder:
+            p.requires_grad_(False)
+    return groups
+
+
 def set_trainable(env, on: bool) -> None:
     """Switch the environment between fitting (gradients through encode and the LLM) and frozen scoring."""
     env.grad = on
@@ -282,7 +322,8 @@ def fit_step_loss(env, data: FitData, idx: np.ndarray, cfg: Config, step: int) -
         flip = fit.augment and bool(mirror[b])
         pairs = MIRROR_WORDS if flip else {}
         frames.append(mirror_frames(data.frames[i]) if flip else data.frames[i])
-        questions += [(b, augmented_sample(q, pairs)) for q in questions_for(data.samples[i], fit.extra_questions, nrng)]
+        questions += [(b, augmented_sample(q, pairs)) for q in questions_for(data.samples[i], fit.extra_questions, nrng,
+                                                                               fit.family_weights)]
     visuals = encode_batch(env, frames)
 
     T, N = visuals[0].features.shape[:2]
@@ -452,8 +493,9 @@ def fit_env(cfg: Config, out: str | Path | None = None, resume: str | None = Non
     env.model.to(_device(cfg))
     decode_s = time.perf_counter() - started
 
-    params = list(env.model.parameters())
-    optimizer = torch.optim.AdamW(params, lr=cfg.fit.lr, weight_decay=cfg.fit.weight_decay, betas=(0.9, 0.98))
+    groups = param_groups(env, cfg.fit.vision_lr_scale)
+    params = [p for g in groups for p in g["params"]]
+    optimizer = torch.optim.AdamW(groups, lr=cfg.fit.lr, weight_decay=cfg.fit.weight_decay, betas=(0.9, 0.98))
     ckpt = find_resume(out, resume, identity)
     step = restore(ckpt, env, optimizer) if ckpt is not None else 0
     if ckpt is not None:
@@ -497,6 +539,7 @@ def _train_loop(cfg: Config, env, optimizer, params, train: FitData, out: Path, 
     from scorerl.rl.logging import ProgressBar
 
     fit = cfg.fit
+    weights = sample_weights(train.samples, fit.family_weights)
     prior_s = float(stats.get("train_s", 0.0))
     ema = dict(stats.get("ema", {}))
     bar = ProgressBar(total=fit.steps, initial=step, keys=("loss",), desc="env fit")
@@ -505,8 +548,8 @@ def _train_loop(cfg: Config, env, optimizer, params, train: FitData, out: Path, 
         while step < fit.steps:
             lr = lr_at(step, fit.steps, fit.lr, fit.warmup_steps, fit.min_lr_ratio)
             for group in optimizer.param_groups:
-                group["lr"] = lr
-            idx = batch_indices(len(train), fit.batch_size, step, cfg.run.seed)
+                group["lr"] = lr * group["lr_scale"]
+            idx = batch_indices(len(train), fit.batch_size, step, cfg.run.seed, weights)
             result = fit_step_loss(env, train, idx, cfg, step)
             optimizer.zero_grad(set_to_none=True)
             result.loss.backward()
