@@ -400,8 +400,19 @@ class FitSection:
     """Questions per video derived from its scene description (world generator) besides the manifest's own."""
     vision_lr_scale: float = 1.0
     """Learning-rate multiplier of the vision encoder (Qwen2.5-VL's `visual` blocks and patch embedding, LLaVA's
-    `vision_tower`; the merger / projector into the LLM always trains at lr). 0 keeps it at its random
+    `vision_tower`; the merger / projector has its own, projector_lr_scale). 0 keeps it at its random
     initialisation (docs/world.md: why the world's environment does)."""
+    projector_lr_scale: float = 1.0
+    """Learning-rate multiplier of the merger / projector into the LLM (Qwen2.5-VL's `visual.merger`, LLaVA's
+    `multi_modal_projector`). 0 keeps it as it is: at its random initialisation, or as the warm-up left it."""
+    projector_warmup_steps: int = 0
+    """Steps of a warm-up BEFORE the fit that trains only the projector, through one throwaway pooled classifier
+    per family in projector_warmup_families, to predict each train video's answer text; each step
+    draws fit.batch_size videos of every family (0 = no warm-up).
+    scorerl/envs/projector_warmup.py says why; docs/world.md what it changed."""
+    projector_warmup_families: list = field(default_factory=list)
+    """Question families the projector warm-up learns; only families whose answer is a property of the video
+    (the same question every time), e.g. [direction, count]."""
     family_weights: dict = field(default_factory=dict)
     """Relative weight of question families in the fit, e.g. {direction: 4} (unlisted families weigh 1): a sample
     of family f is drawn w_f times as often, and derived questions choose families in proportion to w_f. Empty =
@@ -431,6 +442,15 @@ class FitSection:
             err("extra_questions", "must be >= 0")
         if self.vision_lr_scale < 0:
             err("vision_lr_scale", "must be >= 0")
+        if self.projector_lr_scale < 0:
+            err("projector_lr_scale", "must be >= 0")
+        if self.projector_warmup_steps < 0:
+            err("projector_warmup_steps", "must be >= 0")
+        families = self.projector_warmup_families
+        if not isinstance(families, list) or not all(isinstance(f, str) and f for f in families):
+            err("projector_warmup_families", f"must be a list of family names, got {families!r}")
+        elif self.projector_warmup_steps > 0 and not families:
+            err("projector_warmup_families", "must name at least one family when projector_warmup_steps > 0")
         for family, weight in self.family_weights.items():
             if not isinstance(weight, (int, float)) or isinstance(weight, bool) or weight <= 0:
                 err(f"family_weights.{family}", f"must be a number > 0, got {weight!r}")

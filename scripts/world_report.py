@@ -115,14 +115,26 @@ def fit_summary(fit: dict | None) -> list[str]:
         f"- model: {fit['config']['env']['arch']}, {fit['parameters'] / 1e6:.2f} M parameters, "
         f"visual tokens [T, N] = {fit['visual_tokens']}; {model}",
         f"- fit: {fit['steps']} steps x {f['batch_size']} videos x {1 + f['extra_questions']} questions, lr {f['lr']}, "
-        f"warm-up {f['warmup_steps']}, keep ratio ~ U[{f['keep_min']}, 1] (all tokens with p={f['full_prob']}), "
+        f"lr warm-up {f['warmup_steps']}, keep ratio ~ U[{f['keep_min']}, 1] (all tokens with p={f['full_prob']}), "
         f"augment={f['augment']}, image data={f['image_data']}, answer format "
         f"{fit['config']['data']['answer_format']}",
+        vision_summary(f, fit.get("projector_warmup")),
         f"- wall time ({fit['threads']} threads, {fit['device']}): decode {wall['decode']:.0f} s, train "
         f"{wall['train']:.0f} s, test eval {wall['eval']:.0f} s, whole command {wall['this_run']:.0f} s"
         + ("" if fit.get("resumed_from_step") is None else f" (resumed from step {fit['resumed_from_step']})"),
         f"- test accuracy with all tokens recorded at fit time: {_pct(fit['test']['accuracy'])}",
     ]
+
+
+def vision_summary(f: dict, warmup: dict | None) -> str:
+    """How the vision side was fitted: the encoder's and the projector's lr scales, and the projector warm-up."""
+    line = (f"- vision: encoder lr x {f.get('vision_lr_scale', 1.0):g}, merger / projector lr x "
+            f"{f.get('projector_lr_scale', 1.0):g}")
+    if warmup:
+        probe = ", ".join(f"{k} {_pct(v)}" for k, v in warmup["probe_accuracy_last_quarter"].items() if v is not None)
+        line += (f", after a projector warm-up of {warmup['steps']} steps on {', '.join(warmup['classes'])} "
+                 f"({warmup['wall_time_s']:.0f} s; probe accuracy on train videos over its last quarter: {probe})")
+    return line
 
 
 def report_markdown(result: dict, fit: dict | None) -> str:

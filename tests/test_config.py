@@ -52,3 +52,24 @@ def test_diff_configs_names_changed_keys():
     a = Config().to_dict()
     b = load_config(None, ["rl.group_size=4", "train.lr=0.5"]).to_dict()
     assert diff_configs(a, b) == ["rl.group_size", "train.lr"]
+
+
+def test_cli_overrides_may_follow_options(monkeypatch, capsys):
+    from scorerl import cli
+
+    seen = {}
+    monkeypatch.setattr(cli, "cmd_env_fit", lambda args: seen.update(out=args.out, overrides=args.overrides))
+    assert cli.main(["env", "fit", "run.yaml", "fit.steps=5", "--out", "DIR", "fit.lr=0.1", "fit.steps=7"]) == 0
+    assert seen == {"out": "DIR", "overrides": ["fit.steps=5", "fit.lr=0.1", "fit.steps=7"]}  # in order: last wins
+    with pytest.raises(SystemExit):
+        cli.main(["env", "fit", "run.yaml", "--out", "DIR", "--bogus"])
+    assert "unrecognized arguments: --bogus" in capsys.readouterr().err
+
+
+def test_projector_warmup_keys_are_checked(tmp_path):
+    with pytest.raises(ConfigError, match="fit.projector_warmup_families"):
+        load_config(None, ["fit.projector_warmup_steps=10"])
+    with pytest.raises(ConfigError, match="fit.projector_lr_scale"):
+        load_config(None, ["fit.projector_lr_scale=-1"])
+    cfg = load_config(None, ["fit.projector_warmup_steps=10", "fit.projector_warmup_families=[direction]"])
+    assert cfg.fit.projector_warmup_families == ["direction"]

@@ -18,6 +18,7 @@ from scorerl.data import synthetic as syn
 from scorerl.data.manifest import answer_target, format_prompt, read_manifest
 from scorerl.envs import fit as F
 from scorerl.envs import load_env
+from scorerl.envs.projector_warmup import PROJECTOR, warm_up_projector, warmup_targets
 from scorerl.errors import CheckpointError, ConfigError
 
 FRAMES, SIZE = 8, 32  # 32 px, patch 8, merge 2 -> 2 x 2 tokens per frame, 32 visual tokens
@@ -136,33 +137,98 @@ def test_noop_when_already_fitted_and_refit_when_the_config_changes(world, fitte
 
 
 @pytest.mark.parametrize("arch", ["qwen2_5_vl", "llava_onevision"])
-def test_vision_lr_scale_groups_and_freezes_the_encoder(arch):
+def test_lr_scales_group_and_freeze_the_encoder_and_projector(arch):
     from scorerl.envs.tiny import build_tiny_env
 
     env = build_tiny_env(arch)
     names = {id(p): n for n, p in env.model.named_parameters()}
-    rest, encoder = F.param_groups(env, 0.25)
-    assert encoder["lr_scale"] == 0.25 and rest["lr_scale"] == 1.0
+    rest, encoder, projector = F.param_groups(env, 0.25, 0.5)
+    assert (rest["lr_scale"], encoder["lr_scale"], projector["lr_scale"]) == (1.0, 0.25, 0.5)
     encoder_names = [names[id(p)] for p in encoder["params"]]
-    assert encoder_names and all(n.startswith(F._VISION_ENCODER) for n in encoder_names)
-    # the merger / projector into the LLM trains with the LLM
-    assert any(names[id(p)].startswith(F._PROJECTOR) for p in rest["params"])
-    assert not any(n.startswith(F._PROJECTOR) for n in encoder_names)
+    projector_names = [names[id(p)] for p in projector["params"]]
+    assert encoder_names and all(n.startswith(F._VISION_ENCODER) and not n.startswith(PROJECTOR) for n in encoder_names)
+    assert projector_names and all(n.startswith(PROJECTOR) for n in projector_names)
+    assert not any(names[id(p)].startswith(F._VISION_ENCODER) for p in rest["params"])
 
-    (only,) = F.param_groups(env, 0.0)  # frozen: left out, and no gradient reaches it
+    (only,) = F.param_groups(env, 0.0, 0.0)  # frozen: left out, and no gradient reaches them
     assert len(only["params"]) == len(rest["params"])
-    assert not any(p.requires_grad for p in encoder["params"])
+    assert not any(p.requires_grad for p in encoder["params"] + projector["params"])
+
+
+def split_weights(state: dict) -> tuple[list[str], list[str]]:
+    """(vision-encoder keys without the projector, projector keys) of a model state dict."""
+    encoder = [k for k in state if k.startswith(F._VISION_ENCODER) and not k.startswith(PROJECTOR)]
+    return encoder, [k for k in state if k.startswith(PROJECTOR)]
 
 
 def test_a_frozen_vision_encoder_keeps_its_initial_weights(world, tmp_path):
     out = F.fit_env(tiny_cfg(world, vision_lr_scale=0.0, steps=2), out=tmp_path / "env")
     initial = F.build_fit_env(tiny_cfg(world), ["a prompt"]).model.state_dict()  # same seed, same init
     fitted = load_env(EnvSection(arch="qwen2_5_vl", path=str(out), device="cpu")).model.state_dict()
-    encoder = [k for k in initial if k.startswith(F._VISION_ENCODER) and not k.startswith(F._PROJECTOR)]
-    merger = [k for k in initial if k.startswith(F._PROJECTOR)]
+    encoder, merger = split_weights(initial)
     assert encoder and merger
     assert all(torch.equal(fitted[k], initial[k]) for k in encoder)
     assert not all(torch.equal(fitted[k], initial[k]) for k in merger)
+
+
+# --------------------------------------------------------------------------------------------- projector warm-up
+
+WARMUP = {"projector_warmup_steps": 3, "projector_warmup_families": ["direction", "count"]}
+
+
+def test_warmup_targets_are_each_videos_answer_text(world):
+    samples, _ = read_manifest(world / "train.jsonl")
+    t = warmup_targets(samples, ["direction", "count"], "train.jsonl")
+    assert len(t.index) == sum(s.family in ("direction", "count") for s in samples) > 0
+    for i, f, c in zip(t.index, t.family, t.label):
+        s = samples[i]
+        assert s.family == t.families[f]
+        if s.family == "direction":  # checked against the scene, not against the manifest's own answer
+            mover = next(o for o in s.scene["objects"] if o["role"] == "moving")
+            assert t.classes[f][c] == mover["direction"]
+        else:
+            assert t.classes[f][c] == str(len(syn.coloured(s.scene)))
+    with pytest.raises(ConfigError, match=r"fit.projector_warmup_families.*'shape'.*train.jsonl"):
+        warmup_targets(samples, ["direction", "shape"], "train.jsonl")
+
+
+def test_warmup_trains_only_the_projector_and_is_deterministic(world):
+    cfg = tiny_cfg(world, **WARMUP)
+    train = F._load_train(cfg)
+    envs, records = [], []
+    for _ in range(2):
+        env = F.build_fit_env(cfg, ["a prompt"])
+        records.append(warm_up_projector(env, cfg, train))
+        envs.append(env.model.state_dict())
+    initial = F.build_fit_env(cfg, ["a prompt"]).model.state_dict()
+    encoder, merger = split_weights(initial)
+    changed = {k for k in initial if not torch.equal(initial[k], envs[0][k])}
+    assert changed and changed <= set(merger)  # the encoder and the LLM are untouched
+    assert all(torch.equal(envs[0][k], envs[1][k]) for k in initial)  # same seed, same projector
+    assert records[0]["classes"]["count"] and set(records[0]["probe_accuracy_last_quarter"]) == {"direction", "count"}
+
+
+def test_fit_after_warmup_keeps_the_warmed_frozen_projector_and_resumes_exactly(world, tmp_path, monkeypatch):
+    cfg = tiny_cfg(world, vision_lr_scale=0.0, projector_lr_scale=0.0, **WARMUP)
+    out = F.fit_env(cfg, out=tmp_path / "env")
+    record = json.loads((out / F.FIT_FILE).read_text())
+    assert record["projector_warmup"]["steps"] == 3
+
+    warmed = F.build_fit_env(cfg, ["a prompt"])
+    warm_up_projector(warmed, cfg, F._load_train(cfg))
+    fitted = load_env(EnvSection(arch="qwen2_5_vl", path=str(out), device="cpu")).model.state_dict()
+    _, merger = split_weights(fitted)
+    assert merger and all(torch.equal(fitted[k], warmed.model.state_dict()[k]) for k in merger)
+
+    # Resuming from the step-2 checkpoint must not warm up again (the checkpoint holds the warmed projector).
+    resumed = tmp_path / "resumed"
+    first = sorted((out / "checkpoints").glob("step-*"))[0]
+    shutil.copytree(first, resumed / "checkpoints" / first.name)
+    monkeypatch.setattr(F, "warm_up_projector", lambda *a: pytest.fail("a resumed fit warmed up again"))
+    F.fit_env(cfg, out=resumed, resume="auto")
+    again = load_env(EnvSection(arch="qwen2_5_vl", path=str(resumed), device="cpu")).model.state_dict()
+    assert all(torch.equal(fitted[k], again[k]) for k in fitted)
+    assert json.loads((resumed / F.FIT_FILE).read_text())["projector_warmup"] == record["projector_warmup"]
 
 
 def test_fit_needs_float32(world, tmp_path):

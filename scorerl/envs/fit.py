@@ -2,7 +2,11 @@
 
 Why a fit at all: there is no hub here, so the world's environment is a small model of a REAL architecture
 (Qwen2.5-VL by default, LLaVA-OneVision via env.arch) built from config and trained from scratch on the world's
-train split (+ its image split as static pseudo-videos). ALL weights are trained: vision tower, merger, LLM.
+train split (+ its image split as static pseudo-videos). The LLM always trains; the vision encoder and the merger /
+projector into the LLM train at their own learning-rate scales (fit.vision_lr_scale, fit.projector_lr_scale; 0
+keeps one as it is), and the projector may first be warmed up alone (fit.projector_warmup_steps,
+scorerl/envs/projector_warmup.py). The world's environment keeps the encoder at its random initialisation and
+warms the merger up, then freezes it (docs/world.md, "Learning direction").
 
 Why random token dropout (SCORE_METHOD.md section 9): a small model fitted only on complete videos fails on any
 sparse input, whichever tokens are kept, and then no policy can look good. Each fit question therefore keeps a
@@ -20,10 +24,11 @@ Recipe (fit_env):
   2. read the manifests; decode every sample's frames ONCE into uint8 memory (decord via data.cache.load_frames)
   3. tokenizer trained in code on the world's prompts and answers; model built from tiny.py's config builders +
      fit.model
-  4. loop: videos -> (left-right mirror) -> vision tower on the batch -> questions per video (the manifest's
+  4. projector warm-up when asked (not when resuming: the checkpoint holds the warmed projector)
+  5. loop: videos -> (left-right mirror) -> vision tower on the batch -> questions per video (the manifest's
      + ones derived from its scene) -> random keep masks -> one left-padded LLM forward in the env's own sequence
      layout -> answer CE -> AdamW (warm-up + cosine) -> checkpoint every N steps
-  5. save_pretrained(out), score the eval manifest with all tokens, write fit.json LAST (the done marker)
+  6. save_pretrained(out), score the eval manifest with all tokens, write fit.json LAST (the done marker)
 
 Exact resume: batch order, augmentation, derived questions and keep masks are pure functions of (seed, step) and
 the learning rate a function of step, so a checkpoint holds only model + optimizer + step (atomic safetensors/JSON
@@ -51,6 +56,7 @@ from scorerl.config import Config
 from scorerl.data.manifest import (LETTERS, Sample, answer_choices, answer_target, format_prompt, manifest_hash,
                                    read_manifest, resolve_manifest)
 from scorerl.envs.base import ScoreRequest, VisualTokens
+from scorerl.envs.projector_warmup import PROJECTOR, warm_up_projector
 from scorerl.errors import CheckpointError, ConfigError, DataError
 
 log = logging.getLogger(__name__)
@@ -254,25 +260,27 @@ def build_fit_env(cfg: Config, corpus: list[str]):
     return env
 
 
-# The vision encoder's parameters (ViT blocks and patch embedding), without the merger / projector that maps its
-# output into the LLM: that one always trains, as in the usual MLLM recipe of a frozen ViT and a trained projector.
+# The vision encoder's parameters (ViT blocks and patch embedding) and, among them, the merger / projector that maps
+# its output into the LLM: that one has its own learning-rate scale, as in the usual MLLM recipe of a frozen ViT and
+# a trained projector.
 _VISION_ENCODER = ("model.visual.", "model.vision_tower.")
-_PROJECTOR = ("model.visual.merger.", "model.multi_modal_projector.")
 
 
-def param_groups(env, vision_lr_scale: float) -> list[dict]:
-    """AdamW groups: the vision encoder at lr x vision_lr_scale, everything else at lr. With scale 0 the encoder
-    stays at its (random) initialisation: it is left out and gets no gradient, which also saves its backward."""
-    encoder, rest = [], []
+def param_groups(env, vision_lr_scale: float, projector_lr_scale: float = 1.0) -> list[dict]:
+    """AdamW groups: the LLM at lr, the vision encoder at lr x vision_lr_scale, the projector at lr x
+    projector_lr_scale. A part with scale 0 stays as it is (its random initialisation, or the projector's warm-up):
+    it is left out and gets no gradient, which also saves its backward."""
+    parts: dict[str, list] = {"rest": [], "encoder": [], "projector": []}
     for name, p in env.model.named_parameters():
-        is_encoder = name.startswith(_VISION_ENCODER) and not name.startswith(_PROJECTOR)
-        (encoder if is_encoder else rest).append(p)
-    groups = [{"params": rest, "lr_scale": 1.0}]
-    if vision_lr_scale > 0:
-        groups.append({"params": encoder, "lr_scale": float(vision_lr_scale)})
-    else:
-        for p in encoder:
-            p.requires_grad_(False)
+        part = "projector" if name.startswith(PROJECTOR) else "encoder" if name.startswith(_VISION_ENCODER) else "rest"
+        parts[part].append(p)
+    groups = [{"params": parts["rest"], "lr_scale": 1.0}]
+    for part, scale in (("encoder", vision_lr_scale), ("projector", projector_lr_scale)):
+        if scale > 0:
+            groups.append({"params": parts[part], "lr_scale": float(scale)})
+        else:
+            for p in parts[part]:
+                p.requires_grad_(False)
     return groups
 
 
@@ -493,14 +501,17 @@ def fit_env(cfg: Config, out: str | Path | None = None, resume: str | None = Non
     env.model.to(_device(cfg))
     decode_s = time.perf_counter() - started
 
-    groups = param_groups(env, cfg.fit.vision_lr_scale)
+    ckpt = find_resume(out, resume, identity)
+    stats = dict(ckpt.state.get("stats", {})) if ckpt is not None else {}
+    if cfg.fit.projector_warmup_steps and ckpt is None:  # a resumed fit restores the warmed projector instead
+        stats["projector_warmup"] = warm_up_projector(env, cfg, train)
+
+    groups = param_groups(env, cfg.fit.vision_lr_scale, cfg.fit.projector_lr_scale)
     params = [p for g in groups for p in g["params"]]
     optimizer = torch.optim.AdamW(groups, lr=cfg.fit.lr, weight_decay=cfg.fit.weight_decay, betas=(0.9, 0.98))
-    ckpt = find_resume(out, resume, identity)
     step = restore(ckpt, env, optimizer) if ckpt is not None else 0
     if ckpt is not None:
         log.info("resuming the fit from %s (step %d)", ckpt.path, step)
-    stats = dict(ckpt.state.get("stats", {})) if ckpt is not None else {}
 
     train_s = _train_loop(cfg, env, optimizer, params, train, out, identity, step, stats)
 
@@ -517,6 +528,7 @@ def fit_env(cfg: Config, out: str | Path | None = None, resume: str | None = Non
         "train_items": len(train),
         "parameters": sum(p.numel() for p in env.model.parameters()),
         "visual_tokens": list(encode_batch(env, [test.frames[0]])[0].features.shape[:2]),
+        "projector_warmup": stats.get("projector_warmup"),
         "wall_time_s": {"decode": round(decode_s, 1), "train": round(train_s, 1),
                         "eval": round(time.perf_counter() - eval_started, 1),
                         "this_run": round(time.perf_counter() - started, 1)},
@@ -561,7 +573,7 @@ def _train_loop(cfg: Config, env, optimizer, params, train: FitData, out: Path, 
             ema = {k: v if k not in ema else 0.95 * ema[k] + 0.05 * v for k, v in now.items()}
             bar.update(step, ema)
             if step % fit.checkpoint_every == 0 or step == fit.steps:
-                stats = {"ema": ema, "train_s": prior_s + time.perf_counter() - started}
+                stats = {**stats, "ema": ema, "train_s": prior_s + time.perf_counter() - started}
                 save_fit_checkpoint(out, step, env, optimizer, identity, stats, fit.keep_last)
     finally:
         bar.close()
