@@ -6,7 +6,7 @@ train split (+ its image split as static pseudo-videos). The LLM always trains; 
 projector into the LLM train at their own learning-rate scales (fit.vision_lr_scale, fit.projector_lr_scale; 0
 keeps one as it is), and the projector may first be warmed up alone (fit.projector_warmup_steps,
 scorerl/envs/projector_warmup.py). The world's environment keeps the encoder at its random initialisation and
-warms the merger up, then freezes it (docs/world.md, "Learning direction").
+warms the merger up, then trains it at a tenth of lr (docs/world.md, "Learning direction").
 
 Why random token dropout (SCORE_METHOD.md section 9): a small model fitted only on complete videos fails on any
 sparse input, whichever tokens are kept, and then no policy can look good. Each fit question therefore keeps a

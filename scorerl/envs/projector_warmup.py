@@ -5,7 +5,8 @@ features DO carry the moving object's direction (a pooled 2-layer probe reads it
 merger together with the LLM never learns `direction`: the answer CE through a 4-layer LLM is too weak a signal
 for it, and the merger settles on features the easier families need. A short supervised stage on the merger first,
 with a throwaway pooled classifier per question family, makes those facts linearly present in the visual tokens;
-the fit then freezes the merger (fit.projector_lr_scale: 0) so the LLM has to learn to read them.
+the fit then keeps the merger frozen or slow (fit.projector_lr_scale 0 or 0.1 in the world: at 1 the fit erases
+`direction` again, at 0 it learns less `count`) so that the LLM has to learn to read them.
 
 What is learned, per family in fit.projector_warmup_families: the ANSWER TEXT of the sample's own question
 (options[answer]) as a class among that family's answer texts in the train split. That is a property of the video
