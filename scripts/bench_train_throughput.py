@@ -40,7 +40,8 @@ class PerRequestEnv:
         return getattr(self._env, name)
 
 
-def run_case(name: str, overrides: list[str], mode: str, steps: int, warmup: int, out_dir: Path) -> dict:
+def run_case(name: str, config: Path | None, overrides: list[str], mode: str, steps: int, warmup: int,
+             out_dir: Path) -> dict:
     import scorerl.envs
     from scorerl.config import load_config
     from scorerl.rl.logging import read_metrics
@@ -50,7 +51,7 @@ def run_case(name: str, overrides: list[str], mode: str, steps: int, warmup: int
     if mode == "per_mask":
         scorerl.envs.load_env = lambda section: PerRequestEnv(real_load(section))
     try:
-        cfg = load_config(None, [f"run.output_dir={out_dir}", f"run.name={name}-{mode}", "curriculum.stage1_steps=0",
+        cfg = load_config(config, [f"run.output_dir={out_dir}", f"run.name={name}-{mode}", "curriculum.stage1_steps=0",
                                  f"train.max_steps={warmup + steps}", "train.checkpoint_every=100000",
                                  "train.batch_size=4", "rl.group_size=8", *overrides])
         started = time.perf_counter()
@@ -68,7 +69,7 @@ def run_case(name: str, overrides: list[str], mode: str, steps: int, warmup: int
             "wall_s_incl_setup": wall}
 
 
-def tiny_case(root: Path) -> tuple[str, list[str]]:
+def tiny_case(root: Path) -> tuple[str, None, list[str]]:
     """Tiny random Qwen2.5-VL (as in the tests) on a small rendered world at the quickstart's frame settings."""
     from scorerl.data.synthetic import build_world
     from scorerl.envs.tiny import build_tiny_env
@@ -76,18 +77,18 @@ def tiny_case(root: Path) -> tuple[str, list[str]]:
     world = build_world(root / "world", train=64, test=4, static_train=4, frames=16, size=64, seed=0,
                         progress=False)
     build_tiny_env("qwen2_5_vl", seed=0).save_pretrained(root / "env")
-    return "tiny", [f"env.path={root / 'env'}", "env.device=cpu", f"data.stage2_manifest={world / 'train.jsonl'}",
+    return "tiny", None, [f"env.path={root / 'env'}", "env.device=cpu", f"data.stage2_manifest={world / 'train.jsonl'}",
                     f"data.stage1_manifest={world / 'static_train.jsonl'}", "data.num_frames=16",
                     "data.frame_size=64", f"data.cache_dir={root / 'features'}"]
 
 
-def world_case() -> tuple[str, list[str]] | None:
+def world_case() -> tuple[str, Path, list[str]] | None:
     """The built-in world's fitted environment with the quickstart config, if fitted and rendered."""
     from scorerl.paths import world_dir, world_env_dir
 
     if not (world_env_dir().is_dir() and (world_dir() / "train.jsonl").is_file()):
         return None
-    return "world", ["env.path=world", "env.device=cpu", "data.num_frames=16", "data.frame_size=64"]
+    return "world", REPO / "configs" / "quickstart.yaml", ["env.device=cpu"]
 
 
 def main(argv=None) -> int:
@@ -105,9 +106,9 @@ def main(argv=None) -> int:
             cases.append(w)
         else:
             print("(the built-in world's environment is not fitted: timing the tiny environment only)")
-        for name, overrides in cases:
+        for name, config, overrides in cases:
             for mode in ("batched", "per_mask"):
-                rows.append(run_case(name, overrides, mode, args.steps, args.warmup, root / "runs"))
+                rows.append(run_case(name, config, overrides, mode, args.steps, args.warmup, root / "runs"))
                 print(json.dumps(rows[-1]), flush=True)
 
     print(f"\ntorch {torch.__version__}, {torch.get_num_threads()} threads, batch 4 x K 8 masks, "
