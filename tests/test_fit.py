@@ -192,8 +192,19 @@ def test_warmup_targets_are_each_videos_answer_text(world):
         warmup_targets(samples, ["direction", "shape"], "train.jsonl")
 
 
-def test_warmup_trains_only_the_projector_and_is_deterministic(world):
-    cfg = tiny_cfg(world, **WARMUP)
+def llava_cfg(world: Path, **fit):
+    """tiny_cfg for LLaVA-OneVision: its size keys differ (no merge / temporal patch / window)."""
+    cfg = tiny_cfg(world, **fit)
+    cfg.env.arch = "llava_onevision"
+    for key in ("spatial_merge_size", "temporal_patch_size", "window_size"):
+        cfg.fit.model.pop(key)
+    cfg.fit.model["image_size"] = SIZE
+    return cfg
+
+
+@pytest.mark.parametrize("arch", ["qwen2_5_vl", "llava_onevision"])
+def test_warmup_trains_only_the_projector_and_is_deterministic(world, arch):
+    cfg = tiny_cfg(world, **WARMUP) if arch == "qwen2_5_vl" else llava_cfg(world, **WARMUP)
     train = F._load_train(cfg)
     envs, records = [], []
     for _ in range(2):
