@@ -19,9 +19,9 @@ from __future__ import annotations
 import argparse
 import sys
 
-from scorerl.data.synthetic import build_world
+from scorerl.world.synthetic import build_world
 from scorerl.errors import ScoreRLError
-from scorerl.paths import world_dir
+from scorerl.world.paths import world_dir
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,19 +1,29 @@
-"""`scorerl <command>`: parses arguments and calls one public entry point per capability.
+"""`scorerl <command>`: parses arguments, calls one public entry point per capability, prints what it produced.
 
-Heavy modules are imported inside each command so `scorerl --help` and `scorerl config show` stay fast.
+Heavy modules are imported inside each command so `scorerl --help` and `scorerl config show` stay fast. The
+built-in world plugs in here (and only here): its `world:` manifests, `env.path: world` and its config sections.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from scorerl.errors import ScoreRLError
+
+EXAMPLES = """examples:
+  scorerl config show configs/quickstart.yaml > shown.yaml      every field resolved, docs as comments
+  scorerl train configs/quickstart.yaml train.max_steps=100      section.key=value overrides follow the config
+  accelerate launch --num_processes 2 -m scorerl train CONFIG   the same run on 2 processes
+  scorerl eval configs/quickstart.yaml --policy runs/quickstart --out results/quickstart.json
+  scorerl demo                                                   the whole path on the built-in world
+"""
 
 
 def _add_config_args(p: argparse.ArgumentParser, required: bool = True):
     p.add_argument("config", nargs=None if required else "?", help="YAML run config")
-    p.add_argument("overrides", nargs="*", help="section.key=value overrides")
+    p.add_argument("overrides", nargs="*", help="section.key=value overrides (may also follow the options)")
 
 
 def _load(args):
@@ -33,6 +43,10 @@ def _names(text: str) -> list[str]:
     return [x.strip() for x in text.split(",") if x.strip()]
 
 
+def _done(text: str) -> None:
+    print(f"scorerl: {text}", flush=True)
+
+
 def cmd_config_show(args):
     from scorerl.config import describe
 
@@ -40,26 +54,30 @@ def cmd_config_show(args):
 
 
 def cmd_data_synthetic(args):
-    from scorerl.data.synthetic import build_world
+    from scorerl.world.synthetic import build_world
 
-    build_world(args.out, train=args.train, test=args.test, static_train=args.static, frames=args.frames,
-                size=args.size, seed=args.seed)
+    out = build_world(args.out, train=args.train, test=args.test, static_train=args.static, frames=args.frames,
+                      size=args.size, seed=args.seed)
+    _done(f"world in {out} (manifests: {', '.join(sorted(p.name for p in Path(out).glob('*.jsonl')))})")
 
 
 def cmd_env_fit(args):
-    from scorerl.envs.fit import fit_env
+    from scorerl.world.fit import fit_env
 
-    fit_env(_load(args), out=args.out, resume=args.resume)
+    out = fit_env(_load(args), out=args.out, resume=args.resume)
+    _done(f"fitted environment in {out} (fit record: {Path(out) / 'fit.json'})")
 
 
 def cmd_train(args):
     from scorerl.rl.trainer import train
 
-    train(_load(args), resume=args.resume, force=args.force)
+    run_dir = train(_load(args), resume=args.resume, force=args.force)
+    _done(f"run folder {run_dir}: policy/ (exported policy), checkpoints/, metrics.jsonl, config.yaml")
 
 
 def cmd_eval(args):
     from scorerl.eval.harness import run_eval
+    from scorerl.eval.report import eval_markdown, output_paths
 
     cfg = _load(args)
     if args.methods:
@@ -68,43 +86,65 @@ def cmd_eval(args):
         cfg.eval.ratios = args.ratios
     if args.skip_bad:
         cfg.data.skip_bad = True
-    run_eval(cfg, policy_dir=args.policy, out=args.out, manifest=args.manifest)
+    result = run_eval(cfg, policy_dir=args.policy, out=args.out, manifest=args.manifest)
+    print(eval_markdown(result), end="")
+    paths = output_paths(args.out)
+    _done(f"results in {paths['json']}, {paths['md']}, {paths['png']}")
 
 
 def cmd_bench(args):
     from scorerl.eval.bench import run_bench
+    from scorerl.eval.report import bench_markdown, output_paths
 
     cfg = _load(args)
     if args.ratios:
         cfg.bench.ratios = args.ratios
-    run_bench(cfg, out=args.out, policy_dir=args.policy)
+    result = run_bench(cfg, out=args.out, policy_dir=args.policy)
+    print(bench_markdown(result), end="")
+    paths = output_paths(args.out)
+    _done(f"results in {paths['json']}, {paths['md']}")
 
 
 def cmd_export(args):
     from scorerl.export import export_policy
 
-    export_policy(args.run, args.out)
+    out = export_policy(args.run, args.out)
+    _done(f"policy exported to {out}")
 
 
 def cmd_demo(args):
-    from scorerl.demo import run_demo
+    from scorerl.world.demo import run_demo
 
     run_demo(args.config, overrides=args.overrides)
 
 
+def _method_list() -> str:
+    from scorerl.eval.methods import available_methods
+
+    return ", ".join(available_methods())
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="scorerl", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="scorerl", description=__doc__.splitlines()[0], epilog=EXAMPLES,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
+    raw = argparse.RawDescriptionHelpFormatter
 
     p = sub.add_parser("config", help="inspect run configs")
     csub = p.add_subparsers(dest="config_command", required=True)
-    q = csub.add_parser("show", help="print the resolved config with each field's doc")
+    q = csub.add_parser("show", help="print the resolved config as YAML, each field's doc as a comment",
+                        description="Print the resolved config (file + overrides + defaults) as YAML that "
+                                    "`scorerl train` accepts back unchanged.",
+                        epilog="example:\n  scorerl config show configs/quickstart.yaml rl.group_size=4 > mine.yaml"
+                               "\n  scorerl train mine.yaml", formatter_class=raw)
     _add_config_args(q, required=False)
     q.set_defaults(func=cmd_config_show)
 
     p = sub.add_parser("data", help="build data sets")
     dsub = p.add_subparsers(dest="data_command", required=True)
-    q = dsub.add_parser("synthetic", help="render the built-in synthetic video-QA world")
+    q = dsub.add_parser("synthetic", help="render the built-in synthetic video-QA world",
+                        epilog="example:\n  scorerl data synthetic --out ~/.cache/scorerl/world --train 300",
+                        formatter_class=raw)
     q.add_argument("--out", required=True, help="output folder (videos, images, *.jsonl manifests)")
     q.add_argument("--train", type=int, default=3000, help="video QA samples in train.jsonl")
     q.add_argument("--test", type=int, default=500, help="video QA samples in test.jsonl")
@@ -116,47 +156,71 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("env", help="the frozen reward environment")
     esub = p.add_subparsers(dest="env_command", required=True)
-    q = esub.add_parser("fit", help="train the built-in world's small MLLM (then frozen as the environment)")
+    q = esub.add_parser("fit", help="train the built-in world's small MLLM (then frozen as the environment)",
+                        epilog="example:\n  scorerl env fit configs/world/env.yaml --resume auto", formatter_class=raw)
     _add_config_args(q)
     q.add_argument("--out", default=None, help="output folder (default: the world cache)")
     q.add_argument("--resume", default=None, help="auto | PATH of a fit checkpoint")
     q.set_defaults(func=cmd_env_fit)
 
-    p = sub.add_parser("train", help="train a SCORE compression policy")
+    p = sub.add_parser("train", help="train a SCORE compression policy",
+                       description="Train a SCORE policy; the run folder is run.output_dir/run.name.",
+                       epilog="examples:\n  scorerl train configs/quickstart.yaml\n"
+                              "  scorerl train configs/quickstart.yaml --resume auto     continue after a stop\n"
+                              "  accelerate launch --num_processes 2 -m scorerl train configs/quickstart.yaml",
+                       formatter_class=raw)
     _add_config_args(p)
-    p.add_argument("--resume", default=None, help="auto (latest checkpoint of this run) | PATH")
-    p.add_argument("--force", action="store_true", help="resume even if the config changed the run")
+    p.add_argument("--resume", default=None,
+                   help="auto (the run's newest intact checkpoint; fresh if none) | PATH of a checkpoint or run folder")
+    p.add_argument("--force", action="store_true",
+                   help="without --resume: DELETE the run folder's checkpoints/ and policy/ and start over; "
+                        "with --resume: continue even though the config changes the run")
     p.set_defaults(func=cmd_train)
 
-    p = sub.add_parser("eval", help="accuracy of compression methods at keep ratios")
+    p = sub.add_parser("eval", help="accuracy of compression methods at keep ratios",
+                       description=f"Accuracy of compression methods at keep ratios, all on the same cached "
+                                   f"features. Methods: {_method_list()}.",
+                       epilog="example:\n  scorerl eval configs/quickstart.yaml --policy runs/quickstart "
+                              "--methods full,uniform,vidcom2,score --ratios 0.05,0.1 --out results/q.json",
+                       formatter_class=raw)
     _add_config_args(p)
-    p.add_argument("--policy", default=None, help="exported policy folder or run folder (for method `score`)")
-    p.add_argument("--methods", type=_names, default=None, help="comma-separated methods (default: eval.methods)")
-    p.add_argument("--ratios", type=_floats, default=None, help="comma-separated keep ratios")
+    p.add_argument("--policy", default=None,
+                   help="exported policy folder, run folder or checkpoint folder (needed by method `score`)")
+    p.add_argument("--methods", type=_names, default=None,
+                   help=f"comma-separated, from: {_method_list()} (default: eval.methods)")
+    p.add_argument("--ratios", type=_floats, default=None, help="comma-separated keep ratios in (0, 1]")
     p.add_argument("--manifest", default=None, help="manifest to evaluate (default: data.eval_manifest)")
     p.add_argument("--out", required=True, help="results FILE.json (FILE.md and FILE.png are written beside it)")
     p.add_argument("--skip-bad", action="store_true", help="skip invalid manifest lines and count them")
     p.set_defaults(func=cmd_eval)
 
-    p = sub.add_parser("bench", help="LLM prefill latency, full vs kept tokens")
+    p = sub.add_parser("bench", help="LLM prefill latency, full vs kept tokens",
+                       epilog="example:\n  scorerl bench configs/bench/cpu_small.yaml --out results/bench.json",
+                       formatter_class=raw)
     _add_config_args(p)
-    p.add_argument("--ratios", type=_floats, default=None)
+    p.add_argument("--ratios", type=_floats, default=None, help="comma-separated keep ratios (default: bench.ratios)")
     p.add_argument("--policy", default=None, help="policy folder to time (default: a fresh policy of the config)")
-    p.add_argument("--out", required=True, help="results FILE.json")
+    p.add_argument("--out", required=True, help="results FILE.json (FILE.md is written beside it)")
     p.set_defaults(func=cmd_bench)
 
-    p = sub.add_parser("export", help="export a trained policy as a self-describing folder")
-    p.add_argument("run", help="run folder or checkpoint folder")
-    p.add_argument("--out", required=True)
+    p = sub.add_parser("export", help="export a trained policy as a self-describing folder",
+                       epilog="example:\n  scorerl export runs/quickstart --out policies/quickstart",
+                       formatter_class=raw)
+    p.add_argument("run", help="run folder (its newest checkpoint, else its policy/) or checkpoint folder")
+    p.add_argument("--out", required=True, help="folder to write (replaced atomically if it exists)")
     p.set_defaults(func=cmd_export)
 
-    p = sub.add_parser("demo", help="the whole path on the built-in world: data, env fit, train, eval at 0.1")
+    p = sub.add_parser("demo", help="the whole path on the built-in world: data, env fit, train, eval at 0.1",
+                       epilog="example:\n  scorerl demo                       configs/quickstart.yaml; reuses "
+                              "what earlier runs built", formatter_class=raw)
     _add_config_args(p, required=False)
     p.set_defaults(func=cmd_demo)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
+    import scorerl.world  # noqa: F401  (plugs the built-in world in: world: manifests, env.path world, sections)
+
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
     # argparse stops filling `overrides` at the first option: `CONFIG --out DIR fit.steps=5` leaves the override

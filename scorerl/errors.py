@@ -19,3 +19,7 @@ class EnvError(ScoreRLError):
 
 class CheckpointError(ScoreRLError):
     """A checkpoint is missing, incomplete, or belongs to a different run."""
+
+
+class DivergedError(ScoreRLError):
+    """Training produced a non-finite loss, gradient or weight; the run stopped before it reached a checkpoint."""

@@ -12,13 +12,13 @@ settings the weights belong to (a policy fed another environment's features is m
 from __future__ import annotations
 
 import json
-import os
 import shutil
 from pathlib import Path
 
 import torch
 
 from scorerl.errors import CheckpointError
+from scorerl.io import atomic
 
 EXPORT_FILE = "export.json"
 EXPORT_FORMAT = "scorerl-policy-export/1"
@@ -29,7 +29,7 @@ def export_policy(run_or_checkpoint: str | Path, out: str | Path) -> Path:
 
     A run folder without checkpoints but with a finished policy/ is exported from that folder instead.
     """
-    from scorerl.rl import checkpoint as ckpt
+    from scorerl.io import checkpoint as ckpt
 
     src = Path(run_or_checkpoint).expanduser()
     if not src.is_dir():
@@ -56,16 +56,14 @@ def write_export(policy, out: str | Path, *, config: dict, step: int, env: dict,
     """Write policy + export.json into `out` atomically (a temp folder renamed into place); returns `out`."""
     import scorerl
 
-    out = Path(out).expanduser()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".tmp-{out.name}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    policy.save_pretrained(tmp)
     info = {"format": EXPORT_FORMAT, "scorerl_version": scorerl.__version__, "step": int(step), "env": env,
             "source": source, "config": config}
-    (tmp / EXPORT_FILE).write_text(json.dumps(info, indent=2) + "\n")
-    _replace_dir(tmp, out)
-    return out
+
+    def build(tmp: Path) -> None:
+        policy.save_pretrained(tmp)  # refuses a non-finite policy
+        (tmp / EXPORT_FILE).write_text(json.dumps(info, indent=2) + "\n")
+
+    return atomic.build_dir(Path(out).expanduser(), build)
 
 
 def read_export_info(path: str | Path) -> dict:
@@ -84,7 +82,7 @@ def load_policy(path: str | Path, device: str | torch.device = "cpu"):
     """A TokenPolicy (eval mode) from an exported folder, a run folder (its policy/, else its latest checkpoint)
     or a checkpoint folder."""
     from scorerl.compress.policy import TokenPolicy
-    from scorerl.rl import checkpoint as ckpt
+    from scorerl.io import checkpoint as ckpt
 
     path = Path(path).expanduser()
     if not path.is_dir():
@@ -107,8 +105,7 @@ def load_policy(path: str | Path, device: str | torch.device = "cpu"):
 
 def _policy_from_checkpoint(checkpoint):
     """(TokenPolicy with the checkpoint's weights, {config, step, env}) from a trainer checkpoint."""
-    from scorerl.compress.policy import TokenPolicy
-    from scorerl.config import config_from_dict
+    from scorerl.compress.policy import TokenPolicy, policy_section
 
     state, where = checkpoint.state, checkpoint.path / "state.json"
     for key in ("config", "feature_dim"):
@@ -116,12 +113,13 @@ def _policy_from_checkpoint(checkpoint):
             raise CheckpointError(f"{where}: has no {key!r}; not a checkpoint written by scorerl's trainer")
     if "policy" not in checkpoint.tensors:
         raise CheckpointError(f"{checkpoint.path}: has no policy.safetensors")
-    cfg = config_from_dict(state["config"], source=str(where))  # validated like a config file; errors name it
-    policy = TokenPolicy(int(state["feature_dim"]), cfg.policy)
+    # Only the policy section matters here; it is validated like a config file and errors name the file.
+    policy = TokenPolicy(int(state["feature_dim"]), policy_section(state["config"].get("policy"), where))
     try:
         policy.load_state_dict(checkpoint.tensors["policy"])
     except RuntimeError as e:
         raise CheckpointError(f"{checkpoint.path}/policy.safetensors does not match its config: {e}") from None
+    policy.check_finite(f"{checkpoint.path}/policy.safetensors")
     return policy, {"config": state["config"], "step": checkpoint.step, "env": state.get("env", {})}
 
 
@@ -137,19 +135,7 @@ def _resolve(path: Path) -> Path:
 
 
 def _copy_export(src: Path, out: Path) -> Path:
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".tmp-{out.name}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    shutil.copytree(src, tmp)
-    _replace_dir(tmp, out)
-    return out
+    from scorerl.compress.policy import TokenPolicy
 
-
-def _replace_dir(tmp: Path, out: Path) -> None:
-    """Move a finished folder into place; an existing `out` is swapped out first (rename cannot overwrite one)."""
-    trash = out.with_name(f".trash-{out.name}")
-    shutil.rmtree(trash, ignore_errors=True)
-    if out.exists():
-        os.replace(out, trash)
-    os.replace(tmp, out)
-    shutil.rmtree(trash, ignore_errors=True)
+    TokenPolicy.from_pretrained(src)  # checks it (readable, finite) before it is copied anywhere
+    return atomic.build_dir(out, lambda tmp: shutil.copytree(src, tmp))

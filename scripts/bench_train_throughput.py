@@ -44,7 +44,7 @@ def run_case(name: str, config: Path | None, overrides: list[str], mode: str, st
              out_dir: Path) -> dict:
     import scorerl.envs
     from scorerl.config import load_config
-    from scorerl.rl.logging import read_metrics
+    from scorerl.rl.metrics import read_metrics
     from scorerl.rl.trainer import train
 
     real_load = scorerl.envs.load_env
@@ -71,8 +71,8 @@ def run_case(name: str, config: Path | None, overrides: list[str], mode: str, st
 
 def tiny_case(root: Path) -> tuple[str, None, list[str]]:
     """Tiny random Qwen2.5-VL (as in the tests) on a small rendered world at the quickstart's frame settings."""
-    from scorerl.data.synthetic import build_world
-    from scorerl.envs.tiny import build_tiny_env
+    from scorerl.world.synthetic import build_world
+    from scorerl.envs.build import build_tiny_env
 
     world = build_world(root / "world", train=64, test=4, static_train=4, frames=16, size=64, seed=0,
                         progress=False)
@@ -84,7 +84,7 @@ def tiny_case(root: Path) -> tuple[str, None, list[str]]:
 
 def world_case() -> tuple[str, Path, list[str]] | None:
     """The built-in world's fitted environment with the quickstart config, if fitted and rendered."""
-    from scorerl.paths import world_dir, world_env_dir
+    from scorerl.world.paths import world_dir, world_env_dir
 
     if not (world_env_dir().is_dir() and (world_dir() / "train.jsonl").is_file()):
         return None

@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from scorerl.rl.logging import read_metrics
+from scorerl.rl.metrics import read_metrics
 
 PANELS = [("reward", "reward"), ("fidelity", "fidelity (-dCE)"), ("kept_fraction", "kept fraction (sampled masks)"),
           ("ce_base", "CE_base"), ("dce", "dCE = CE_masked - CE_base")]

@@ -26,7 +26,7 @@ TARGET_RATIO = 0.1
 def main(argv: list[str] | None = None) -> int:
     from scorerl.config import load_config
     from scorerl.eval.harness import run_eval
-    from scorerl.paths import world_env_dir
+    from scorerl.world.paths import world_env_dir
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--config", default=str(ROOT / "configs" / "world" / "env.yaml"))

@@ -63,12 +63,21 @@ class TokenPolicy(nn.Module):
 
     # ------------------------------------------------------------------ self-describing folder
 
+    def check_finite(self, where: str) -> None:
+        """CheckpointError naming `where` and the first non-finite weight: such a policy must never be saved,
+        exported or evaluated (its keep logits are NaN and its top-k meaningless)."""
+        for name, t in self.state_dict().items():
+            if not torch.isfinite(t).all():
+                raise CheckpointError(f"{where}: weight {name} is not finite (NaN or inf); refusing to use it")
+
     def save_pretrained(self, directory) -> Path:
-        """Write policy.safetensors + policy_config.json into directory (created if needed)."""
+        """Write policy.safetensors + policy_config.json into directory (created if needed); a non-finite policy
+        is refused."""
         from safetensors.torch import save_file
 
         import scorerl
 
+        self.check_finite(str(directory))
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         tensors = {k: v.detach().to("cpu").contiguous() for k, v in self.state_dict().items()}
@@ -101,7 +110,7 @@ class TokenPolicy(nn.Module):
         if not isinstance(meta, dict) or meta.get("format_version") != FORMAT_VERSION:
             got = meta.get("format_version") if isinstance(meta, dict) else None
             raise CheckpointError(f"{cfg_path}: format_version {got!r} is not {FORMAT_VERSION} (not a scorerl policy?)")
-        config = _policy_section(meta.get("policy"), cfg_path)
+        config = policy_section(meta.get("policy"), cfg_path)
         feature_dim = meta.get("feature_dim")
         if not isinstance(feature_dim, int) or feature_dim < 1:
             raise CheckpointError(f"{cfg_path}: feature_dim must be a positive integer, got {feature_dim!r}")
@@ -124,46 +133,40 @@ class TokenPolicy(nn.Module):
                 raise CheckpointError(f"{w_path}: {name} has shape {tuple(t.shape)}, "
                                       f"{CONFIG_NAME} implies {tuple(expected[name].shape)}")
         policy.load_state_dict(tensors)
+        policy.check_finite(str(w_path))
         return policy.to(device)
 
 
-def _policy_section(fields, path: Path) -> PolicySection:
+def policy_section(fields, path: Path) -> PolicySection:
     """PolicySection from the JSON `policy` mapping, checked like a config file; errors name the file."""
+    from scorerl.config.loader import build_section
+
+    def fail(key, msg):
+        raise CheckpointError(f"{path}: {key}: {msg}")
+
     if not isinstance(fields, dict):
-        raise CheckpointError(f"{path}: `policy` must be a mapping of PolicySection fields")
-    known = {f.name: f for f in dataclasses.fields(PolicySection)}
-    unknown = sorted(set(fields) - set(known))
-    if unknown:
-        raise CheckpointError(f"{path}: unknown policy fields {unknown} (written by a newer scorerl?)")
-    for key, value in fields.items():
-        default = getattr(PolicySection(), key)
-        if isinstance(default, float) and isinstance(value, int) and not isinstance(value, bool):
-            fields[key] = float(value)
-        elif type(value) is not type(default):
-            raise CheckpointError(f"{path}: policy.{key} must be {type(default).__name__}, got {value!r}")
-    config = PolicySection(**fields)
-
-    def err(key, msg):
-        raise CheckpointError(f"{path}: policy.{key}: {msg}")
-
-    config.validate(err)
-    return config
+        fail("policy", "must be a mapping of PolicySection fields")
+    return build_section(PolicySection, fields, "policy.", fail)
 
 
-def keep_logits(policy: TokenPolicy, v: torch.Tensor, grid: tuple[int, int] | None = None,
-                cfg: PolicySection | None = None) -> torch.Tensor:
-    """Tokens v [..., T, N, D] -> keep logits [..., T, N]: surprise state + MLP, shared by training and inference.
+def unwrap(policy: nn.Module) -> "TokenPolicy":
+    """The TokenPolicy inside an accelerate / DDP / DeepSpeed wrapper (for its config; never for the forward)."""
+    while hasattr(policy, "module"):
+        policy = policy.module
+    return policy
 
-    The state options come from the policy's own config (what it was trained on); a cfg, if given, must agree.
-    Features are promoted to float32 for the norms (bf16 residuals lose the small surprises).
+
+def keep_logits(policy: nn.Module, v: torch.Tensor, grid: tuple[int, int] | None = None) -> torch.Tensor:
+    """Tokens v [..., T, N, D] -> keep logits [..., T, N]: THE scoring path, shared by training (rollout and every
+    update epoch), evaluation, the benchmark, export and inference.
+
+    The state options come from the policy's own config (what it was trained on). A wrapped policy (DDP,
+    DeepSpeed) is called through its wrapper, so its gradients synchronise. Features are promoted to float32 for
+    the norms (bf16 residuals lose the small surprises), the state is cast to the policy's dtype and device.
     """
-    if cfg is not None and cfg != policy.config:
-        state_keys = ("first_unit", "norm", "norm_residual", "surprise_scalar", "positions")
-        bad = [k for k in state_keys if getattr(cfg, k) != getattr(policy.config, k)]
-        if bad:
-            raise ValueError(f"cfg disagrees with the policy's own state options on {bad}")
-    if v.shape[-1] != policy.feature_dim:
-        raise ValueError(f"features have width D={v.shape[-1]}, the policy was built for D={policy.feature_dim}")
-    h = state_from_config(v.float(), policy.config, grid)  # [..., T, N, S]
-    param = next(policy.parameters())
+    core = unwrap(policy)
+    if v.shape[-1] != core.feature_dim:
+        raise ValueError(f"features have width D={v.shape[-1]}, the policy was built for D={core.feature_dim}")
+    h = state_from_config(v.float(), core.config, grid)  # [..., T, N, S]
+    param = next(core.parameters())
     return policy(h.to(device=param.device, dtype=param.dtype))  # [..., T, N]

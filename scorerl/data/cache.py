@@ -9,14 +9,14 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from pathlib import Path
 
 import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
-from scorerl.envs.base import VideoEnv, VisualTokens
+from scorerl.io import atomic
+from scorerl.types import VisualTokens
 from scorerl.paths import feature_cache_dir
 
 FORMAT_VERSION = 1
@@ -47,9 +47,12 @@ def load_frames(sample, num_frames: int, frame_size: int, jitter: float = 0.0) -
 
 
 class FeatureCache:
-    """Visual tokens per sample, from disk when present, else encoded by the environment and stored."""
+    """Visual tokens per sample, from disk when present, else encoded by the environment and stored.
 
-    def __init__(self, env: VideoEnv, env_id: str, num_frames: int, frame_size: int, jitter: float = 0.0,
+    env: anything with `encode(frames uint8 [F, H, W, 3]) -> VisualTokens` (a scorerl.envs VideoEnv).
+    """
+
+    def __init__(self, env, env_id: str, num_frames: int, frame_size: int, jitter: float = 0.0,
                  cache_dir: str | Path | None = None, in_memory: bool = True):
         self.env = env
         self.num_frames, self.frame_size, self.jitter = num_frames, frame_size, jitter
@@ -84,19 +87,10 @@ class FeatureCache:
             self._memory[key] = tokens
         return tokens
 
-    def precompute(self, samples, desc: str = "caching features") -> None:
-        from tqdm.auto import tqdm
-
-        for sample in tqdm(samples, desc=desc, unit="sample", leave=False):
-            self.get(sample)
-
 
 def _write(path: Path, tokens: VisualTokens) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(f".tmp{os.getpid()}")
     meta = {"grid": json.dumps(list(tokens.grid)), "meta": json.dumps(tokens.meta), "format": str(FORMAT_VERSION)}
-    save_file(tokens.to_tensors(), str(tmp), metadata=meta)
-    os.replace(tmp, path)
+    atomic.write_with(path, lambda tmp: save_file(tokens.to_tensors(), str(tmp), metadata=meta))
 
 
 def _read(path: Path) -> VisualTokens:

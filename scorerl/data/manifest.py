@@ -3,7 +3,7 @@
     {"id": "train_00000", "video": "videos/train_00000.mp4",   # or "image": "images/x.png"; relative to the file
      "question": "...", "options": ["..", "..", "..", ".."], "answer": "B",
      "family": "direction",                                      # optional: question family, for per-family metrics
-     "scene": {...}}                                             # optional: the synthetic world's scene description
+     ...}                                                        # any other field: passed through in Sample.meta
 
 A bad line stops the run with `DataError("FILE:LINE: reason")`, or with skip_bad=True is skipped, logged and
 returned in `skipped`, so a long evaluation can report exactly what it left out.
@@ -14,10 +14,11 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 from scorerl.errors import DataError
+from scorerl.types import Sample
 
 log = logging.getLogger(__name__)
 
@@ -28,20 +29,7 @@ PROMPT_SUFFIX = "Answer with the option's letter from the given choices directly
 # "which letter names that colour", so the built-in world uses this format.
 PROMPT_SUFFIX_OPTION = "Answer with the option's text."
 REQUIRED = ("id", "question", "options", "answer")
-
-
-@dataclass
-class Sample:
-    id: str
-    media: Path  # absolute path of the video or image
-    kind: str  # "video" | "image"
-    question: str
-    options: list[str]
-    answer: str  # "A".."D"
-    answer_index: int  # LETTERS.index(answer)
-    family: str = ""
-    line: int = 0  # 1-based line in the manifest, for error messages
-    scene: dict | None = None
+_FIELDS = (*REQUIRED, "video", "image", "family")  # the rest of a line goes to Sample.meta
 
 
 def _parse_line(text: str, base: Path) -> Sample:
@@ -78,10 +66,9 @@ def _parse_line(text: str, base: Path) -> Sample:
     media = (media if media.is_absolute() else base / media).resolve()
     if not media.is_file():
         raise ValueError(f"{kind} file not found: {media}")
-    scene = rec.get("scene")
+    meta = {k: v for k, v in rec.items() if k not in _FIELDS}
     return Sample(id=rec["id"], media=media, kind=kind, question=rec["question"], options=list(options),
-                  answer=answer, answer_index=LETTERS.index(answer), family=str(rec.get("family", "")),
-                  scene=scene if isinstance(scene, dict) else None)
+                  answer=answer, answer_index=LETTERS.index(answer), family=str(rec.get("family", "")), meta=meta)
 
 
 def read_manifest(path: str | Path, skip_bad: bool = False) -> tuple[list[Sample], list[tuple[int, str]]]:
@@ -124,21 +111,27 @@ def read_manifest(path: str | Path, skip_bad: bool = False) -> tuple[list[Sample
     return samples, skipped
 
 
-def resolve_manifest(spec: str | Path) -> Path:
-    """`world:<split>` -> the built-in world's <split>.jsonl; anything else is a path. Raises DataError if missing."""
-    from scorerl.paths import world_dir
+# `scheme:name` manifest specs, e.g. `world:test`: a client registers a resolver (the built-in world does, in
+# scorerl.world); the core knows no scheme itself.
+_SCHEMES: dict[str, Callable[[str], Path]] = {}
 
+
+def register_manifest_scheme(scheme: str, resolve: Callable[[str], Path]) -> None:
+    """Let `scheme:NAME` manifest specs resolve to resolve(NAME), a path (or DataError naming what is missing)."""
+    _SCHEMES[scheme] = resolve
+
+
+def resolve_manifest(spec: str | Path) -> Path:
+    """A manifest spec as a path: `scheme:NAME` through its registered resolver, anything else is a path.
+    Raises DataError if the file is missing."""
     spec = str(spec)
-    if spec.startswith("world:"):
-        split = spec[len("world:"):]
-        path = world_dir() / f"{split}.jsonl"
-        if not path.is_file():
-            raise DataError(f"{spec}: built-in world split not found at {path}; build the world with "
-                            f"`scorerl data synthetic --out {world_dir()}`")
-        return path
-    path = Path(spec).expanduser()
+    scheme, sep, name = spec.partition(":")
+    if sep and scheme in _SCHEMES:
+        path = _SCHEMES[scheme](name)
+    else:
+        path = Path(spec).expanduser()
     if not path.is_file():
-        raise DataError(f"{path}: manifest not found")
+        raise DataError(f"{spec}: manifest not found" + (f" at {path}" if str(path) != spec else ""))
     return path
 
 

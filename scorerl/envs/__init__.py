@@ -3,11 +3,25 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Callable
 
-from scorerl.envs.base import ScoreRequest, VideoEnv, VisualTokens
-from scorerl.errors import EnvError
+from scorerl.envs.base import VideoEnv
+from scorerl.errors import ConfigError, EnvError
+from scorerl.types import ScoreRequest, VisualTokens
 
-__all__ = ["ScoreRequest", "VideoEnv", "VisualTokens", "env_class", "load_env", "resolve_env_path"]
+__all__ = ["ScoreRequest", "VideoEnv", "VisualTokens", "check_answer_format", "env_class", "load_env",
+           "register_env_alias", "resolve_env_path"]
+
+ARCHS = ("qwen2_5_vl", "llava_onevision")
+
+# Named environment folders (`env.path: NAME`), e.g. the built-in world's fitted model: a client registers the
+# name with a function that returns the folder (or raises EnvError saying how to make it). The core knows none.
+_ALIASES: dict[str, Callable[[], Path]] = {}
+
+
+def register_env_alias(name: str, folder: Callable[[], Path]) -> None:
+    """Let `env.path: NAME` stand for the folder that folder() returns."""
+    _ALIASES[name] = folder
 
 
 def env_class(arch: str) -> type:
@@ -20,37 +34,24 @@ def env_class(arch: str) -> type:
         from scorerl.envs.llava_onevision import LlavaOneVisionEnv
 
         return LlavaOneVisionEnv
-    raise EnvError(f"unknown architecture {arch!r}; choose qwen2_5_vl or llava_onevision")
+    raise EnvError(f"unknown architecture {arch!r}; choose {' or '.join(ARCHS)}")
 
 
 def resolve_env_path(path: str) -> Path:
-    """`world` -> the built-in world's fitted environment folder (EnvError if it was not fitted yet)."""
-    if path == "world":
-        from scorerl.paths import world_env_dir
-
-        folder = world_env_dir()
-        if not (folder / "config.json").is_file():
-            raise EnvError(f"the built-in world's environment is missing at {folder}; "
-                           f"run `scorerl env fit configs/world/env.yaml` first")
-        return folder
+    """A registered name (e.g. `world`) -> its folder; anything else is a path."""
+    if path in _ALIASES:
+        return _ALIASES[path]()
     return Path(path).expanduser()
 
 
-def check_answer_format(env_path: str, answer_format: str) -> None:
-    """Refuse to score an environment fitted by `scorerl env fit` in another answer format than it was fitted for
-    (its fit.json says which): its rewards and accuracies would be meaningless. Other checkpoints pass."""
-    import json
-
-    from scorerl.errors import ConfigError
-
-    fit_file = resolve_env_path(env_path) / "fit.json"
-    try:
-        fitted = json.loads(fit_file.read_text())["config"]["data"]["answer_format"]
-    except (OSError, ValueError, KeyError, TypeError):
-        return
-    if fitted != answer_format:
-        raise ConfigError(f"data.answer_format: {answer_format!r}, but the environment in {fit_file.parent} was "
-                          f"fitted to answer with {fitted!r} ({fit_file.name}); set data.answer_format={fitted}")
+def check_answer_format(env: VideoEnv, answer_format: str) -> None:
+    """Refuse to score an environment in another answer format than the one its folder declares (the
+    `answer_format` setting of scorerl_env.json, written by a fit): its rewards and accuracies would be
+    meaningless. Folders that declare none (real checkpoints) pass."""
+    declared = getattr(env, "settings", {}).get("answer_format")
+    if declared is not None and declared != answer_format:
+        raise ConfigError(f"data.answer_format: {answer_format!r}, but the environment was fitted to answer with "
+                          f"{declared!r} (its scorerl_env.json); set data.answer_format={declared}")
 
 
 def load_env(env_section) -> VideoEnv:

@@ -12,41 +12,11 @@ subset is exactly a full forward with the dropped tokens masked out.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 
-
-@dataclass
-class VisualTokens:
-    """Projected visual tokens of one video, plus what the model needs to place them."""
-
-    features: torch.Tensor  # [T, N, D]
-    grid: tuple[int, int]  # (rows, cols) of one temporal unit; rows * cols == N
-    suffix: torch.Tensor | None = None  # [S, D] tokens the model appends after the video and always keeps
-    meta: dict = field(default_factory=dict)  # model-specific placement info (plain ints/lists, JSON-able)
-
-    @property
-    def shape(self) -> tuple[int, int, int]:
-        return tuple(self.features.shape)
-
-    def to_tensors(self) -> dict[str, torch.Tensor]:
-        """For safetensors caches (meta and grid go in the file's string metadata)."""
-        out = {"features": self.features.contiguous()}
-        if self.suffix is not None:
-            out["suffix"] = self.suffix.contiguous()
-        return out
-
-
-@dataclass
-class ScoreRequest:
-    """One forward of the frozen MLLM: video tokens (a subset of them), then prompt text, then the target."""
-
-    visual: VisualTokens
-    prompt: str  # text after the video: question, options, answer cue
-    target: str = ""  # answer text whose cross-entropy is scored (teacher forcing)
-    keep: torch.Tensor | None = None  # bool [T, N]; None keeps every token
+from scorerl.types import ScoreRequest, VisualTokens
 
 
 class VideoEnv(ABC):
@@ -64,9 +34,13 @@ class VideoEnv(ABC):
     def save_pretrained(self, path) -> None:
         """Write model (safetensors) and tokenizer so `from_pretrained` reloads an identical environment."""
 
-    @abstractmethod
     def encode(self, frames: np.ndarray | torch.Tensor) -> VisualTokens:
         """Frames uint8 [F, H, W, 3] -> projected visual tokens [T, N, D]. Runs the vision tower once."""
+        return self.encode_batch([frames])[0]
+
+    @abstractmethod
+    def encode_batch(self, frames: list) -> list[VisualTokens]:
+        """encode() of several videos, batched where the architecture allows."""
 
     @abstractmethod
     def score(self, requests: list[ScoreRequest]) -> torch.Tensor:

@@ -11,8 +11,8 @@ import math
 
 import torch
 
-from scorerl.envs.base import VisualTokens
-from scorerl.envs.common import HFVideoEnv, check_frames, normalize_frames, resize_frames
+from scorerl.types import VisualTokens
+from scorerl.envs.hf import HFVideoEnv, check_frames, normalize_frames, resize_frames
 
 
 class LlavaOneVisionEnv(HFVideoEnv):
@@ -38,7 +38,10 @@ class LlavaOneVisionEnv(HFVideoEnv):
         x = normalize_frames(frames, self.settings["image_mean"], self.settings["image_std"], self.device)
         return {"pixel_values_videos": resize_frames(x, size, size)[None].to(self.dtype)}
 
-    def encode(self, frames) -> VisualTokens:
+    def encode_batch(self, frames: list) -> list[VisualTokens]:
+        return [self._encode_one(f) for f in frames]  # the tower pools per video; nothing to gain from a batch
+
+    def _encode_one(self, frames) -> VisualTokens:
         inputs = self.preprocess(frames)
         F = inputs["pixel_values_videos"].shape[1]
         vision = self.model.config.vision_config

@@ -11,8 +11,8 @@ import math
 
 import torch
 
-from scorerl.envs.base import VisualTokens
-from scorerl.envs.common import HFVideoEnv, check_frames, normalize_frames, resize_frames
+from scorerl.types import VisualTokens
+from scorerl.envs.hf import HFVideoEnv, check_frames, normalize_frames, resize_frames
 
 
 def smart_resize(height: int, width: int, factor: int, min_pixels: int, max_pixels: int) -> tuple[int, int]:
@@ -93,14 +93,21 @@ class Qwen25VLEnv(HFVideoEnv):
         return {"pixel_values_videos": patches[0].to(self.dtype),
                 "video_grid_thw": torch.tensor([[t, h, w]], device=self.device)}
 
-    def encode(self, frames) -> VisualTokens:
-        inputs = self.preprocess(frames)
-        t, h, w = inputs["video_grid_thw"][0].tolist()
+    def encode_batch(self, frames: list) -> list[VisualTokens]:
+        """Visual tokens of several videos with ONE vision-tower call (its attention never crosses a video, so
+        batching changes nothing); with gradients when self.grad (the world's environment fit)."""
+        inputs = [self.preprocess(f) for f in frames]
+        pixels = torch.cat([x["pixel_values_videos"] for x in inputs])  # [sum t*h*w, C*tp*p*p]
+        grid_thw = torch.cat([x["video_grid_thw"] for x in inputs])  # [B, 3]
         m = self._vision.spatial_merge_size
         with torch.set_grad_enabled(self.grad):
-            out = self.model.model.get_video_features(**inputs)
-        features = out.pooler_output[0].reshape(t, (h // m) * (w // m), -1)  # [T, N, D] in (t, row, col) order
-        return VisualTokens(features=features, grid=(h // m, w // m), meta={"grid_thw": [t, h, w]})
+            pooled = self.model.model.get_video_features(pixel_values_videos=pixels,
+                                                         video_grid_thw=grid_thw).pooler_output
+        out = []
+        for tokens, (t, h, w) in zip(pooled, grid_thw.tolist()):  # tokens [t * (h/m) * (w/m), D]
+            out.append(VisualTokens(features=tokens.reshape(t, (h // m) * (w // m), -1),  # [T, N, D], (t, row, col)
+                                    grid=(h // m, w // m), meta={"grid_thw": [t, h, w]}))
+        return out
 
     # ---------------------------------------------------------------- positions
 

@@ -11,7 +11,8 @@ from __future__ import annotations
 import torch
 
 from scorerl.data.manifest import LETTERS, Sample, answer_choices
-from scorerl.envs.base import ScoreRequest, VideoEnv
+from scorerl.envs.base import VideoEnv
+from scorerl.types import ScoreRequest
 
 
 def choice_scores(env: VideoEnv, requests: list[ScoreRequest], samples: list[Sample],

@@ -28,14 +28,15 @@ import numpy as np
 import torch
 
 from scorerl.config import Config
-from scorerl.envs.base import ScoreRequest, VideoEnv
+from scorerl.envs.base import VideoEnv
+from scorerl.types import ScoreRequest
 from scorerl.errors import ConfigError
+from scorerl.envs.build import build_random_env
 from scorerl.eval.flops import lm_dims, policy_flops, prefill_flops
 from scorerl.eval.report import write_bench_report
 
 log = logging.getLogger(__name__)
 
-_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 _TARGET = "A"  # one answer token scored by teacher forcing: the prefill also yields the answer's likelihood
 
 
@@ -187,7 +188,7 @@ def text_tokens(env: VideoEnv, request: ScoreRequest) -> int:
 def _bench_policy(cfg: Config, policy_dir, feature_dim: int, device: torch.device):
     """(policy on the device in eval mode, where it came from): a trained one, or a fresh one of cfg.policy."""
     from scorerl.compress.policy import TokenPolicy
-    from scorerl.eval.methods import load_policy
+    from scorerl.export import load_policy
 
     if policy_dir is not None:
         policy = load_policy(policy_dir, device=device)
@@ -211,84 +212,6 @@ def bench_env(cfg: Config) -> tuple[VideoEnv, str]:
     from scorerl.envs import load_env
 
     return load_env(cfg.env), str(cfg.env.path)
-
-
-def build_random_env(arch: str, config: dict, dtype: str = "float32", device: str = "auto",
-                     attn_implementation: str = "sdpa", token_budget: int = 32768, seed: int = 0,
-                     vocab_size: int = 512) -> VideoEnv:
-    """A VideoEnv of `arch` built from a transformers config dict with random weights and a built-in tokenizer.
-
-    The dict is the model's config.json content (text_config / vision_config sub-dicts, or flat text keys). Special
-    token ids are set from the tokenizer (its ids are small); the vocabulary keeps the dict's size, so the
-    embedding and LM head cost what the real model's do. The weights are created directly on the device in
-    `dtype`: a 7B model never passes through CPU memory in float32.
-    """
-    from scorerl.envs import env_class
-    from scorerl.envs.tokenizer import build_tokenizer
-
-    tokenizer = build_tokenizer(vocab_size=vocab_size, arch=arch)
-    cls = env_class(arch)
-    model_cls = cls.model_class()
-    hf_config = model_config_from_dict(arch, config, tokenizer, model_cls.config_class)
-    target = _resolve_device(device)
-    with torch.random.fork_rng(devices=[target] if target.type == "cuda" else []):
-        torch.manual_seed(seed)
-        with torch.device(target):
-            model = model_cls._from_config(hf_config, dtype=_DTYPES[dtype], attn_implementation=attn_implementation)
-    return cls(model.eval(), tokenizer, token_budget=token_budget)
-
-
-def model_config_from_dict(arch: str, config: dict, tokenizer, config_class):
-    """A transformers config of `arch` from a dict, with special-token ids (and a missing M-RoPE split) filled in
-    so the built-in tokenizer drives it."""
-    from scorerl.envs.tiny import tiny_config
-
-    cfg = {k: (dict(v) if isinstance(v, dict) else v) for k, v in config.items()}
-    text = cfg.setdefault("text_config", {})
-    for key in [k for k in cfg if k not in ("text_config", "vision_config") and not k.endswith("_token_id")]:
-        text.setdefault(key, cfg.pop(key))  # flat LM keys, as in older config.json files, belong to the text part
-    # The tiny config of the same arch names every token id the architecture needs, matched to this tokenizer.
-    ids = tiny_config(arch, tokenizer).to_dict()
-    for key, value in ids.items():
-        if key.endswith("_token_id"):
-            cfg[key] = value
-    for key in ("eos_token_id", "pad_token_id", "bos_token_id"):
-        text[key] = ids["text_config"].get(key)
-    vocab = text.setdefault("vocab_size", len(tokenizer))
-    if vocab < len(tokenizer):
-        raise ConfigError(f"bench.random_init: vocab_size {vocab} is smaller than the built-in tokenizer "
-                          f"({len(tokenizer)} tokens)")
-    if arch == "qwen2_5_vl":
-        _fill_mrope(text)
-        # The projector must emit tokens of the LLM's width; a dict that leaves it out means exactly that.
-        cfg.setdefault("vision_config", {}).setdefault("out_hidden_size", text.get("hidden_size"))
-    try:
-        return config_class(**cfg)
-    except (TypeError, ValueError) as e:
-        raise ConfigError(f"bench.random_init: not a valid {arch} config: {e}") from None
-
-
-def _fill_mrope(text: dict) -> None:
-    """Qwen2.5-VL's M-RoPE needs (temporal, height, width) rotary sections summing to head_dim / 2."""
-    hidden, heads = text.get("hidden_size"), text.get("num_attention_heads")
-    if hidden is None or heads is None:
-        raise ConfigError("bench.random_init: text_config needs hidden_size and num_attention_heads")
-    half = text.get("head_dim", hidden // heads) // 2
-    rope = dict(text.get("rope_parameters") or {"rope_type": "default", "rope_theta": 1e6})
-    if "mrope_section" not in rope:
-        hw = (3 * half) // 8  # Qwen's [16, 24, 24] for head_dim 128
-        rope["mrope_section"] = [half - 2 * hw, hw, hw]
-    if sum(rope["mrope_section"]) != half:
-        raise ConfigError(f"bench.random_init: mrope_section {rope['mrope_section']} must sum to head_dim/2 = {half}")
-    text["rope_parameters"] = rope
-
-
-def _resolve_device(device: str) -> torch.device:
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise ConfigError(f"env.device {device!r}: CUDA is not available on this machine (use env.device=cpu)")
-    return torch.device(device)
 
 
 def _env_device(env: VideoEnv) -> torch.device:

@@ -26,9 +26,12 @@ import torch
 from scorerl.config import Config
 from scorerl.eval.answer import predict
 from scorerl.data.manifest import LETTERS, Sample, format_prompt, manifest_hash, read_manifest, resolve_manifest
-from scorerl.envs.base import ScoreRequest, VideoEnv
+from scorerl.envs.base import VideoEnv
+from scorerl.types import ScoreRequest
 from scorerl.errors import CheckpointError, ConfigError, EnvError
-from scorerl.eval.methods import EvalItem, MethodContext, check_methods, load_policy, method_masks
+from scorerl.eval.methods import EvalItem, MethodContext, check_methods, method_masks
+from scorerl.export import load_policy
+from scorerl.io.atomic import ensure_writable_dir
 from scorerl.eval.report import write_eval_report
 
 log = logging.getLogger(__name__)
@@ -45,6 +48,9 @@ def run_eval(cfg: Config, policy_dir: str | Path | None = None, out: str | Path 
     identity is still taken from cfg.env.path when that is a folder, else from its weights.
     """
     methods = check_methods(cfg.eval.methods)
+    ensure_writable_dir(Path(out).expanduser().parent, "--out")  # before the evaluation, not after it
+    if cfg.data.cache_dir:
+        ensure_writable_dir(cfg.data.cache_dir, "data.cache_dir")
     ratios = sorted({float(r) for r in cfg.eval.ratios})
     manifest_path = resolve_manifest(manifest if manifest is not None else cfg.data.eval_manifest)
     samples, skipped = read_manifest(manifest_path, skip_bad=cfg.data.skip_bad)
@@ -62,8 +68,8 @@ def run_eval(cfg: Config, policy_dir: str | Path | None = None, out: str | Path 
     if env is None:
         from scorerl.envs import check_answer_format, load_env
 
-        check_answer_format(cfg.env.path, cfg.data.answer_format)
         env = load_env(cfg.env)
+        check_answer_format(env, cfg.data.answer_format)
     if "fastv" in methods:
         _check_fastv_layer(env, cfg.eval.fastv_layer)
     env_dir = _env_dir(cfg)
@@ -165,8 +171,8 @@ def summarise(method: str, rho: float, samples: list[Sample], pred: list[int], k
 
 
 def _env_dir(cfg: Config) -> Path:
-    """The environment's checkpoint folder: env.path, or the built-in world's fitted environment for `world`
-    (the bare path when that does not resolve, e.g. for an in-memory environment)."""
+    """The environment's checkpoint folder: env.path, or the folder a registered name stands for (the bare path
+    when that does not resolve, e.g. for an in-memory environment)."""
     from scorerl.envs import resolve_env_path
 
     try:

@@ -24,17 +24,17 @@ depend on batch size, order or `eval.limit`.
 from __future__ import annotations
 
 import difflib
-import hashlib
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import torch
 
 from scorerl.compress.baselines import available as baseline_names
 from scorerl.compress.baselines import get_compressor
 from scorerl.compress.select import topk_mask
-from scorerl.envs.base import ScoreRequest, VideoEnv, VisualTokens
-from scorerl.errors import CheckpointError, ConfigError
+from scorerl.envs.base import VideoEnv
+from scorerl.types import ScoreRequest, VisualTokens
+from scorerl.errors import ConfigError
+from scorerl.rng import sample_generator
 
 HARNESS_METHODS = ("fastv", "score")  # methods that need the environment or a trained policy
 
@@ -96,12 +96,6 @@ def method_masks(name: str, items: list[EvalItem], rho: float, ctx: MethodContex
                               generator=sample_generator(ctx.seed, it.id, rho)).cpu() for it in items]
 
 
-def sample_generator(seed: int, sample_id: str, rho: float) -> torch.Generator:
-    """A CPU generator seeded by (seed, sample id, rho): reproducible masks independent of batching."""
-    digest = hashlib.sha256(f"{seed}|{sample_id}|{rho!r}".encode()).hexdigest()
-    return torch.Generator().manual_seed(int(digest[:15], 16))
-
-
 def _cached(ctx: MethodContext, name: str, item: EvalItem, compute) -> torch.Tensor:
     key = (name, item.id)
     if key not in ctx.scores:
@@ -127,34 +121,3 @@ def _policy_scores(ctx: MethodContext, item: EvalItem) -> torch.Tensor:
 
     with torch.inference_mode():
         return keep_logits(ctx.policy, item.visual.features, item.visual.grid)
-
-
-# --------------------------------------------------------------------------------------------- policy loading
-
-
-def resolve_policy_dir(path: str | Path) -> Path:
-    """An exported policy folder, or a run folder whose trainer wrote <run>/policy/; else a CheckpointError that
-    says what to pass."""
-    from scorerl.compress.policy import CONFIG_NAME
-
-    path = Path(path).expanduser()
-    if not path.exists():
-        raise CheckpointError(f"{path}: policy folder not found")
-    if (path / CONFIG_NAME).is_file():
-        return path
-    if (path / "policy" / CONFIG_NAME).is_file():
-        return path / "policy"
-    hint = ""
-    if (path / "checkpoints").is_dir():
-        hint = (f" It is a run folder without a final policy (the run has not finished?): export a checkpoint "
-                f"with `scorerl export {path} --out POLICY_DIR` and pass --policy POLICY_DIR.")
-    raise CheckpointError(f"{path}: not a policy folder (no {CONFIG_NAME}) nor a run folder with policy/{CONFIG_NAME}."
-                          f" Pass an exported policy folder or a finished run folder.{hint}")
-
-
-def load_policy(path: str | Path, device: str | torch.device = "cpu"):
-    """TokenPolicy from an exported folder or a run folder (see resolve_policy_dir), in eval mode."""
-    from scorerl.compress.policy import TokenPolicy
-
-    policy = TokenPolicy.from_pretrained(resolve_policy_dir(path), device=device)
-    return policy.eval()

@@ -9,6 +9,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from scorerl.io import atomic
+
 
 def output_paths(out: str | Path) -> dict[str, Path]:
     """FILE.json -> {"json": FILE.json, "md": FILE.md, "png": FILE.png}; a name without .json gets it added."""
@@ -18,10 +20,7 @@ def output_paths(out: str | Path) -> dict[str, Path]:
 
 
 def write_json(data: dict, path: str | Path) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(data, indent=2, allow_nan=False) + "\n")
-    return path
+    return atomic.write_text(path, json.dumps(data, indent=2, allow_nan=False) + "\n")
 
 
 # --------------------------------------------------------------------------------------------- evaluation
@@ -96,7 +95,7 @@ def eval_plot(result: dict, path: str | Path) -> Path:
     ax.legend(fontsize=8)
     fig.tight_layout()
     path = Path(path)
-    fig.savefig(path)
+    fig.savefig(path, format="png")
     return path
 
 
@@ -104,8 +103,8 @@ def write_eval_report(result: dict, out: str | Path) -> dict[str, Path]:
     """Write FILE.json, FILE.md and FILE.png for an evaluation result; returns their paths."""
     paths = output_paths(out)
     write_json(result, paths["json"])
-    paths["md"].write_text(eval_markdown(result))
-    eval_plot(result, paths["png"])
+    atomic.write_text(paths["md"], eval_markdown(result))
+    atomic.write_with(paths["png"], lambda tmp: eval_plot(result, tmp))
     return paths
 
 
@@ -147,5 +146,5 @@ def write_bench_report(result: dict, out: str | Path) -> dict[str, Path]:
     """Write FILE.json and FILE.md for a benchmark result; returns their paths."""
     paths = output_paths(out)
     write_json(result, paths["json"])
-    paths["md"].write_text(bench_markdown(result))
+    atomic.write_text(paths["md"], bench_markdown(result))
     return {"json": paths["json"], "md": paths["md"]}

@@ -1,4 +1,4 @@
-"""Group-relative advantage estimators, one registry (SCORE_METHOD.md section 5).
+"""Group-relative advantage estimators, one registry (docs/method.md, advantage).
 
 Inputs are group tensors [B, K]: B videos (groups), K sampled masks each. Statistics are taken over K.
     grpo          A = (r - mean r) / (std r + eps)                                   what the paper's figure draws
@@ -28,6 +28,11 @@ class Advantages:
     frac_zero_std: float  # zero_std.float().mean(), TRL's frac_reward_zero_std
     kept: torch.Tensor | None = None  # [B, K] split_action: weight of the kept tokens' log-probs
     dropped: torch.Tensor | None = None  # [B, K] split_action: weight of the dropped tokens' log-probs
+
+    def to(self, device) -> "Advantages":
+        move = (lambda t: None if t is None else t.to(device))
+        return Advantages(move(self.per_mask), move(self.zero_std), self.frac_zero_std, move(self.kept),
+                          move(self.dropped))
 
 
 def _group_std(x: torch.Tensor) -> torch.Tensor:

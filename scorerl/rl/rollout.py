@@ -1,12 +1,11 @@
-"""One RL step's math for B samples (groups), kept out of the trainer so tests can pin it:
+"""Collect: one RL step's experience for B samples (groups), with no gradient.
 
     cached features V [B, T, N, D] -> keep logits [B, T, N] -> K Bernoulli masks [B, K, T, N]
-    -> ONE env.score over all B * K requests -> CE [B, K];  CE_base [B] (cached per sample: keep=None, scored
-       once, in one call for the batch's new samples)
-    -> dCE = CE - CE_base -> fidelity, sparsity, reward [B, K] -> advantages [B, K] -> loss (scalar)
+    -> ONE env.score over all B * K requests -> CE [B, K];  CE_base [B] (all tokens; cached per sample, the
+       batch's new samples scored in one call)
 
-The trainer calls `rollout` once per micro-step (its loss is the first, REINFORCE, update) and, only when
-rl.ppo_epochs > 1, `ppo_loss` for each further update on the same masks and advantages.
+What is learnt from it comes after, in the trainer's own phases: rewards and advantages (rewards.py,
+advantages.py), then every update epoch through the one loss path (update.py).
 """
 
 from __future__ import annotations
@@ -14,19 +13,15 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
-import numpy as np
 import torch
 
+from scorerl.compress.policy import keep_logits
 from scorerl.compress.select import sample_masks
-from scorerl.compress.state import state_from_config
-from scorerl.data.manifest import Sample, answer_target, format_prompt
-from scorerl.envs.base import ScoreRequest, VideoEnv, VisualTokens
+from scorerl.data.manifest import answer_target, format_prompt
+from scorerl.envs.base import VideoEnv
 from scorerl.errors import EnvError
-from scorerl.rl.advantages import Advantages, compute_advantages
-from scorerl.rl.loss import mask_logprobs, policy_loss
-from scorerl.rl.rewards import combine, kept_fraction
-
-_MASK_STREAM = 0x6D61736B  # "mask": second seed word, so mask draws never share a stream with other seeded RNGs
+from scorerl.rng import mask_generator
+from scorerl.types import Sample, ScoreRequest, VisualTokens
 
 
 @dataclass
@@ -41,52 +36,17 @@ class RolloutItem:
 
 @dataclass
 class Rollout:
-    loss: torch.Tensor  # scalar, differentiable: the REINFORCE update of this batch
-    metrics: dict[str, float]  # local (this process, this micro-step) means; the trainer averages them
-    masks: torch.Tensor  # bool [B, K, T, N]
-    adv: Advantages  # per_mask [B, K]
-    states: torch.Tensor  # [B, T, N, S] policy inputs, reused by the PPO epochs
-    old_logits: torch.Tensor  # [B, T, N] detached logits of the policy that sampled the masks
-    ref_logits: torch.Tensor | None = None  # [B, T, N] initial policy's logits (kl_coef > 0)
-    new_ce_base: dict[str, float] = field(default_factory=dict)  # CE_base entries this rollout computed
+    """What one micro-batch's collect phase gathered; everything here is a constant of the updates."""
 
-
-def mask_generator(seed: int, step: int, position: int, device: torch.device | str = "cpu") -> torch.Generator:
-    """The generator for the K masks of one sample, a pure function of (run seed, optimizer step, global position).
-
-    Why not one generator carried through the run: its state would depend on how many draws each process made, so
-    1 process x batch 4 and 2 processes x batch 2 would sample different masks for the same sample, and a resume
-    would have to restore every process's generator exactly. Seeding from the sample's place in the *global* batch
-    makes the masks independent of the sharding and of where a run was interrupted: nothing to save, nothing to
-    get wrong on resume.
-    """
-    words = np.random.SeedSequence([seed, _MASK_STREAM, step, position]).generate_state(2, dtype=np.uint32)
-    g = torch.Generator(device=device)
-    g.manual_seed(int(words[0]) << 31 ^ int(words[1]))  # 63 bits: fits manual_seed's range
-    return g
-
-
-def _core(policy: torch.nn.Module) -> torch.nn.Module:
-    """The TokenPolicy inside an accelerate/DDP/DeepSpeed wrapper (for its config; never for the forward)."""
-    while hasattr(policy, "module"):
-        policy = policy.module
-    return policy
-
-
-def policy_states(policy: torch.nn.Module, items: list[RolloutItem]) -> torch.Tensor:
-    """Surprise states h [B, T, N, S] of the batch, with the state options the policy was built with."""
-    core = _core(policy)
-    shapes = {tuple(it.visual.features.shape) for it in items}
-    if len(shapes) != 1:
-        raise EnvError(f"a training batch needs one feature shape [T, N, D]; got {sorted(shapes)} "
-                       "(every sample is encoded at data.num_frames x data.frame_size, so this means a mixed cache)")
-    (T, N, D), = shapes
-    if D != core.feature_dim:
-        raise EnvError(f"features have width D={D}, the policy was built for D={core.feature_dim}")
-    param = next(core.parameters())
-    v = torch.stack([it.visual.features for it in items]).to(param.device)  # [B, T, N, D]
-    h = state_from_config(v.float(), core.config, items[0].visual.grid)  # [B, T, N, S]
-    return h.to(param.dtype)
+    features: torch.Tensor  # [B, T, N, D] the batch's visual tokens, re-scored by each update epoch
+    grid: tuple[int, int]  # (rows, cols) of one temporal unit
+    masks: torch.Tensor  # bool [B, K, T, N] the sampled masks
+    old_logits: torch.Tensor  # [B, T, N] keep logits of the policy that sampled them (detached)
+    ce: torch.Tensor  # [B, K] answer cross-entropy with each mask's tokens
+    ce_base: torch.Tensor  # [B] ... with all tokens
+    masks_guarded: int  # masks the empty-mask guard topped up
+    new_ce_base: dict[str, float] = field(default_factory=dict)  # CE_base entries this collect computed
+    timings: dict[str, float] = field(default_factory=dict)  # env_ms, policy_ms
 
 
 def base_ce(env: VideoEnv, items: list[RolloutItem], cache: dict[str, float],
@@ -112,22 +72,30 @@ def base_ce(env: VideoEnv, items: list[RolloutItem], cache: dict[str, float],
     return torch.tensor([cache[it.key] for it in items], dtype=torch.float32), new
 
 
-def rollout(policy: torch.nn.Module, env: VideoEnv, items: list[RolloutItem], cfg, *, step: int,
-            ce_base_cache: dict[str, float], ref_policy: torch.nn.Module | None = None) -> Rollout:
-    """Sample K masks per item, score them with the frozen env, and return the REINFORCE loss with metrics.
+def stack_features(items: list[RolloutItem]) -> torch.Tensor:
+    """The batch's features [B, T, N, D]; every sample must share one shape."""
+    shapes = {tuple(it.visual.features.shape) for it in items}
+    if len(shapes) != 1:
+        raise EnvError(f"a training batch needs one feature shape [T, N, D]; got {sorted(shapes)} "
+                       "(every sample is encoded at data.num_frames x data.frame_size, so this means a mixed cache)")
+    return torch.stack([it.visual.features for it in items])
 
-    policy: the (possibly accelerate-wrapped) TokenPolicy; it is called through the wrapper so DDP syncs gradients.
-    cfg: the full Config (reward, rl, run.seed). step: 0-based optimizer step (seeds the masks).
+
+def collect(policy: torch.nn.Module, env: VideoEnv, items: list[RolloutItem], cfg, *, step: int,
+            ce_base_cache: dict[str, float]) -> Rollout:
+    """Sample K masks per item from the current policy and score them with the frozen env (no gradient).
+
+    policy: the (possibly accelerate-wrapped) TokenPolicy. cfg: the Config (rl.group_size, rl.min_keep, run.seed,
+    data.answer_format). step: 0-based optimizer step (seeds the masks, with each item's global position).
     """
     if not items:
-        raise ValueError("rollout needs at least one item")
-    K = cfg.rl.group_size
-    fmt = cfg.data.answer_format
+        raise ValueError("collect needs at least one item")
+    K, fmt = cfg.rl.group_size, cfg.data.answer_format
     t0 = time.perf_counter()
-
-    # Policy: states -> keep logits -> K masks per sample, each from its own position-seeded generator.
-    h = policy_states(policy, items)  # [B, T, N, S]
-    logits = policy(h)  # [B, T, N]
+    v = stack_features(items)  # [B, T, N, D]
+    grid = items[0].visual.grid
+    with torch.no_grad():
+        logits = keep_logits(policy, v, grid)  # [B, T, N]
     masks, guarded = [], 0
     for b, it in enumerate(items):
         g = mask_generator(cfg.run.seed, step, it.position, logits.device)
@@ -135,63 +103,18 @@ def rollout(policy: torch.nn.Module, env: VideoEnv, items: list[RolloutItem], cf
         masks.append(m)  # [K, T, N]
         guarded += n
     masks = torch.stack(masks)  # [B, K, T, N]
-    B, _, T, N = masks.shape
+    B = masks.shape[0]
     t_policy = time.perf_counter() - t0
 
-    # Environment: one batched scoring call over all B * K masked requests (plus CE_base for new samples).
+    # One batched scoring call over all B * K masked requests (plus CE_base for new samples).
     t0 = time.perf_counter()
     with torch.inference_mode():
-        ce_base, new_ce_base = base_ce(env, items, ce_base_cache, cfg.data.answer_format)  # [B]
+        ce_base, new_ce_base = base_ce(env, items, ce_base_cache, fmt)  # [B]
         masks_cpu = masks.cpu()
         requests = [ScoreRequest(it.visual, format_prompt(it.sample, fmt),
-                                target=answer_target(it.sample, fmt), keep=masks_cpu[b, k])
+                                 target=answer_target(it.sample, fmt), keep=masks_cpu[b, k])
                     for b, it in enumerate(items) for k in range(K)]
         ce = env.score(requests).detach().float().cpu().view(B, K)  # [B, K]
     t_env = time.perf_counter() - t0
-
-    # Rewards and advantages (constants of the loss), then the loss.
-    t0 = time.perf_counter()
-    dce = ce - ce_base[:, None]  # [B, K]
-    kappa = kept_fraction(masks_cpu)  # [B, K]
-    r = combine(dce, kappa, cfg.reward)  # reward, fidelity, sparsity: [B, K]
-    adv = compute_advantages(cfg.rl.estimator, r["fidelity"], r["sparsity"], r["reward"], cfg.rl, lam=cfg.reward.lam)
-    adv = _to(adv, logits.device)
-    ref_logits = None
-    if ref_policy is not None:
-        with torch.no_grad():
-            ref_logits = ref_policy(h)  # [B, T, N]
-    loss, stats = policy_loss(logits, masks, adv, cfg.rl, ref_logits=ref_logits)
-    t_policy += time.perf_counter() - t0
-
-    metrics = {
-        "reward": r["reward"].mean().item(),
-        "reward_std": r["reward"].std(dim=1, unbiased=True).mean().item(),  # TRL: mean of per-group stds
-        "frac_reward_zero_std": adv.frac_zero_std,
-        "fidelity": r["fidelity"].mean().item(),
-        "sparsity": r["sparsity"].mean().item(),
-        "kept_fraction": kappa.mean().item(),
-        "ce_base": ce_base.mean().item(),
-        "ce": ce.mean().item(),
-        "dce": dce.mean().item(),
-        "loss": loss.item(),
-        "pg_loss": stats["pg_loss"].item(),
-        "entropy": stats["entropy"].item(),
-        "kl": stats["kl"].item(),
-        "keep_prob": torch.sigmoid(logits.detach()).mean().item(),
-        "masks_guarded": guarded / (B * K),
-        "env_ms": 1000 * t_env,
-        "policy_ms": 1000 * t_policy,
-    }
-    return Rollout(loss, metrics, masks, adv, h.detach(), logits.detach(), ref_logits, new_ce_base)
-
-
-def ppo_loss(policy: torch.nn.Module, ro: Rollout, cfg) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    """Loss of a further update (rl.ppo_epochs > 1) on a finished rollout: ratio-clipped against its old logits."""
-    logits = policy(ro.states)  # [B, T, N]
-    old_logp = mask_logprobs(ro.old_logits, ro.masks)  # [B, K, T, N]
-    return policy_loss(logits, ro.masks, ro.adv, cfg.rl, old_logp=old_logp, ref_logits=ro.ref_logits)
-
-
-def _to(adv: Advantages, device) -> Advantages:
-    move = (lambda t: None if t is None else t.to(device))
-    return Advantages(move(adv.per_mask), move(adv.zero_std), adv.frac_zero_std, move(adv.kept), move(adv.dropped))
+    return Rollout(v, grid, masks, logits.detach(), ce, ce_base, guarded, new_ce_base,
+                   {"env_ms": 1000 * t_env, "policy_ms": 1000 * t_policy})

@@ -20,7 +20,6 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
-import shutil
 import time
 import warnings
 from pathlib import Path
@@ -28,11 +27,19 @@ from pathlib import Path
 import torch
 
 from scorerl.config import Config
-from scorerl.errors import CheckpointError, ConfigError
-from scorerl.rl import checkpoint as ckpt
+from scorerl.errors import CheckpointError, ConfigError, DivergedError
+from scorerl.io import atomic
+from scorerl.io import checkpoint as ckpt
+from scorerl.io import state_codec as codec
 from scorerl.rl.curriculum import Curriculum
-from scorerl.rl.logging import MetricsLogger, ProgressBar, tracker_kwargs
-from scorerl.rl.rollout import RolloutItem, ppo_loss, rollout
+from scorerl.io.progress import ProgressBar
+from scorerl.rl.metrics import MetricsLogger, tracker_kwargs
+from scorerl.rl.advantages import compute_advantages
+from scorerl.rl.metrics import rollout_metrics
+from scorerl.rl.rewards import combine, kept_fraction
+from scorerl.rl.rollout import RolloutItem, collect
+from scorerl.rl.update import reference_logits, update_loss
+from scorerl.rl.resume import find_start
 from scorerl.rl.sampler import ResumableSampler
 
 log = logging.getLogger(__name__)
@@ -54,13 +61,16 @@ def train(cfg: Config, resume: str | None = None, force: bool = False) -> Path:
 
     run_dir = Path(cfg.run.output_dir).expanduser() / cfg.run.name
     T = cfg.train
+    atomic.ensure_writable_dir(run_dir.parent, "run.output_dir")  # before any work is spent
+    if cfg.data.cache_dir:
+        atomic.ensure_writable_dir(cfg.data.cache_dir, "data.cache_dir")
 
     # ---- 1. accelerate: processes, gradient accumulation, mixed precision, trackers, optional DeepSpeed
     accelerator = _make_accelerator(cfg, run_dir)
     rank, world_size, is_main = accelerator.process_index, accelerator.num_processes, accelerator.is_main_process
 
     # ---- 2. where to start: a checkpoint (validated against this config) or nothing
-    start = _find_start(run_dir, resume, force, cfg, accelerator)
+    start = find_start(run_dir, resume, force, cfg, accelerator, say=lambda text: _log_main(accelerator, text))
     start_step = start.step if start is not None else 0
     if start is not None and start_step >= T.max_steps:
         # Already done (e.g. `scorerl demo` run twice): make sure the policy is exported, then stop.
@@ -69,12 +79,13 @@ def train(cfg: Config, resume: str | None = None, force: bool = False) -> Path:
 
             export_checkpoint(start, run_dir / "policy")
         accelerator.wait_for_everyone()
-        _log_main(accelerator, f"{run_dir}: already trained to step {start_step} >= train.max_steps={T.max_steps}")
+        _log_main(accelerator, f"{run_dir}: already trained to step {start_step} >= train.max_steps={T.max_steps}; "
+                               f"nothing to do (policy in {run_dir / 'policy'})")
         accelerator.end_training()
         return run_dir
     if is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
-        (run_dir / "config.yaml").write_text(cfg.to_yaml())
+        atomic.write_text(run_dir / "config.yaml", cfg.to_yaml())
     accelerator.wait_for_everyone()
 
     # ---- 3. seeds: each process its own stream for anything incidental; masks are seeded per sample (rollout.py)
@@ -83,11 +94,11 @@ def train(cfg: Config, resume: str | None = None, force: bool = False) -> Path:
     # ---- 4. the frozen environment, on this process's device; never prepared/wrapped (it has no gradients)
     from scorerl.envs import check_answer_format, load_env
 
-    check_answer_format(cfg.env.path, cfg.data.answer_format)
     env_section = cfg.env
     if env_section.device == "auto":
         env_section = dataclasses.replace(env_section, device=str(accelerator.device))
     env = load_env(env_section)
+    check_answer_format(env, cfg.data.answer_format)
     env_info = _env_info(cfg)
 
     # ---- 5. data: stage 1 (static pseudo-videos) and stage 2 (videos)
@@ -145,30 +156,34 @@ def train(cfg: Config, resume: str | None = None, force: bool = False) -> Path:
     try:
         while step < T.max_steps:
             t_step = time.perf_counter()
-            rollouts, local, new_ce_base = [], [], {}
+            # Collect every micro-batch of this optimizer step (no gradient), then judge it: rewards and
+            # advantages are constants of all the update epochs that follow.
+            batches, new_ce_base = [], {}
+            for micro in range(T.grad_accum):
+                stage, picks = curriculum.next_batch(T.batch_size)
+                first = micro * global_batch + rank * T.batch_size  # this process's slice of the global batch
+                ro = collect(policy, env, _items(picks, stage_samples, cache, first), cfg, step=step,
+                             ce_base_cache=ce_base_cache)
+                new_ce_base.update(ro.new_ce_base)
+                rewards = combine(ro.ce - ro.ce_base[:, None], kept_fraction(ro.masks.cpu()), cfg.reward)  # [B, K]
+                adv = compute_advantages(cfg.rl.estimator, rewards["fidelity"], rewards["sparsity"],
+                                         rewards["reward"], cfg.rl, lam=cfg.reward.lam).to(accelerator.device)
+                batches.append((ro, rewards, adv, reference_logits(ref_policy, ro)))
+
+            # Update: rl.ppo_epochs passes over the collected batches, each through the one loss path.
+            local = []
             for epoch in range(cfg.rl.ppo_epochs):
-                for micro in range(T.grad_accum):
+                for ro, rewards, adv, ref_logits in batches:
                     with accelerator.accumulate(policy):
-                        if epoch == 0:  # collect: fresh batch, masks, env scores, REINFORCE loss
-                            stage, picks = curriculum.next_batch(T.batch_size)
-                            # This process's slice of the global batch starts at this position (see rollout.py).
-                            first = micro * global_batch + rank * T.batch_size
-                            items = _items(picks, stage_samples, cache, first)
-                            ro = rollout(policy, env, items, cfg, step=step, ce_base_cache=ce_base_cache,
-                                         ref_policy=ref_policy)
-                            new_ce_base.update(ro.new_ce_base)
-                            if cfg.rl.ppo_epochs > 1:
-                                rollouts.append(ro)
-                            loss, metrics = ro.loss, dict(ro.metrics)
-                        else:  # further PPO update on the same masks and advantages
-                            loss, _ = ppo_loss(policy, rollouts[micro], cfg)
-                            metrics = {}
                         t0 = time.perf_counter()
+                        loss, stats = update_loss(policy, ro, adv, cfg.rl, ref_logits)
                         accelerator.backward(loss)
-                        if metrics:
+                        if epoch == 0:
+                            metrics = rollout_metrics(ro, rewards, adv, stats)
                             metrics["policy_ms"] += 1000 * (time.perf_counter() - t0)
                             local.append(metrics)
                 grad_norm = accelerator.clip_grad_norm_(policy.parameters(), max_norm)
+                stop_if_diverged(step + 1, grad_norm, loss, run_dir)  # before the step: the weights stay good
                 lr = optimizer.param_groups[0]["lr"]  # the rate this update used
                 optimizer.step()
                 optimizer.zero_grad(set_to_none=True)
@@ -258,36 +273,18 @@ def _warmup(warmup_steps: int):
     return factor
 
 
-def _find_start(run_dir: Path, resume: str | None, force: bool, cfg: Config, accelerator) -> ckpt.Checkpoint | None:
-    """The checkpoint to continue from (None = fresh), checked against cfg; see train's docstring."""
-    if resume is None:
-        existing = ckpt.list_checkpoints(run_dir)
-        if existing and not force:
-            raise CheckpointError(f"{run_dir} already holds checkpoints (latest {existing[-1].name}): pass "
-                                  "--resume auto to continue that run, use another run.name, or --force to "
-                                  "start over (deletes its checkpoints)")
-        if existing and accelerator.is_main_process:
-            _log_main(accelerator, f"--force: deleting the checkpoints and policy of {run_dir}")
-            shutil.rmtree(ckpt.checkpoints_dir(run_dir), ignore_errors=True)
-            shutil.rmtree(run_dir / "policy", ignore_errors=True)
-        accelerator.wait_for_everyone()
-        return None
-    if resume == "auto":
-        accelerator.wait_for_everyone()  # nobody may still be writing when the main process cleans temp folders
-        path = ckpt.latest_checkpoint(run_dir, clean_stale=accelerator.is_main_process)
-        accelerator.wait_for_everyone()
-        if path is None:
-            _log_main(accelerator, f"--resume auto: no checkpoint in {run_dir}; starting fresh")
-            return None
-    else:
-        path = Path(resume).expanduser()
-        if not (path / ckpt.MARKER).is_file() and ckpt.latest_checkpoint(path) is not None:
-            path = ckpt.latest_checkpoint(path)  # a run folder was given: its latest checkpoint
-    start = ckpt.load_checkpoint(path, rank=accelerator.process_index)
-    diffs = ckpt.check_resume_config(start.state.get("config", {}), cfg.to_dict(), force=force)
-    if diffs:
-        warnings.warn(f"resuming {path} with a changed config (forced): {', '.join(diffs)}")
-    return start
+def stop_if_diverged(step: int, grad_norm, loss: torch.Tensor, run_dir: Path) -> None:
+    """DivergedError at optimizer step `step` when its gradient norm (global over processes) or, where the backend
+    reports none, its loss is not finite: raised BEFORE optimizer.step, so no NaN reaches the weights, a
+    checkpoint or an export. The last good checkpoint stays the newest one."""
+    value = _scalar(grad_norm) if grad_norm is not None else float(loss.detach())
+    if math.isfinite(value):
+        return
+    found = ckpt.latest_checkpoint(run_dir)
+    last = f"the last good checkpoint is {found}" if found else "no checkpoint was written yet"
+    what = "gradient norm" if grad_norm is not None else "loss"
+    raise DivergedError(f"step {step}: the {what} is {value} (not finite); training stopped and nothing was exported;"
+                        f" {last}. Lower train.lr or set train.max_grad_norm, then start over with --force")
 
 
 def _restore(start: ckpt.Checkpoint, accelerator, policy, optimizer, scheduler, curriculum, ref_policy,
@@ -304,13 +301,13 @@ def _restore(start: ckpt.Checkpoint, accelerator, policy, optimizer, scheduler, 
                                   "lacks (it was written with kl_coef = 0)")
         ref_policy.load_state_dict(start.tensors["ref_policy"])
     if "optimizer" in start.tensors:
-        optimizer.load_state_dict(ckpt.unflatten_optimizer_state(start.tensors["optimizer"], state["optimizer"]))
+        optimizer.load_state_dict(codec.unflatten_optimizer_state(start.tensors["optimizer"], state["optimizer"]))
     else:
         warnings.warn(f"{start.path}: no optimizer state (DeepSpeed ZeRO >= 1 run); Adam moments restart")
     scheduler.load_state_dict(state["scheduler"])
     curriculum.load_state_dict(state["curriculum"])
     if start.rng is not None:
-        ckpt.restore_rng_state(start.rng)
+        codec.restore_rng_state(start.rng)
     else:
         warnings.warn(f"{start.path}: written by {start.world_size} process(es), none with rank "
                       f"{accelerator.process_index}; this process's RNG is not restored (masks do not depend on it)")
@@ -325,13 +322,13 @@ def _save(run_dir: Path, step: int, cfg: Config, accelerator, policy, optimizer,
              "scheduler": scheduler.state_dict(), "curriculum": curriculum.state_dict(),
              "ce_base": ce_base_cache, "world_size": accelerator.num_processes}
     try:
-        tensors["optimizer"], state["optimizer"] = ckpt.flatten_optimizer_state(optimizer.state_dict())
+        tensors["optimizer"], state["optimizer"] = codec.flatten_optimizer_state(optimizer.state_dict())
     except TypeError:
         # A DeepSpeed ZeRO >= 1 optimizer holds partitioned state objects that are not plain tensors.
         tensors.pop("optimizer", None)
     if ref_policy is not None:
         tensors["ref_policy"] = ref_policy.state_dict()
-    return ckpt.save_checkpoint(run_dir, step, tensors=tensors, state=state, rng=ckpt.capture_rng_state(),
+    return ckpt.save_checkpoint(run_dir, step, tensors=tensors, state=state, rng=codec.capture_rng_state(),
                                 keep_last=cfg.train.keep_last, rank=accelerator.process_index,
                                 world_size=accelerator.num_processes, barrier=accelerator.wait_for_everyone)
 

@@ -4,7 +4,8 @@ import json
 import numpy as np
 import torch
 
-from scorerl.rl.logging import MetricsLogger, ProgressBar, read_metrics, tracker_kwargs, truncate_metrics
+from scorerl.io.progress import ProgressBar
+from scorerl.rl.metrics import MetricsLogger, read_metrics, tracker_kwargs, truncate_metrics
 
 
 def test_lines_written_with_plain_numbers(tmp_path):

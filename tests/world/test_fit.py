@@ -14,11 +14,13 @@ import torch
 from safetensors.torch import load_file
 
 from scorerl.config import EnvSection, config_from_dict
-from scorerl.data import synthetic as syn
+from scorerl.world import synthetic as syn
 from scorerl.data.manifest import answer_target, format_prompt, read_manifest
-from scorerl.envs import fit as F
+from scorerl.world import fit as F
 from scorerl.envs import load_env
-from scorerl.envs.projector_warmup import PROJECTOR, warm_up_projector, warmup_targets
+from scorerl.rng import fit_step_rng
+from scorerl.world.fit_params import VISION_ENCODER, PROJECTOR, param_groups
+from scorerl.world.projector_warmup import warm_up_projector, warmup_targets
 from scorerl.errors import CheckpointError, ConfigError
 
 FRAMES, SIZE = 8, 32  # 32 px, patch 8, merge 2 -> 2 x 2 tokens per frame, 32 visual tokens
@@ -138,26 +140,26 @@ def test_noop_when_already_fitted_and_refit_when_the_config_changes(world, fitte
 
 @pytest.mark.parametrize("arch", ["qwen2_5_vl", "llava_onevision"])
 def test_lr_scales_group_and_freeze_the_encoder_and_projector(arch):
-    from scorerl.envs.tiny import build_tiny_env
+    from scorerl.envs.build import build_tiny_env
 
     env = build_tiny_env(arch)
     names = {id(p): n for n, p in env.model.named_parameters()}
-    rest, encoder, projector = F.param_groups(env, 0.25, 0.5)
+    rest, encoder, projector = param_groups(env, 0.25, 0.5)
     assert (rest["lr_scale"], encoder["lr_scale"], projector["lr_scale"]) == (1.0, 0.25, 0.5)
     encoder_names = [names[id(p)] for p in encoder["params"]]
     projector_names = [names[id(p)] for p in projector["params"]]
-    assert encoder_names and all(n.startswith(F._VISION_ENCODER) and not n.startswith(PROJECTOR) for n in encoder_names)
+    assert encoder_names and all(n.startswith(VISION_ENCODER) and not n.startswith(PROJECTOR) for n in encoder_names)
     assert projector_names and all(n.startswith(PROJECTOR) for n in projector_names)
-    assert not any(names[id(p)].startswith(F._VISION_ENCODER) for p in rest["params"])
+    assert not any(names[id(p)].startswith(VISION_ENCODER) for p in rest["params"])
 
-    (only,) = F.param_groups(env, 0.0, 0.0)  # frozen: left out, and no gradient reaches them
+    (only,) = param_groups(env, 0.0, 0.0)  # frozen: left out, and no gradient reaches them
     assert len(only["params"]) == len(rest["params"])
     assert not any(p.requires_grad for p in encoder["params"] + projector["params"])
 
 
 def split_weights(state: dict) -> tuple[list[str], list[str]]:
     """(vision-encoder keys without the projector, projector keys) of a model state dict."""
-    encoder = [k for k in state if k.startswith(F._VISION_ENCODER) and not k.startswith(PROJECTOR)]
+    encoder = [k for k in state if k.startswith(VISION_ENCODER) and not k.startswith(PROJECTOR)]
     return encoder, [k for k in state if k.startswith(PROJECTOR)]
 
 
@@ -184,10 +186,10 @@ def test_warmup_targets_are_each_videos_answer_text(world):
         s = samples[i]
         assert s.family == t.families[f]
         if s.family == "direction":  # checked against the scene, not against the manifest's own answer
-            mover = next(o for o in s.scene["objects"] if o["role"] == "moving")
+            mover = next(o for o in s.meta["scene"]["objects"] if o["role"] == "moving")
             assert t.classes[f][c] == mover["direction"]
         else:
-            assert t.classes[f][c] == str(len(syn.coloured(s.scene)))
+            assert t.classes[f][c] == str(len(syn.coloured(s.meta["scene"])))
     with pytest.raises(ConfigError, match=r"fit.projector_warmup_families.*'shape'.*train.jsonl"):
         warmup_targets(samples, ["direction", "shape"], "train.jsonl")
 
@@ -264,7 +266,7 @@ def test_a_mirrored_video_keeps_the_answer_true(world):
     directions = [x for x in samples if x.family == "direction"]
     assert directions
     for s in directions:
-        mover = next(o for o in s.scene["objects"] if o["role"] == "moving")
+        mover = next(o for o in s.meta["scene"]["objects"] if o["role"] == "moving")
         (x0, _), (x1, _) = mover["positions"][0], mover["positions"][-1]
         mirrored_dx = -(x1 - x0)
         answer = F.swap_words(s.options[s.answer_index], F.MIRROR_WORDS)
@@ -272,7 +274,7 @@ def test_a_mirrored_video_keeps_the_answer_true(world):
             assert answer == ("right" if mirrored_dx > 0 else "left")
         else:
             assert answer == mover["direction"] and answer in ("up", "down")
-    frames = syn.render_video(directions[0].scene)
+    frames = syn.render_video(directions[0].meta["scene"])
     assert np.array_equal(F.mirror_frames(frames)[:, :, 0], frames[:, :, -1])
 
 
@@ -287,7 +289,7 @@ def test_derived_questions_match_the_generator(world):
                 continue
             made += 1
             assert q.answer == "C" and q.family == family and len(set(q.options)) == 4
-            coloured = syn.coloured(s.scene)
+            coloured = syn.coloured(s.meta["scene"])
             if family == "moving_color":
                 assert [o["role"] for o in coloured] == ["moving"] and q.options[2] == coloured[0]["color"]
             if family == "count":
@@ -323,8 +325,8 @@ def test_deterministic_draws():
     seen = np.concatenate([F.batch_indices(n, b, step, seed=3) for step in range(5)])  # 20 = two epochs
     assert sorted(seen[:10]) == list(range(10)) and sorted(seen[10:20]) == list(range(10))
     assert (F.batch_indices(n, b, 2, 3) == F.batch_indices(n, b, 2, 3)).all()
-    masks = F.random_keep_masks(50, 4, 4, keep_min=0.1, full_prob=0.3, generator=F.step_rng(0, 0, 1)[0])
-    again = F.random_keep_masks(50, 4, 4, keep_min=0.1, full_prob=0.3, generator=F.step_rng(0, 0, 1)[0])
+    masks = F.random_keep_masks(50, 4, 4, keep_min=0.1, full_prob=0.3, generator=fit_step_rng(0, 0, 1)[0])
+    again = F.random_keep_masks(50, 4, 4, keep_min=0.1, full_prob=0.3, generator=fit_step_rng(0, 0, 1)[0])
     assert all((m is None and a is None) or torch.equal(m, a) for m, a in zip(masks, again))
     partial = [m for m in masks if m is not None]
     assert 0 < len(partial) < 50 and all(2 <= int(m.sum()) <= 16 for m in partial)
@@ -332,9 +334,11 @@ def test_deterministic_draws():
 
 
 def test_scoring_in_another_answer_format_than_fitted_is_refused(fitted):
-    from scorerl.envs import check_answer_format
+    from scorerl.envs import check_answer_format, load_env
+    from scorerl.envs.build import build_tiny_env
 
-    check_answer_format(str(fitted), "option")  # as fitted: fine
+    env = load_env(EnvSection(arch="qwen2_5_vl", path=str(fitted)))
+    check_answer_format(env, "option")  # as fitted (its scorerl_env.json says so): fine
     with pytest.raises(ConfigError, match=r"data.answer_format: 'letter'.*fitted to answer with 'option'"):
-        check_answer_format(str(fitted), "letter")
-    check_answer_format(str(fitted.parent / "no_fit_json_here"), "letter")  # not a fitted env: nothing to check
+        check_answer_format(env, "letter")
+    check_answer_format(build_tiny_env(), "letter")  # declares no format (a real checkpoint): nothing to check

@@ -9,7 +9,7 @@ import pytest
 import torch
 from transformers.models.qwen2_5_vl.modeling_qwen2_5_vl import Qwen2_5_VLVisionAttention
 
-from scorerl.envs.tiny import build_tiny_env
+from scorerl.envs.build import build_tiny_env
 from scorerl.envs.vision_windows import batch_vision_windows, equal_window_length
 
 pytestmark = pytest.mark.usefixtures("one_thread")

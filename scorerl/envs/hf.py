@@ -22,13 +22,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from scorerl.envs.base import ScoreRequest, VideoEnv, VisualTokens
-from scorerl.errors import EnvError
+from scorerl.envs.base import VideoEnv
+from scorerl.types import ScoreRequest, VisualTokens
+from scorerl.errors import ConfigError, EnvError
 
 OPENAI_CLIP_MEAN = [0.48145466, 0.4578275, 0.40821073]
 OPENAI_CLIP_STD = [0.26862954, 0.26130258, 0.27577711]
 SETTINGS_FILE = "scorerl_env.json"
-_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
 @dataclass
@@ -53,9 +54,16 @@ class _StopForward(Exception):
 
 
 def resolve_device(device: str) -> torch.device:
+    """env.device as a torch device: auto = cuda when available, else cpu; a CUDA device on a machine without
+    CUDA is a ConfigError naming env.device, not a traceback from deep inside the model's loading."""
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"env.device {device!r}: CUDA is not available on this machine (use env.device=cpu)")
+    try:
+        return torch.device(device)
+    except RuntimeError as e:
+        raise ConfigError(f"env.device {device!r}: {e}") from None
 
 
 def chunk_by_budget(lengths: list[int], budget: int) -> list[list[int]]:
@@ -213,12 +221,12 @@ class HFVideoEnv(VideoEnv):
         if config.model_type != cls.model_type:
             raise EnvError(f"{path}: holds a {config.model_type!r} model, but env.arch {cls.arch!r} needs "
                            f"{cls.model_type!r}")
-        if dtype not in _DTYPES:
-            raise EnvError(f"dtype must be one of {sorted(_DTYPES)}, got {dtype!r}")
+        if dtype not in DTYPES:
+            raise EnvError(f"dtype must be one of {sorted(DTYPES)}, got {dtype!r}")
         try:
             tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
             model = cls.model_class().from_pretrained(
-                path, dtype=_DTYPES[dtype], attn_implementation=attn_implementation, use_safetensors=True,
+                path, dtype=DTYPES[dtype], attn_implementation=attn_implementation, use_safetensors=True,
                 local_files_only=True, device_map=str(resolve_device(device)))
         except (OSError, ValueError, ImportError) as e:
             raise EnvError(f"{path}: cannot load the {cls.arch} environment: {e}") from None

@@ -13,9 +13,10 @@ import torch
 from scorerl.config import EnvSection
 from scorerl.envs import env_class, load_env
 from scorerl.envs.base import ScoreRequest, VisualTokens
-from scorerl.envs.common import chunk_by_budget
+from scorerl.envs.hf import chunk_by_budget
 from scorerl.envs.qwen2_5_vl import patchify
-from scorerl.envs.tiny import ARCHS, build_tiny_env
+from scorerl.envs import ARCHS
+from scorerl.envs.build import build_tiny_env
 from scorerl.envs.tokenizer import build_tokenizer
 from scorerl.errors import EnvError
 

@@ -14,7 +14,7 @@ from scorerl.compress.policy import TokenPolicy
 from scorerl.config import Config
 from scorerl.errors import CheckpointError
 from scorerl.export import EXPORT_FILE, export_policy, load_policy, read_export_info, write_export
-from scorerl.rl import checkpoint as ckpt
+from scorerl.io import checkpoint as ckpt
 
 D = 6
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from scorerl.data import synthetic as syn
+from scorerl.world import synthetic as syn
 from scorerl.errors import DataError
 
 TINY = dict(train=20, test=5, static_train=12, frames=8, size=32, seed=0)
@@ -262,13 +262,13 @@ def test_world_manifests_read_back(world):
     assert not skipped and len(samples) == TINY["static_train"]
     assert all(s.kind == "image" and s.media.is_absolute() and s.media.is_file() for s in samples)
     samples, _ = read_manifest(world / "test.jsonl")
-    assert {s.kind for s in samples} == {"video"} and samples[0].scene["kind"] == "video"
+    assert {s.kind for s in samples} == {"video"} and samples[0].meta["scene"]["kind"] == "video"
 
 
 def test_pipeline_script(tmp_path, capsys):
     import importlib.util
 
-    path = Path(__file__).resolve().parents[1] / "data_pipelines" / "build_synthetic.py"
+    path = Path(__file__).resolve().parents[2] / "data_pipelines" / "build_synthetic.py"
     spec = importlib.util.spec_from_file_location("build_synthetic", path)
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)

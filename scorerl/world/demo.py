@@ -11,16 +11,16 @@ from pathlib import Path
 
 from scorerl.config import load_config
 from scorerl.errors import ConfigError
-from scorerl.paths import world_dir, world_env_dir
+from scorerl.world.paths import world_dir, world_env_dir
 
 DEMO_METHODS = ["full", "uniform", "random", "framediff", "score"]
-ENV_CONFIG = Path(__file__).resolve().parent.parent / "configs" / "world" / "env.yaml"
+ENV_CONFIG = Path(__file__).resolve().parents[2] / "configs" / "world" / "env.yaml"
 ENV_SECTIONS = ("fit", "world", "env", "run", "data")
 
 
 def run_demo(config_path: str | None = None, overrides: list[str] = ()) -> dict:
-    from scorerl.data.synthetic import build_world
-    from scorerl.envs.fit import fit_env
+    from scorerl.world.synthetic import build_world
+    from scorerl.world.fit import fit_env
     from scorerl.eval.harness import run_eval
     from scorerl.rl.trainer import train
 

@@ -20,11 +20,11 @@ from safetensors.torch import load_file
 
 from scorerl.config import load_config
 from scorerl.errors import CheckpointError
-from scorerl.rl import checkpoint as ckpt
-from scorerl.rl.logging import read_metrics
+from scorerl.io import checkpoint as ckpt
+from scorerl.rl.metrics import read_metrics
 from scorerl.rl.trainer import METRIC_NAMES, train
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 S = 4  # steps of a full test run
 STAGE1 = 2  # stage-1 steps (the boundary)
 
@@ -32,8 +32,8 @@ STAGE1 = 2  # stage-1 steps (the boundary)
 @pytest.fixture(scope="module")
 def assets(tmp_path_factory):
     """A tiny world and a tiny saved environment, built once for this module."""
-    from scorerl.data.synthetic import build_world
-    from scorerl.envs.tiny import build_tiny_env
+    from scorerl.world.synthetic import build_world
+    from scorerl.envs.build import build_tiny_env
 
     root = tmp_path_factory.mktemp("trainer_assets")
     world = build_world(root / "world", train=8, test=2, static_train=8, frames=6, size=32, seed=0, progress=False)
@@ -240,36 +240,46 @@ def rollout_setup(assets):
 
 
 def test_masks_depend_on_the_global_position_not_the_sharding(rollout_setup):
-    from scorerl.rl.rollout import rollout
+    from scorerl.rl.rollout import collect
 
     cfg, env, items, policy = rollout_setup
-    whole = rollout(policy, env, items, cfg, step=3, ce_base_cache={})
-    halves = [rollout(policy, env, part, cfg, step=3, ce_base_cache={}) for part in (items[:2], items[2:])]
+    whole = collect(policy, env, items, cfg, step=3, ce_base_cache={})
+    halves = [collect(policy, env, part, cfg, step=3, ce_base_cache={}) for part in (items[:2], items[2:])]
     assert torch.equal(whole.masks, torch.cat([h.masks for h in halves]))
     assert whole.masks.shape == (4, cfg.rl.group_size, *items[0].visual.features.shape[:2])
-    again = rollout(policy, env, items, cfg, step=3, ce_base_cache={})
-    assert torch.equal(whole.masks, again.masks) and whole.loss.item() == again.loss.item()
-    assert not torch.equal(whole.masks, rollout(policy, env, items, cfg, step=4, ce_base_cache={}).masks)
+    again = collect(policy, env, items, cfg, step=3, ce_base_cache={})
+    assert torch.equal(whole.masks, again.masks) and torch.equal(whole.ce, again.ce)
+    assert not torch.equal(whole.masks, collect(policy, env, items, cfg, step=4, ce_base_cache={}).masks)
 
 
 def test_one_scoring_call_per_step_and_ce_base_once_per_sample(rollout_setup, monkeypatch):
-    from scorerl.rl.rollout import rollout
+    from scorerl.rl.advantages import compute_advantages
+    from scorerl.rl.metrics import rollout_metrics
+    from scorerl.rl.rewards import combine, kept_fraction
+    from scorerl.rl.rollout import collect
+    from scorerl.rl.update import update_loss
 
     cfg, env, items, policy = rollout_setup
     calls = []
     real = env.score
     monkeypatch.setattr(env, "score", lambda reqs: calls.append([r.keep is None for r in reqs]) or real(reqs))
     cache: dict[str, float] = {}
-    ro = rollout(policy, env, items, cfg, step=0, ce_base_cache=cache)
+    ro = collect(policy, env, items, cfg, step=0, ce_base_cache=cache)
     # First sight of 4 samples: one call for their CE_base (all tokens), one for the 4 x K masked requests.
     assert calls == [[True] * 4, [False] * (4 * cfg.rl.group_size)]
     assert set(cache) == {it.key for it in items} and ro.new_ce_base == cache
     calls.clear()
-    ro = rollout(policy, env, items, cfg, step=1, ce_base_cache=cache)
+    ro = collect(policy, env, items, cfg, step=1, ce_base_cache=cache)
     assert calls == [[False] * (4 * cfg.rl.group_size)] and ro.new_ce_base == {}
-    assert set(ro.metrics) >= {"reward", "reward_std", "frac_reward_zero_std", "fidelity", "sparsity",
-                               "kept_fraction", "ce_base", "dce", "loss", "entropy", "env_ms", "policy_ms"}
-    ro.loss.backward()
+    assert not any(p.grad is not None for p in policy.parameters())  # collecting computes no gradient
+    rewards = combine(ro.ce - ro.ce_base[:, None], kept_fraction(ro.masks), cfg.reward)
+    adv = compute_advantages(cfg.rl.estimator, rewards["fidelity"], rewards["sparsity"], rewards["reward"], cfg.rl,
+                             lam=cfg.reward.lam)
+    loss, stats = update_loss(policy, ro, adv, cfg.rl)
+    assert set(rollout_metrics(ro, rewards, adv, stats)) >= {
+        "reward", "reward_std", "frac_reward_zero_std", "fidelity", "sparsity", "kept_fraction", "ce_base", "dce",
+        "loss", "entropy", "env_ms", "policy_ms"}
+    loss.backward()
     assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in policy.parameters())
     policy.zero_grad()
 

@@ -32,8 +32,9 @@ import torch
 
 from scorerl.config import Config
 from scorerl.errors import ConfigError
+from scorerl.rng import fit_step_rng
+from scorerl.world.fit_params import projector_parameters, set_trainable
 
-PROJECTOR = ("model.visual.merger.", "model.multi_modal_projector.")  # Qwen2.5-VL's merger, LLaVA's projector
 HEAD_WIDTH = 128
 
 
@@ -82,25 +83,16 @@ class PooledHeads(torch.nn.Module):
         return self.heads[family]((weights * tokens).sum(0))
 
 
-def projector_parameters(model) -> list[torch.nn.Parameter]:
-    params = [p for n, p in model.named_parameters() if n.startswith(PROJECTOR)]
-    if not params:
-        raise ConfigError("fit.projector_warmup_steps: this model has no merger / projector parameters "
-                          f"(none named {' or '.join(PROJECTOR)}*)")
-    return params
-
-
 def warm_up_projector(env, cfg: Config, train) -> dict:
     """Train env's projector for fit.projector_warmup_steps steps on `train` (a fit.FitData); returns the
     warm-up's record for fit.json: per family the classes and the probe's accuracy over the last steps."""
-    from scorerl.envs.fit import encode_batch, set_trainable, step_rng
-    from scorerl.rl.logging import ProgressBar
+    from scorerl.io.progress import ProgressBar
 
     fit = cfg.fit
     targets = warmup_targets(train.samples, list(fit.projector_warmup_families), cfg.data.stage2_manifest)
     projector = projector_parameters(env.model)
     with torch.no_grad():
-        width = encode_batch(env, [train.frames[targets.index[0]]])[0].features.shape[-1]  # the LLM's width D
+        width = env.encode_batch([train.frames[targets.index[0]]])[0].features.shape[-1]  # the LLM's width D
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(cfg.run.seed)
         heads = PooledHeads(width, [len(c) for c in targets.classes])
@@ -118,10 +110,10 @@ def warm_up_projector(env, cfg: Config, train) -> dict:
     started, ema = time.perf_counter(), None
     try:
         for step in range(steps):
-            rng = step_rng(cfg.run.seed, step, 3)[1]
+            rng = fit_step_rng(cfg.run.seed, step, 3)[1]
             pick = np.concatenate([rng.choice(members, min(fit.batch_size, len(members)), replace=False)
                                    for members in by_family])  # fit.batch_size videos of EACH family
-            visuals = encode_batch(env, [train.frames[targets.index[k]] for k in pick])
+            visuals = env.encode_batch([train.frames[targets.index[k]] for k in pick])
             losses = []
             for v, k in zip(visuals, pick):
                 f = int(targets.family[k])

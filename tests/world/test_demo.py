@@ -3,9 +3,9 @@
 import json
 from pathlib import Path
 
-from scorerl.demo import DEMO_METHODS, run_demo
+from scorerl.world.demo import DEMO_METHODS, run_demo
 
-QUICKSTART = Path(__file__).resolve().parent.parent / "configs" / "quickstart.yaml"
+QUICKSTART = Path(__file__).resolve().parents[2] / "configs" / "quickstart.yaml"
 
 
 def test_demo_runs_the_whole_path_and_reuses_what_it_built(tmp_path):

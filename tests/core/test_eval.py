@@ -17,7 +17,7 @@ from scorerl.envs import load_env
 from scorerl.envs.base import ScoreRequest
 from scorerl.errors import CheckpointError, ConfigError, DataError
 from scorerl.eval.harness import encode_samples, run_eval
-from scorerl.eval.methods import MethodContext, method_masks, resolve_policy_dir
+from scorerl.eval.methods import MethodContext, method_masks
 
 FRAMES, SIZE = 4, 64  # tiny Qwen2.5-VL: patch 8, merge 2, one unit per frame -> T=4, N=16
 METHODS = ["full", "uniform", "random", "framediff", "fastv", "score"]
@@ -37,7 +37,7 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 def world(tmp_path_factory):
     """A saved tiny environment, four random-pixel H.264 clips, a manifest of 8 questions, a random policy."""
     from scorerl.data.video_io import write_mp4
-    from scorerl.envs.tiny import build_tiny_env
+    from scorerl.envs.build import build_tiny_env
 
     root = tmp_path_factory.mktemp("eval_world")
     # A wide init makes the random model's answers depend on the pixels, so a batching bug would show.
@@ -150,15 +150,17 @@ def test_unknown_method_and_missing_policy_are_clear(world, tmp_path):
         run_eval(_cfg(world, "eval.methods=[fastv]", "eval.fastv_layer=3"), out=tmp_path / "r.json")
 
 
-def test_policy_folder_resolution(world, tmp_path):
-    assert resolve_policy_dir(world / "policy") == world / "policy"
-    assert resolve_policy_dir(world) == world / "policy"  # a run folder whose trainer wrote policy/
+def test_eval_loads_policies_through_the_one_loader(world, tmp_path):
+    from scorerl.export import load_policy
+
+    by_folder, by_run = load_policy(world / "policy"), load_policy(world)  # a run folder: its policy/
+    assert all(torch.equal(by_folder.state_dict()[k], v) for k, v in by_run.state_dict().items())
     run = tmp_path / "run"
-    (run / "checkpoints" / "step-000010").mkdir(parents=True)
-    with pytest.raises(CheckpointError, match="scorerl export"):
-        resolve_policy_dir(run)
-    with pytest.raises(CheckpointError, match="not found"):
-        resolve_policy_dir(tmp_path / "nowhere")
+    (run / "checkpoints" / "step-000010").mkdir(parents=True)  # incomplete: no COMPLETE manifest
+    with pytest.raises(CheckpointError, match="not an exported policy"):
+        run_eval(_cfg(world, "eval.methods=[score]"), policy_dir=run, out=tmp_path / "r.json")
+    with pytest.raises(CheckpointError, match="no such"):
+        load_policy(tmp_path / "nowhere")
 
 
 @pytest.mark.parametrize("options,one_token", [(["red", "blue", "green"], False), (["x", "y", "z"], True)])
@@ -167,7 +169,7 @@ def test_option_format_picks_the_option_with_the_highest_summed_likelihood(optio
     one-forward path for single-token options and on the one-forward-per-option path otherwise."""
     from scorerl.data.manifest import Sample
     from scorerl.envs.base import ScoreRequest
-    from scorerl.envs.tiny import build_tiny_env
+    from scorerl.envs.build import build_tiny_env
     from scorerl.eval.answer import _all_single_tokens, choice_scores
 
     env = build_tiny_env("qwen2_5_vl", seed=0)

@@ -12,10 +12,11 @@ from scorerl.compress.policy import TokenPolicy
 from scorerl.compress.select import num_keep
 from scorerl.config import config_from_dict, load_config
 from scorerl.errors import ConfigError
-from scorerl.eval.bench import model_config_from_dict, run_bench
+from scorerl.envs.build import model_config_from_dict
+from scorerl.eval.bench import run_bench
 from scorerl.eval.flops import LMDims, lm_dims, policy_flops, prefill_flops
 
-CONFIGS = Path(__file__).resolve().parents[1] / "configs" / "bench"
+CONFIGS = Path(__file__).resolve().parents[2] / "configs" / "bench"
 
 TINY_QWEN = {  # Qwen2.5-VL patching (14 px, 2x2 merge, 2 frames per unit) on a 2-layer, 64-wide model
     "text_config": {"hidden_size": 64, "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2,
@@ -58,7 +59,7 @@ def test_bench_random_init_tiny(tmp_path):
 
 
 def test_bench_saved_env_and_policy(tmp_path):
-    from scorerl.envs.tiny import build_tiny_env
+    from scorerl.envs.build import build_tiny_env
 
     build_tiny_env("qwen2_5_vl", seed=0).save_pretrained(tmp_path / "env")  # patch 8, 2x2 merge, 1 frame/unit
     TokenPolicy(64).save_pretrained(tmp_path / "policy")

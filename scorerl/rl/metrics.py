@@ -24,7 +24,8 @@ from typing import Any, Iterable
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
+
+from scorerl.io import atomic
 
 METRICS_FILE = "metrics.jsonl"
 TRACKERS_DIR = "trackers"
@@ -133,9 +134,7 @@ def truncate_metrics(path: str | Path, last_step: int) -> int:
             continue  # torn line from a crash mid-write
         if isinstance(record, dict) and record.get("step", last_step) <= last_step:
             kept.append(line)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text("".join(k + "\n" for k in kept), encoding="utf-8")
-    os.replace(tmp, path)  # never leave a half-rewritten history behind
+    atomic.write_text(path, "".join(k + "\n" for k in kept))  # never leave a half-rewritten history behind
     return len(kept)
 
 
@@ -145,25 +144,6 @@ def read_metrics(path: str | Path) -> list[dict]:
     if path.is_dir():
         path = path / METRICS_FILE
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-
-
-class ProgressBar:
-    """A tqdm bar at `step/total` showing a few metrics; disabled off the main process."""
-
-    def __init__(self, total: int, initial: int = 0, keys: Iterable[str] = ("reward", "loss"),
-                 disable: bool = False, desc: str = "train", **tqdm_kwargs):
-        self.keys = list(keys)
-        self.bar = tqdm(total=total, initial=initial, disable=disable, desc=desc, dynamic_ncols=True, **tqdm_kwargs)
-
-    def update(self, step: int, metrics: dict[str, Any] | None = None) -> None:
-        """Move to `step` finished steps and show the chosen metrics."""
-        if metrics:
-            shown = {k: f"{_plain(metrics[k]):.4g}" for k in self.keys if k in metrics}
-            self.bar.set_postfix(shown, refresh=False)
-        self.bar.update(step - self.bar.n)
-
-    def close(self) -> None:
-        self.bar.close()
 
 
 def _plain(value: Any) -> Any:
@@ -187,3 +167,29 @@ def _flatten(tree: dict, prefix: str = "") -> dict:
         else:
             out[prefix + k] = json.dumps(v)
     return out
+
+
+def rollout_metrics(ro, rewards: dict, adv, stats: dict) -> dict[str, float]:
+    """This process's means for one micro-batch: TRL's names first (reward, reward_std, frac_reward_zero_std,
+    entropy), then ours. ro: Rollout; rewards: {reward, fidelity, sparsity} [B, K]; adv: Advantages; stats: the
+    first update epoch's loss stats."""
+    B, K = ro.ce.shape
+    dce = ro.ce - ro.ce_base[:, None]  # [B, K]
+    return {
+        "reward": rewards["reward"].mean().item(),
+        "reward_std": rewards["reward"].std(dim=1, unbiased=True).mean().item(),  # TRL: mean of per-group stds
+        "frac_reward_zero_std": adv.frac_zero_std,
+        "fidelity": rewards["fidelity"].mean().item(),
+        "sparsity": rewards["sparsity"].mean().item(),
+        "kept_fraction": ro.masks.float().mean().item(),
+        "ce_base": ro.ce_base.mean().item(),
+        "ce": ro.ce.mean().item(),
+        "dce": dce.mean().item(),
+        "loss": stats["loss"].item(),
+        "pg_loss": stats["pg_loss"].item(),
+        "entropy": stats["entropy"].item(),
+        "kl": stats["kl"].item(),
+        "keep_prob": stats["keep_prob"].item(),
+        "masks_guarded": ro.masks_guarded / (B * K),
+        **ro.timings,
+    }

@@ -55,9 +55,12 @@ import torch
 from scorerl.config import Config
 from scorerl.data.manifest import (LETTERS, Sample, answer_choices, answer_target, format_prompt, manifest_hash,
                                    read_manifest, resolve_manifest)
-from scorerl.envs.base import ScoreRequest, VisualTokens
-from scorerl.envs.projector_warmup import PROJECTOR, warm_up_projector
+from scorerl.types import ScoreRequest, VisualTokens
+from scorerl.rng import fit_step_rng
+from scorerl.world.fit_params import param_groups, set_trainable
+from scorerl.world.projector_warmup import warm_up_projector
 from scorerl.errors import CheckpointError, ConfigError, DataError
+from scorerl.io import atomic
 
 log = logging.getLogger(__name__)
 
@@ -142,12 +145,12 @@ def mirror_frames(frames: np.ndarray) -> np.ndarray:
 def scene_question(sample: Sample, family: str, letter: int, rng: np.random.Generator) -> Sample | None:
     """Another question about the same video, asked by the world's own generator from the sample's scene
     description; None when the scene cannot carry that family's question (e.g. `direction` of a still object)."""
-    from scorerl.data.synthetic import make_question
+    from scorerl.world.synthetic import make_question
 
-    if sample.scene is None or letter >= len(LETTERS):
+    if sample.meta.get("scene") is None or letter >= len(LETTERS):
         return None
     try:
-        question, options, _ = make_question(rng, copy.deepcopy(sample.scene), family, letter)
+        question, options, _ = make_question(rng, copy.deepcopy(sample.meta["scene"]), family, letter)
     except (DataError, KeyError, ValueError, IndexError):
         return None
     return dataclasses.replace(sample, question=question, options=list(options), answer=LETTERS[letter],
@@ -158,7 +161,7 @@ def questions_for(sample: Sample, extra: int, rng: np.random.Generator,
                   family_weights: dict[str, float] | None = None) -> list[Sample]:
     """The manifest's question plus up to `extra` derived from the scene (families drawn in proportion to
     family_weights, 1 where unlisted; uniformly when there are none)."""
-    from scorerl.data.synthetic import IMAGE_FAMILIES, VIDEO_FAMILIES
+    from scorerl.world.synthetic import IMAGE_FAMILIES, VIDEO_FAMILIES
 
     out = [sample]
     families = VIDEO_FAMILIES if sample.kind == "video" else IMAGE_FAMILIES
@@ -178,19 +181,12 @@ def questions_for(sample: Sample, extra: int, rng: np.random.Generator,
 # --------------------------------------------------------------------------------------------- deterministic draws
 
 
-def step_rng(seed: int, step: int, stream: int) -> tuple[torch.Generator, np.random.Generator]:
-    """Generators for one step's draws: resume needs no RNG state, and streams never share numbers."""
-    digest = hashlib.sha256(f"fit|{seed}|{step}|{stream}".encode()).digest()
-    value = int.from_bytes(digest[:8], "little") & (2**63 - 1)
-    return torch.Generator().manual_seed(value), np.random.default_rng(value)
-
-
 def batch_indices(n: int, batch_size: int, step: int, seed: int, weights: np.ndarray | None = None) -> np.ndarray:
     """Sample indices of batch `step` (0-based): without weights, the step's slice of an endless stream of
     per-epoch permutations of range(n); with weights [n], batch_size distinct indices drawn with probability
     proportional to them (from the step's own generator, so a resumed fit draws the same batches)."""
     if weights is not None:
-        rng = step_rng(seed, step, 2)[1]
+        rng = fit_step_rng(seed, step, 2)[1]
         return rng.choice(n, size=min(batch_size, n), replace=False, p=weights / weights.sum())
     out: list[int] = []
     pos = step * batch_size
@@ -244,7 +240,7 @@ def build_fit_env(cfg: Config, corpus: list[str]):
     """Tokenizer (trained on `corpus`) + randomly initialised model of env.arch sized by fit.model, wrapped as a
     VideoEnv whose model is trainable."""
     from scorerl.envs import env_class
-    from scorerl.envs.tiny import tiny_config
+    from scorerl.envs.build import tiny_config
     from scorerl.envs.tokenizer import build_tokenizer
 
     arch = cfg.env.arch
@@ -260,56 +256,6 @@ def build_fit_env(cfg: Config, corpus: list[str]):
     return env
 
 
-# The vision encoder's parameters (ViT blocks and patch embedding) and, among them, the merger / projector that maps
-# its output into the LLM: that one has its own learning-rate scale, as in the usual MLLM recipe of a frozen ViT and
-# a trained projector.
-_VISION_ENCODER = ("model.visual.", "model.vision_tower.")
-
-
-def param_groups(env, vision_lr_scale: float, projector_lr_scale: float = 1.0) -> list[dict]:
-    """AdamW groups: the LLM at lr, the vision encoder at lr x vision_lr_scale, the projector at lr x
-    projector_lr_scale. A part with scale 0 stays as it is (its random initialisation, or the projector's warm-up):
-    it is left out and gets no gradient, which also saves its backward."""
-    parts: dict[str, list] = {"rest": [], "encoder": [], "projector": []}
-    for name, p in env.model.named_parameters():
-        part = "projector" if name.startswith(PROJECTOR) else "encoder" if name.startswith(_VISION_ENCODER) else "rest"
-        parts[part].append(p)
-    groups = [{"params": parts["rest"], "lr_scale": 1.0}]
-    for part, scale in (("encoder", vision_lr_scale), ("projector", projector_lr_scale)):
-        if scale > 0:
-            groups.append({"params": parts[part], "lr_scale": float(scale)})
-        else:
-            for p in parts[part]:
-                p.requires_grad_(False)
-    return groups
-
-
-def set_trainable(env, on: bool) -> None:
-    """Switch the environment between fitting (gradients through encode and the LLM) and frozen scoring."""
-    env.grad = on
-    env.model.requires_grad_(on)
-    env.model.train(on)
-
-
-def encode_batch(env, frames: list[np.ndarray]) -> list[VisualTokens]:
-    """Visual tokens of several videos (with gradients when env.grad). Qwen2.5-VL runs its vision tower once for
-    the batch (its attention never crosses a frame, so batching changes nothing); other archs encode one by one."""
-    if env.arch != "qwen2_5_vl":
-        with torch.set_grad_enabled(env.grad):
-            return [env.encode(f) for f in frames]
-    inputs = [env.preprocess(f) for f in frames]
-    pixels = torch.cat([x["pixel_values_videos"] for x in inputs])  # [sum t*h*w, C*tp*p*p]
-    grid_thw = torch.cat([x["video_grid_thw"] for x in inputs])  # [B, 3]
-    m = env.model.config.vision_config.spatial_merge_size
-    with torch.set_grad_enabled(env.grad):
-        pooled = env.model.model.get_video_features(pixel_values_videos=pixels, video_grid_thw=grid_thw).pooler_output
-    out = []
-    for tokens, (t, h, w) in zip(pooled, grid_thw.tolist()):  # tokens [t * (h/m) * (w/m), D]
-        out.append(VisualTokens(features=tokens.reshape(t, (h // m) * (w // m), -1), grid=(h // m, w // m),
-                                meta={"grid_thw": [t, h, w]}))
-    return out
-
-
 # --------------------------------------------------------------------------------------------- loss
 
 
@@ -323,7 +269,7 @@ def fit_step_loss(env, data: FitData, idx: np.ndarray, cfg: Config, step: int) -
     """Loss of batch `step`: augment -> encode -> questions -> random keep masks -> one LLM forward -> answer CE
     in data.answer_format (what env.score computes)."""
     fit, fmt = cfg.fit, cfg.data.answer_format
-    tgen, nrng = step_rng(cfg.run.seed, step, 0)
+    tgen, nrng = fit_step_rng(cfg.run.seed, step, 0)
     mirror = torch.rand(len(idx), generator=tgen) < 0.5  # [B]
     frames, questions = [], []  # questions: (video index in the batch, question as it reads for that video)
     for b, i in enumerate(idx):
@@ -332,10 +278,10 @@ def fit_step_loss(env, data: FitData, idx: np.ndarray, cfg: Config, step: int) -
         frames.append(mirror_frames(data.frames[i]) if flip else data.frames[i])
         questions += [(b, augmented_sample(q, pairs)) for q in questions_for(data.samples[i], fit.extra_questions, nrng,
                                                                                fit.family_weights)]
-    visuals = encode_batch(env, frames)
+    visuals = env.encode_batch(frames)
 
     T, N = visuals[0].features.shape[:2]
-    masks = random_keep_masks(len(questions), T, N, fit.keep_min, fit.full_prob, step_rng(cfg.run.seed, step, 1)[0])
+    masks = random_keep_masks(len(questions), T, N, fit.keep_min, fit.full_prob, fit_step_rng(cfg.run.seed, step, 1)[0])
     requests = [ScoreRequest(visuals[b], format_prompt(q, fmt), target=answer_target(q, fmt), keep=m)
                 for (b, q), m in zip(questions, masks)]
     logps = env.token_logprobs(requests)  # one [t_r] per request, with gradients
@@ -362,7 +308,7 @@ def evaluate(env, data: FitData, answer_format: str, batch_size: int = 64, keep_
         for start in tqdm(range(0, len(data), batch_size), desc=desc, unit="batch", leave=False):
             idx = list(range(start, min(start + batch_size, len(data))))
             samples = [data.samples[i] for i in idx]
-            visuals = encode_batch(env, [data.frames[i] for i in idx])
+            visuals = env.encode_batch([data.frames[i] for i in idx])
             requests = [ScoreRequest(v, format_prompt(s, answer_format), keep=None if keep_fn is None else keep_fn(i, v))
                         for i, s, v in zip(idx, samples, visuals)]
             for s, choice in zip(samples, predict(env, requests, samples, answer_format)):
@@ -415,17 +361,16 @@ def is_fitted(cfg: Config, out: str | Path) -> bool:
     return done is not None and done.get("identity") == fit_identity(cfg) and (out / "config.json").is_file()
 
 
-def _write_json_atomic(path: Path, obj: dict) -> None:
-    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
-    tmp.write_text(json.dumps(obj, indent=2) + "\n")
-    os.replace(tmp, path)
+def _write_json(path: Path, obj: dict) -> None:
+    atomic.write_text(path, json.dumps(obj, indent=2) + "\n")
 
 
 # --------------------------------------------------------------------------------------------- checkpoints
 
 
 def save_fit_checkpoint(out: Path, step: int, env, optimizer, identity: dict, stats: dict, keep_last: int) -> Path:
-    from scorerl.rl.checkpoint import flatten_optimizer_state, save_checkpoint
+    from scorerl.io.checkpoint import save_checkpoint
+    from scorerl.io.state_codec import flatten_optimizer_state
 
     opt_tensors, opt_layout = flatten_optimizer_state(optimizer.state_dict())
     state = {"kind": "env-fit", "identity": identity, "step": step, "optimizer": opt_layout, "stats": stats}
@@ -436,7 +381,7 @@ def save_fit_checkpoint(out: Path, step: int, env, optimizer, identity: dict, st
 def find_resume(out: Path, resume: str | None, identity: dict):
     """The checkpoint to continue from (loaded and verified), or None to start afresh."""
     from scorerl.config import diff_configs
-    from scorerl.rl.checkpoint import latest_checkpoint, load_checkpoint
+    from scorerl.io.checkpoint import latest_checkpoint, load_checkpoint
 
     if resume is None:
         return None
@@ -460,7 +405,7 @@ def find_resume(out: Path, resume: str | None, identity: dict):
 
 
 def restore(ckpt, env, optimizer) -> int:
-    from scorerl.rl.checkpoint import unflatten_optimizer_state
+    from scorerl.io.state_codec import unflatten_optimizer_state
 
     if "model" not in ckpt.tensors:
         raise CheckpointError(f"{ckpt.path}: no model.safetensors")
@@ -481,7 +426,7 @@ def fit_env(cfg: Config, out: str | Path | None = None, resume: str | None = Non
     A fast no-op when out/fit.json records the same identity. resume: None (start afresh), `auto` (the latest
     matching checkpoint under out/checkpoints, else afresh), or the PATH of a fit checkpoint folder.
     """
-    from scorerl.paths import world_env_dir
+    from scorerl.world.paths import world_env_dir
 
     out = Path(out).expanduser() if out is not None else world_env_dir()
     _check_cfg(cfg)
@@ -517,6 +462,7 @@ def fit_env(cfg: Config, out: str | Path | None = None, resume: str | None = Non
 
     set_trainable(env, False)
     env.model.to("cpu")
+    env.settings["answer_format"] = cfg.data.answer_format  # declared in scorerl_env.json: checked by train/eval
     env.save_pretrained(out)
     eval_started = time.perf_counter()
     result = evaluate(env, test, cfg.data.answer_format, batch_size=cfg.fit.eval_batch_size,
@@ -527,7 +473,7 @@ def fit_env(cfg: Config, out: str | Path | None = None, resume: str | None = Non
         "steps": cfg.fit.steps,
         "train_items": len(train),
         "parameters": sum(p.numel() for p in env.model.parameters()),
-        "visual_tokens": list(encode_batch(env, [test.frames[0]])[0].features.shape[:2]),
+        "visual_tokens": list(env.encode_batch([test.frames[0]])[0].features.shape[:2]),
         "projector_warmup": stats.get("projector_warmup"),
         "wall_time_s": {"decode": round(decode_s, 1), "train": round(train_s, 1),
                         "eval": round(time.perf_counter() - eval_started, 1),
@@ -537,7 +483,7 @@ def fit_env(cfg: Config, out: str | Path | None = None, resume: str | None = Non
         "device": str(_device(cfg)),
         "test": result,
     }
-    _write_json_atomic(out / FIT_FILE, record)  # last: its presence marks a finished fit
+    _write_json(out / FIT_FILE, record)  # last: its presence marks a finished fit
     families = ", ".join(f"{f} {v['accuracy']:.2f}" for f, v in result["families"].items())
     print(f"env fit: {cfg.fit.steps} steps, {train_s / 60:.1f} min of training; test accuracy with all tokens "
           f"{result['accuracy']:.3f} ({families}); saved to {out}", flush=True)
@@ -548,7 +494,7 @@ def _train_loop(cfg: Config, env, optimizer, params, train: FitData, out: Path, 
                 stats: dict) -> float:
     """Run steps `step`..fit.steps with a progress bar and checkpoints; returns the training wall time (s),
     including the time of the run this one resumed."""
-    from scorerl.rl.logging import ProgressBar
+    from scorerl.io.progress import ProgressBar
 
     fit = cfg.fit
     weights = sample_weights(train.samples, fit.family_weights)
@@ -588,7 +534,7 @@ def _load_train(cfg: Config) -> FitData:
 
 
 def _device(cfg: Config) -> torch.device:
-    from scorerl.envs.common import resolve_device
+    from scorerl.envs.hf import resolve_device
 
     return resolve_device(cfg.env.device)
 

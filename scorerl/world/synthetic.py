@@ -32,6 +32,7 @@ import numpy as np
 
 from scorerl.data.manifest import LETTERS
 from scorerl.errors import DataError
+from scorerl.io import atomic
 
 log = logging.getLogger(__name__)
 
@@ -453,12 +454,6 @@ def _remove_stale(out: Path):
                     f.unlink()
 
 
-def _write_atomic(path: Path, text: str):
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
 def _build_split(out: Path, split: str, n: int, params: dict, bar) -> None:
     from scorerl.data.video_io import write_mp4, write_png
 
@@ -475,7 +470,7 @@ def _build_split(out: Path, split: str, n: int, params: dict, bar) -> None:
         record = {"id": record.pop("id"), kind: rel, **record}
         lines.append(json.dumps(record))
         bar.update(1)
-    _write_atomic(out / f"{split}.jsonl", "".join(line + "\n" for line in lines))
+    atomic.write_text(out / f"{split}.jsonl", "".join(line + "\n" for line in lines))
 
 
 def build_world(out: str | Path, train: int = 3000, test: int = 500, static_train: int = 1000, frames: int = 16,
@@ -502,5 +497,5 @@ def build_world(out: str | Path, train: int = 3000, test: int = 500, static_trai
             "families": {s: list(VIDEO_FAMILIES if SPLITS[s][0] == "video" else IMAGE_FAMILIES) for s in SPLITS},
             "colors": {k: list(v) for k, v in COLORS.items()},
             "shapes": list(SHAPES)}
-    _write_atomic(out / "world.json", json.dumps(info, indent=2) + "\n")
+    atomic.write_text(out / "world.json", json.dumps(info, indent=2) + "\n")
     return out

@@ -7,18 +7,11 @@ import torch
 
 from scorerl.config import Config, load_config
 from scorerl.errors import CheckpointError
-from scorerl.rl import checkpoint as ck
-from scorerl.rl.checkpoint import (
-    capture_rng_state,
-    check_resume_config,
-    flatten_optimizer_state,
-    latest_checkpoint,
-    list_checkpoints,
-    load_checkpoint,
-    restore_rng_state,
-    save_checkpoint,
-    unflatten_optimizer_state,
-)
+from scorerl.io import checkpoint as ck
+from scorerl.io.checkpoint import latest_checkpoint, list_checkpoints, load_checkpoint, save_checkpoint
+from scorerl.io.state_codec import (capture_rng_state, flatten_optimizer_state, restore_rng_state,
+                                    unflatten_optimizer_state)
+from scorerl.rl.resume import check_resume_config
 
 
 def make_model():
@@ -111,7 +104,7 @@ def test_keep_last_prunes_oldest(tmp_path):
 def test_interrupted_write_leaves_previous_checkpoint(tmp_path, monkeypatch):
     model, opt = make_model()
     good = save(tmp_path, 5, model, opt)
-    real_write, calls = ck._write_file, []
+    real_write, calls = ck.atomic.write_synced, []
 
     def dying_write(path, data):
         calls.append(path.name)
@@ -119,10 +112,10 @@ def test_interrupted_write_leaves_previous_checkpoint(tmp_path, monkeypatch):
             raise KeyboardInterrupt("killed mid-write")
         real_write(path, data)
 
-    monkeypatch.setattr(ck, "_write_file", dying_write)
+    monkeypatch.setattr(ck.atomic, "write_synced", dying_write)
     with pytest.raises(KeyboardInterrupt):
         save(tmp_path, 6, model, opt)
-    monkeypatch.setattr(ck, "_write_file", real_write)
+    monkeypatch.setattr(ck.atomic, "write_synced", real_write)
 
     partial = tmp_path / "checkpoints" / ".tmp-step-000006"
     assert partial.is_dir() and any(partial.iterdir())

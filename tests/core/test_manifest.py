@@ -11,7 +11,7 @@ from scorerl.data.manifest import (LETTERS, PROMPT_SUFFIX, Sample, format_prompt
                                    resolve_manifest)
 from scorerl.data.video_io import write_png
 from scorerl.errors import DataError
-from scorerl.paths import world_dir
+from scorerl.world.paths import world_dir
 
 
 def _line(**over) -> dict:
@@ -42,8 +42,8 @@ def test_good_manifest(folder):
     a, b = samples
     assert isinstance(a, Sample) and a.kind == "image" and a.media == (folder / "img.png").resolve()
     assert a.answer == "C" and a.answer_index == 2 and a.options[a.answer_index] == "green"
-    assert a.line == 1 and a.family == "static_attr" and a.scene is None
-    assert b.kind == "video" and b.line == 3 and b.answer_index == 0 and b.family == "" and b.scene == {"kind": "video"}
+    assert a.line == 1 and a.family == "static_attr" and a.meta == {}
+    assert b.kind == "video" and b.line == 3 and b.answer_index == 0 and b.family == "" and b.meta == {"scene": {"kind": "video"}}
 
 
 @pytest.mark.parametrize("bad, reason", [

@@ -19,20 +19,17 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import random
 import re
 import shutil
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-import numpy as np
 import safetensors.torch
 import torch
 
-from scorerl.config import diff_configs
 from scorerl.errors import CheckpointError
+from scorerl.io import atomic
 
 FORMAT = "scorerl-checkpoint/1"
 MARKER = "COMPLETE"
@@ -41,22 +38,6 @@ _TMP_PREFIX = ".tmp-"
 _TRASH_PREFIX = ".trash-"
 _STEP_DIR = re.compile(r"^step-(\d+)$")
 _TENSOR_GROUP = re.compile(r"^[A-Za-z0-9_-]+$")
-
-# Config keys that may change between a checkpoint and its resume because they do not change what the run computes:
-# how long it runs (the LR schedule is warm-up then constant, so max_steps does not move it), how often it logs or
-# saves, where it logs, and where its folders live. Anything else changes the trajectory and needs force=True.
-RESUME_MAY_DIFFER = (
-    "train.max_steps",
-    "train.log_every",
-    "train.trackers",
-    "train.tracker_project",
-    "train.checkpoint_every",
-    "train.keep_last",
-    "run.output_dir",
-    "run.name",
-    "data.cache_dir",
-)
-
 
 @dataclass
 class Checkpoint:
@@ -141,12 +122,12 @@ def save_checkpoint(
     if rank == 0:
         for name, group in (tensors or {}).items():
             _check_group_name(name)
-            _write_file(tmp / f"{name}.safetensors", safetensors.torch.save(_storable(group)))
-        _write_file(tmp / STATE_FILE, _json_bytes(state or {}, what=STATE_FILE))
+            atomic.write_synced(tmp / f"{name}.safetensors", safetensors.torch.save(_storable(group)))
+        atomic.write_synced(tmp / STATE_FILE, _json_bytes(state or {}, what=STATE_FILE))
     wait()
     if rank == 0:
         _write_manifest(tmp, step, world_size)
-        _publish(tmp, final)
+        atomic.replace_dir(tmp, final)
         if keep_last:
             prune_checkpoints(run_dir, keep_last)
         _clean_stale(root)  # we are the only writer of this run, so any other temp folder is a dead one
@@ -182,14 +163,6 @@ def _storable(group: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return out
 
 
-def _write_file(path: Path, data: bytes) -> None:
-    """Write and fsync, so the manifest written after it can never describe bytes still in the page cache."""
-    with open(path, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-
-
 def _json_bytes(obj: Any, what: str) -> bytes:
     try:
         return json.dumps(obj, indent=1).encode()
@@ -204,35 +177,8 @@ def _write_manifest(tmp: Path, step: int, world_size: int) -> None:
             data = f.read_bytes()  # read back, so ranks' files written by other processes are covered too
             files[f.name] = {"sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data)}
     manifest = {"format": FORMAT, "step": step, "world_size": world_size, "files": files}
-    _write_file(tmp / MARKER, _json_bytes(manifest, what=MARKER))
-    _fsync_dir(tmp)
-
-
-def _publish(tmp: Path, final: Path) -> None:
-    """Rename the finished temp folder into place (replacing an older save of the same step)."""
-    trash = None
-    if final.exists():  # os.replace cannot overwrite a non-empty folder
-        trash = final.with_name(_TRASH_PREFIX + final.name)
-        _remove(trash)
-        os.replace(final, trash)
-    os.replace(tmp, final)
-    _fsync_dir(final.parent)
-    if trash is not None:
-        _remove(trash)
-
-
-def _fsync_dir(path: Path) -> None:
-    """Make a rename durable (POSIX); a no-op where folders cannot be opened (Windows)."""
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
+    atomic.write_synced(tmp / MARKER, _json_bytes(manifest, what=MARKER))
+    atomic.fsync_dir(tmp)
 
 
 def _remove(path: Path) -> None:
@@ -308,146 +254,13 @@ def _parse_safetensors(f: Path, data: bytes) -> dict[str, torch.Tensor]:
         raise CheckpointError(f"{f}: not a valid safetensors file: {e}") from None
 
 
-# ------------------------------------------------------------------------------------------------ resume config
-
-
-def check_resume_config(saved: dict, new: dict, force: bool = False) -> list[str]:
-    """Dotted config keys that differ (beyond RESUME_MAY_DIFFER); raises CheckpointError unless force."""
-    diffs = [k for k in diff_configs(saved, new) if k not in RESUME_MAY_DIFFER]
-    if diffs and not force:
-        detail = "; ".join(f"{k}: {_dotted(saved, k)!r} -> {_dotted(new, k)!r}" for k in diffs)
-        raise CheckpointError(
-            f"the config differs from the checkpoint's at {', '.join(diffs)} ({detail}); "
-            "resuming would not continue the same run. Restore those values, or force the resume."
-        )
-    return diffs
-
-
-def _dotted(cfg: dict, key: str):
-    node: Any = cfg
-    for part in key.split("."):
-        if not isinstance(node, dict) or part not in node:
-            return "<absent>"
-        node = node[part]
-    return node
-
-
-# ------------------------------------------------------------------------------------------------ optimizer
-
-
-def flatten_optimizer_state(state_dict: dict) -> tuple[dict[str, torch.Tensor], dict]:
-    """A torch optimizer state_dict as (tensors for safetensors, JSON layout); tensors are named by their path,
-    e.g. `state.0.exp_avg`. Usage: tensors["optimizer"], state["optimizer"] = flatten_optimizer_state(opt.state_dict())
-    """
-    tensors: dict[str, torch.Tensor] = {}
-    return tensors, _encode(state_dict, "", tensors)
-
-
-def unflatten_optimizer_state(tensors: dict[str, torch.Tensor], layout: dict) -> dict:
-    """Inverse of flatten_optimizer_state: a state_dict for optimizer.load_state_dict."""
-    return _decode(layout, tensors)
-
-
-def _encode(obj: Any, path: str, tensors: dict[str, torch.Tensor]) -> Any:
-    """Python value -> JSON, with tensors moved out into `tensors` and tuples / int keys / arrays marked."""
-    if torch.is_tensor(obj):
-        tensors[path] = obj
-        return {"__tensor__": path}
-    if isinstance(obj, np.ndarray):
-        return {"__ndarray__": obj.tolist(), "dtype": str(obj.dtype)}
-    if isinstance(obj, np.generic):
-        return obj.item()
-    if isinstance(obj, tuple):
-        return {"__tuple__": [_encode(v, f"{path}.{i}".lstrip("."), tensors) for i, v in enumerate(obj)]}
-    if isinstance(obj, list):
-        return [_encode(v, f"{path}.{i}".lstrip("."), tensors) for i, v in enumerate(obj)]
-    if isinstance(obj, dict):
-        if all(isinstance(k, str) for k in obj):
-            return {k: _encode(v, f"{path}.{k}".lstrip("."), tensors) for k, v in obj.items()}
-        # JSON keys are strings; keep the real keys (optimizer param ids are ints) as a list of pairs.
-        return {"__items__": [[k, _encode(v, f"{path}.{k}".lstrip("."), tensors)] for k, v in obj.items()]}
-    if obj is None or isinstance(obj, (bool, int, float, str)):
-        return obj
-    raise TypeError(f"{path or '<root>'}: cannot store a {type(obj).__name__} in a checkpoint")
-
-
-def _decode(obj: Any, tensors: dict[str, torch.Tensor]) -> Any:
-    if isinstance(obj, list):
-        return [_decode(v, tensors) for v in obj]
-    if not isinstance(obj, dict):
-        return obj
-    if "__tensor__" in obj:
-        name = obj["__tensor__"]
-        if name not in tensors:
-            raise CheckpointError(f"checkpoint layout names tensor {name!r}, which is not in its safetensors file")
-        return tensors[name]
-    if "__ndarray__" in obj:
-        return np.array(obj["__ndarray__"], dtype=obj["dtype"])
-    if "__tuple__" in obj:
-        return tuple(_decode(v, tensors) for v in obj["__tuple__"])
-    if "__items__" in obj:
-        return {k: _decode(v, tensors) for k, v in obj["__items__"]}
-    return {k: _decode(v, tensors) for k, v in obj.items()}
-
-
-# ------------------------------------------------------------------------------------------------ RNG
-
-
-def capture_rng_state(
-    generators: dict[str, torch.Generator] | None = None,
-    numpy_generators: dict[str, np.random.Generator] | None = None,
-) -> dict:
-    """Every RNG state of this process: python, numpy legacy, torch CPU, CUDA (if any), and the named generators."""
-    version, internal, gauss = random.getstate()
-    return {
-        "python": {"version": version, "state": list(internal), "gauss": gauss},
-        "numpy": _encode(np.random.get_state(legacy=False), "", {}),
-        "numpy_generators": {k: _encode(g.bit_generator.state, "", {}) for k, g in (numpy_generators or {}).items()},
-        "torch_cpu": torch.get_rng_state(),
-        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
-        "generators": {k: g.get_state() for k, g in (generators or {}).items()},
-    }
-
-
-def restore_rng_state(
-    state: dict,
-    generators: dict[str, torch.Generator] | None = None,
-    numpy_generators: dict[str, np.random.Generator] | None = None,
-) -> None:
-    """Set every RNG captured by capture_rng_state; each named generator passed must be in the state."""
-    py = state["python"]
-    random.setstate((py["version"], tuple(py["state"]), py["gauss"]))
-    np.random.set_state(_decode(state["numpy"], {}))
-    for name, g in (numpy_generators or {}).items():
-        if name not in state["numpy_generators"]:
-            raise CheckpointError(f"checkpoint has no state for numpy generator {name!r}")
-        g.bit_generator.state = _decode(state["numpy_generators"][name], {})
-    torch.set_rng_state(state["torch_cpu"])
-    _restore_cuda(state["cuda"])
-    for name, g in (generators or {}).items():
-        if name not in state["generators"]:
-            raise CheckpointError(f"checkpoint has no state for torch generator {name!r}")
-        g.set_state(state["generators"][name])
-
-
-def _restore_cuda(states: list[torch.Tensor]) -> None:
-    if not states:
-        return
-    if not torch.cuda.is_available() or torch.cuda.device_count() != len(states):
-        have = torch.cuda.device_count() if torch.cuda.is_available() else 0
-        warnings.warn(f"checkpoint holds {len(states)} CUDA RNG states but {have} devices are visible; "
-                      "CUDA RNG not restored, so GPU-side random draws will differ from the original run")
-        return
-    torch.cuda.set_rng_state_all(states)
-
-
 def _write_rng(tmp: Path, rank: int, rng: dict) -> None:
     json_part = {k: rng[k] for k in ("python", "numpy", "numpy_generators")}
     tensors = {"torch_cpu": rng["torch_cpu"]}
     tensors.update({f"cuda.{i}": t for i, t in enumerate(rng["cuda"])})
     tensors.update({f"generator.{k}": t for k, t in rng["generators"].items()})
-    _write_file(tmp / f"rng-rank{rank}.safetensors", safetensors.torch.save(_storable(tensors)))
-    _write_file(tmp / f"rng-rank{rank}.json", _json_bytes(json_part, what=f"rng-rank{rank}.json"))
+    atomic.write_synced(tmp / f"rng-rank{rank}.safetensors", safetensors.torch.save(_storable(tensors)))
+    atomic.write_synced(tmp / f"rng-rank{rank}.json", _json_bytes(json_part, what=f"rng-rank{rank}.json"))
 
 
 def _join_rng(json_part: dict, tensors: dict[str, torch.Tensor]) -> dict:

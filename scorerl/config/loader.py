@@ -1,0 +1,235 @@
+"""Reading a run config: a YAML file plus `section.key=value` overrides, checked against the schema.
+
+Every error is one `ConfigError` line naming where the bad value came from (the file and line, or `command line`),
+the dotted key and, for a misspelt key, the nearest valid one. A duplicate key in a mapping is an error (YAML
+would otherwise keep the last value silently), and so is a file that is not UTF-8.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import math
+import re
+import typing
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from scorerl.config.schema import Config, section_types
+from scorerl.errors import ConfigError
+
+COMMAND_LINE = -1  # the "line" of a key that came from an override
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] = ()) -> Config:
+    """Read a YAML run file (or start from defaults when path is None), apply `a.b=value` overrides, check all."""
+    source = str(path) if path is not None else "<defaults>"
+    data: dict = {}
+    lines: dict[str, int] = {}
+    if path is not None:
+        data, lines = _read_yaml(Path(path))
+    for item in overrides:
+        key, value = _parse_override(item)
+        _set_dotted(data, key, value)
+        parts = key.split(".")
+        for i in range(1, len(parts) + 1):  # a misspelt section of an override is the command line's fault too
+            lines.setdefault(".".join(parts[:i]), COMMAND_LINE)
+        lines[key] = COMMAND_LINE
+    return config_from_dict(data, source=source, lines=lines)
+
+
+def config_from_dict(data: dict, source: str = "<dict>", lines: dict[str, int] | None = None) -> Config:
+    """A Config from nested plain data, checked like a file; errors name `source` (and the line when known)."""
+    lines = lines or {}
+
+    def fail(key: str, msg: str):
+        line = lines.get(key)
+        where = "command line" if line == COMMAND_LINE else (
+            f"{source}, line {line + 1}" if line is not None else source)
+        raise ConfigError(f"{where}: {key}: {msg}")
+
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: the top level must be a mapping of sections, got {type(data).__name__}")
+    types = section_types()
+    sections = {}
+    for name, value in data.items():
+        if name not in types:
+            _unknown(str(name), list(types), "", fail, hint=" (a client's section needs its package imported, "
+                     "e.g. `import scorerl.world` for world/fit)" if name in ("world", "fit") else "")
+        sections[name] = build_section(types[name], value if value is not None else {}, name + ".", fail)
+    return Config(**sections)
+
+
+def build_section(cls, data: Any, prefix: str, fail):
+    """One section dataclass from a mapping: known keys, coerced types, declared rules, then its validate()."""
+    if not isinstance(data, dict):
+        fail(prefix.rstrip("."), f"must be a mapping, got {type(data).__name__}")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    hints = typing.get_type_hints(cls)
+    kwargs = {}
+    for key, value in data.items():
+        dotted = prefix + str(key)
+        if key not in fields:
+            _unknown(str(key), list(fields), prefix, fail)
+        kwargs[key] = check_value(_coerce(value, hints[key], dotted, fail), fields[key], dotted, fail)
+    obj = cls(**kwargs)
+    if hasattr(obj, "validate"):
+        obj.validate(lambda key, msg: fail(prefix + key, msg))
+    return obj
+
+
+def check_value(value, f: dataclasses.Field, dotted: str, fail):
+    """Apply a field's declared rules (ranges, pattern; `items` for each list item) to a coerced value."""
+    rules = f.metadata.get("rules", {})
+    items = rules.get("items")
+    if items is not None and isinstance(value, list):
+        for v in value:
+            _check_rules(v, items, dotted, fail)
+    _check_rules(value, rules, dotted, fail)
+    return value
+
+
+def _check_rules(value, rules: dict, dotted: str, fail) -> None:
+    bounds = (("ge", ">=", lambda v, b: v >= b), ("gt", ">", lambda v, b: v > b),
+              ("le", "<=", lambda v, b: v <= b), ("lt", "<", lambda v, b: v < b))
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        if not math.isfinite(value):
+            fail(dotted, f"must be a finite number, got {value!r}")
+        broken = [f"{sign} {rules[name]}" for name, sign, ok in bounds if name in rules and not ok(value, rules[name])]
+        if broken:
+            wanted = " and ".join(f"{sign} {rules[name]}" for name, sign, _ in bounds if name in rules)
+            fail(dotted, f"must be {wanted}, got {value!r}")
+    if isinstance(value, str) and "pattern" in rules and not re.fullmatch(rules["pattern"], value):
+        fail(dotted, f"{value!r} is not valid here (expected {_describe_pattern(rules['pattern'])})")
+
+
+def _describe_pattern(pattern: str) -> str:
+    return {r".+": "a non-empty value", r"\S+": "a non-empty name", r"[^/\\]+": "a name without slashes"}.get(
+        pattern, pattern.replace("(:\\d+)?", "[:N]").replace("|", " | "))
+
+
+def _unknown(key: str, valid: list[str], prefix: str, fail, hint: str = ""):
+    near = difflib.get_close_matches(key, valid, n=1, cutoff=0.5)
+    suggestion = f"; did you mean {prefix + near[0]!r}?" if near else f"; valid keys: {', '.join(valid)}"
+    fail(prefix + key, f"unknown {'key' if prefix else 'section'}{suggestion}{hint}")
+
+
+def _coerce(value, kind, dotted, fail):
+    """value as the declared type (int, float, bool, str, Literal[...], list[...], dict) or fail naming it."""
+    origin = typing.get_origin(kind)
+    if origin is typing.Literal:
+        choices = typing.get_args(kind)
+        if value not in choices or isinstance(value, bool):
+            fail(dotted, f"must be one of {', '.join(map(str, choices))}, not {value!r}")
+        return value
+    if kind is float and isinstance(value, str):  # YAML 1.1 reads "1e-4" as a string
+        try:
+            value = float(value)
+        except ValueError:
+            pass
+    if kind is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+        if not math.isfinite(value):
+            fail(dotted, f"must be a finite number, got {value!r}")
+        return float(value)
+    if kind is int and isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if kind is bool and isinstance(value, bool):
+        return value
+    if kind is str and isinstance(value, (str, int, float)) and not isinstance(value, bool):
+        return str(value)
+    if origin is list or kind is list:
+        if isinstance(value, str):  # "a,b,c" from the command line
+            value = [yaml.safe_load(v) for v in value.split(",") if v.strip()]
+        if isinstance(value, list):
+            (item_kind,) = typing.get_args(kind) or (None,)
+            return [v if item_kind is None else _coerce(v, item_kind, dotted, fail) for v in value]
+    if (origin is dict or kind is dict) and isinstance(value, dict):
+        return dict(value)
+    name = getattr(kind, "__name__", str(kind))
+    fail(dotted, f"expected {name}, got {type(value).__name__} {value!r}")
+
+
+# --------------------------------------------------------------------------------------------- YAML
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """SafeLoader that refuses a key given twice in one mapping (plain YAML keeps the last one silently)."""
+
+
+def _construct_mapping(loader, node, deep=False):
+    seen: dict = {}
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node, deep=deep)
+        if key in seen:
+            raise ConfigError(f"{loader.name}, line {key_node.start_mark.line + 1}: duplicate key {key!r} "
+                              f"(first on line {seen[key] + 1}); YAML would keep only the last value")
+        seen[key] = key_node.start_mark.line
+    return yaml.SafeLoader.construct_mapping(loader, node, deep=deep)
+
+
+_StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+
+
+def _read_yaml(path: Path) -> tuple[dict, dict[str, int]]:
+    """(data, {dotted key: 0-based line}) of a YAML run file; ConfigError naming the file otherwise."""
+    if not path.is_file():
+        raise ConfigError(f"{path}: config file not found")
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{path}: not UTF-8 text (byte {e.start}): save the config as UTF-8") from None
+    except OSError as e:
+        raise ConfigError(f"{path}: cannot read: {e.strerror}") from None
+    try:
+        loader = _StrictLoader(text)
+        loader.name = str(path)
+        try:
+            data = loader.get_single_data() or {}
+        finally:
+            loader.dispose()
+        lines = _key_lines(yaml.compose(text))
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path}: not valid YAML: {e}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: the top level must be a mapping of sections, got {type(data).__name__}")
+    return data, lines
+
+
+def _key_lines(node, prefix: str = "") -> dict[str, int]:
+    """Map each dotted key of a composed YAML mapping to its 0-based line, for error messages."""
+    out: dict[str, int] = {}
+    if isinstance(node, yaml.MappingNode):
+        for k, v in node.value:
+            dotted = prefix + str(k.value)
+            out[dotted] = k.start_mark.line
+            out.update(_key_lines(v, dotted + "."))
+    return out
+
+
+def _parse_override(item: str) -> tuple[str, Any]:
+    if "=" not in item:
+        raise ConfigError(f"command line: override {item!r} must look like section.key=value")
+    key, raw = item.split("=", 1)
+    key = key.strip()
+    if not key or "." not in key or key.startswith(".") or key.endswith(".") or ".." in key:
+        raise ConfigError(f"command line: override {item!r} must look like section.key=value")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError:
+        value = raw
+    return key, value
+
+
+def _set_dotted(data: dict, key: str, value) -> None:
+    parts = key.split(".")
+    node = data
+    for part in parts[:-1]:
+        nxt = node.setdefault(part, {})
+        if nxt is None:
+            nxt = node[part] = {}
+        if not isinstance(nxt, dict):
+            raise ConfigError(f"command line: {key}: {part!r} is not a section")
+        node = nxt
+    node[parts[-1]] = value

@@ -1,0 +1,279 @@
+"""The run configuration's schema: one dataclass per section, every rule declared on its field.
+
+Each field declares its type (a `Literal[...]` for a choice), its range (`ge`/`gt`/`le`/`lt` in the field's
+metadata, see `opt`), and whether it changes what a training run computes (`inert=True` when it does not: resume
+ignores it). Its one-line doc is the string literal under it (collected by `describe.field_docs`). The loader
+(`loader.py`) enforces all of it and names the file, line and dotted key of whatever breaks a rule; every float is
+finite. The few rules that tie two fields together live in a section's `validate`.
+
+Core sections are listed in `CORE_SECTIONS`; a client adds its own with `register_section` (the built-in world
+adds `world` and `fit`). Each section is read only by what uses it: the trainer reads run, env, data, policy,
+reward, rl, curriculum and train (`TRAINING_SECTIONS`), `scorerl eval` adds eval, `scorerl bench` bench.
+Choices marked [ours] are this project's, not the paper's (docs/method.md); they are fields here, never constants
+in code.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+
+def opt(default: Any = dataclasses.MISSING, *, factory=None, ge=None, gt=None, le=None, lt=None,
+        pattern: str | None = None, inert: bool = False, items: dict | None = None):
+    """A field with declared rules: ranges (ge/gt/le/lt; for a list, of each item, see `items`), a regex `pattern`
+    for strings, `inert` = does not change what a training run computes (resume may differ there)."""
+    rules = {k: v for k, v in dict(ge=ge, gt=gt, le=le, lt=lt, pattern=pattern, items=items).items() if v is not None}
+    meta = {"rules": rules, "inert": inert}
+    if factory is not None:
+        return field(default_factory=factory, metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+ANSWER_FORMATS = ("letter", "option")
+DEVICE_PATTERN = r"auto|cpu|mps|cuda(:\d+)?"
+
+
+@dataclass
+class RunSection:
+    name: str = opt("run", pattern=r"[^/\\]+", inert=True)
+    """Run name; the run folder is output_dir/name."""
+    output_dir: str = opt("runs", pattern=r".+", inert=True)
+    """Parent folder of run folders (checkpoints, metrics.jsonl, resolved config)."""
+    seed: int = opt(0, ge=0)
+    """Seed for python, numpy and torch (each process adds its rank)."""
+
+
+@dataclass
+class EnvSection:
+    arch: Literal["qwen2_5_vl", "llava_onevision"] = "qwen2_5_vl"
+    """Frozen MLLM architecture."""
+    path: str = opt("world", pattern=r".+")
+    """Local folder of a transformers checkpoint, or a registered name (`world`: the built-in world's environment)."""
+    dtype: Literal["float32", "bfloat16", "float16"] = "float32"
+    """Dtype the frozen MLLM runs in."""
+    device: str = opt("auto", pattern=DEVICE_PATTERN)
+    """Device for the frozen MLLM: auto (cuda if available) | cpu | mps | cuda | cuda:N."""
+    attn_implementation: Literal["sdpa", "eager", "flash_attention_2"] = "sdpa"
+    """Attention kernel of the frozen LLM."""
+    token_budget: int = opt(32768, ge=1)
+    """Most tokens (rows x padded length) in one scoring forward; larger batches are chunked to stay under it."""
+
+
+@dataclass
+class DataSection:
+    stage1_manifest: str = "world:static_train"
+    """JSONL manifest of curriculum stage 1 (static pseudo-videos); `world:<split>` names a built-in world split."""
+    stage2_manifest: str = "world:train"
+    """JSONL manifest of curriculum stage 2 (real videos)."""
+    eval_manifest: str = opt("world:test", inert=True)
+    """JSONL manifest used by `scorerl eval`."""
+    num_frames: int = opt(8, ge=2)
+    """Frames sampled uniformly from each video (an image is repeated this many times); >= 2 for residuals."""
+    frame_size: int = opt(64, ge=8)
+    """Frames are resized to frame_size x frame_size pixels before encoding."""
+    pseudo_video_jitter: float = opt(0.0, ge=0)
+    """Stage-1 pseudo-videos: std of per-frame pixel noise (0 = exact repeats)."""
+    cache_dir: str = opt("", inert=True)
+    """Feature cache folder; empty = <scorerl home>/features."""
+    skip_bad: bool = False
+    """Skip manifest lines that are invalid (reported and counted) instead of stopping."""
+    answer_format: Literal["letter", "option"] = "letter"
+    """What the MLLM answers and is scored on: letter (the option's letter) | option (the option's text). [ours]"""
+
+
+@dataclass
+class PolicySection:
+    hidden: int = opt(128, ge=1)
+    """Hidden width of the per-token MLP (2D -> hidden -> 1)."""
+    layers: int = opt(2, ge=1)
+    """Number of linear layers in the MLP."""
+    first_unit: Literal["self", "zero"] = "self"
+    """Residual of the first temporal unit: self (dv[0] = v[0]) | zero. [ours]"""
+    norm: Literal["layer", "l2", "none"] = "layer"
+    """Normalisation of v and dv before concatenation. [ours]"""
+    norm_residual: Literal["shared", "own"] = "shared"
+    """Scale of dv in its norm: shared (v's statistics, so a tiny residual stays tiny) | own (dv's own). [ours]"""
+    surprise_scalar: bool = False
+    """Append the scalar surprise |dv|/|v| to each token's state. [ours]"""
+    positions: bool = False
+    """Append normalised (t, row, col) to each token's state. [ours]"""
+    rho_init: float = opt(0.25, gt=0, lt=1)
+    """Output bias is initialised to logit(rho_init) so early rollouts keep about this fraction. [ours]"""
+    topk_scope: Literal["global", "per_unit"] = "global"
+    """Inference top-k over the whole video (global) or per temporal unit (per_unit). [ours]"""
+
+
+@dataclass
+class RewardSection:
+    rho: float = opt(0.1, gt=0, le=1)
+    """Target keep ratio used by the sparsity term. [ours]"""
+    sparsity: Literal["drop", "target", "over"] = "target"
+    """Sparsity term from kept fraction kappa: drop (1-kappa) | target (-|kappa-rho|) | over (-max(0,kappa-rho))."""
+    combine: Literal["add", "mul"] = "add"
+    """Combine fidelity F and sparsity S: add (F + lambda*S) | mul (exp(-dCE) * S-term). [ours]"""
+    lam: float = opt(1.0, ge=0)
+    """Weight lambda of the sparsity term (add, split advantage). [ours]"""
+    fidelity_clip: float = opt(0.0, ge=0)
+    """Clip dCE to [-clip, clip] before forming fidelity; 0 = no clip. [ours]"""
+
+
+@dataclass
+class RLSection:
+    group_size: int = opt(8, ge=2)
+    """K: Bernoulli masks sampled per sample (one group; at least two to form a baseline)."""
+    estimator: Literal["grpo", "split", "split_action", "dr_grpo"] = "split"
+    """Advantage estimator (docs/method.md)."""
+    std_eps: float = opt(1e-4, ge=0)
+    """Epsilon added to the group std (unbiased) before dividing."""
+    std_floor: float = opt(0.05, ge=0)
+    """split: floor on each component's group std so a near-constant component is not blown up into noise."""
+    min_keep: int = opt(1, ge=1)
+    """Empty-mask guard: a sampled mask keeping fewer tokens gets the most probable ones added. [ours]"""
+    entropy_coef: float = opt(0.0, ge=0)
+    """Entropy bonus weight (0 = off)."""
+    ppo_epochs: int = opt(1, ge=1)
+    """Updates per batch; > 1 turns on PPO-style ratio clipping."""
+    clip_eps: float = opt(0.2, gt=0, lt=1)
+    """PPO clip range (used when ppo_epochs > 1)."""
+    kl_coef: float = opt(0.0, ge=0)
+    """Weight of the KL to the initial policy (0 = off)."""
+
+
+@dataclass
+class CurriculumSection:
+    stage1_steps: int = opt(100, ge=0)
+    """Optimizer steps in stage 1 (static pseudo-videos) before switching to stage 2 (switch=steps)."""
+    switch: Literal["steps", "plateau"] = "steps"
+    """When to move to stage 2."""
+    plateau_window: int = opt(20, ge=1)
+    """plateau: steps in the moving window of stage-1 reward."""
+    plateau_delta: float = 0.01
+    """plateau: switch when the window mean improved by less than this over the previous window."""
+    mix_steps: int = opt(0, ge=0)
+    """Annealed mixing: over this many steps after the switch, stage-1 samples fade out linearly (0 = hard switch)."""
+    plateau_max_steps: int = opt(0, ge=0)
+    """plateau: switch after at most this many stage-1 steps even if the reward still improves (0 = no cap)."""
+
+
+@dataclass
+class TrainSection:
+    max_steps: int = opt(200, ge=1, inert=True)
+    """Total optimizer steps over both stages."""
+    batch_size: int = opt(4, ge=1)
+    """Samples (groups) per process per micro-step."""
+    grad_accum: int = opt(1, ge=1)
+    """Micro-steps accumulated per optimizer step."""
+    lr: float = opt(1e-3, gt=0, le=10)
+    """AdamW learning rate of the policy."""
+    weight_decay: float = opt(0.0, ge=0)
+    """AdamW weight decay."""
+    warmup_steps: int = opt(0, ge=0)
+    """Linear learning-rate warm-up steps (then constant)."""
+    max_grad_norm: float = opt(1.0, ge=0)
+    """Gradient clipping norm (0 = off)."""
+    mixed_precision: Literal["no", "bf16", "fp16"] = "no"
+    """accelerate mixed precision."""
+    deepspeed_config: str = ""
+    """Path of a DeepSpeed JSON config passed through to accelerate (empty = no DeepSpeed)."""
+    checkpoint_every: int = opt(50, ge=1, inert=True)
+    """Write a checkpoint every N optimizer steps (and always at the end)."""
+    keep_last: int = opt(3, ge=1, inert=True)
+    """Keep the last M checkpoints."""
+    log_every: int = opt(1, ge=1, inert=True)
+    """Log metrics every N optimizer steps."""
+    trackers: list[Literal["wandb", "tensorboard"]] = opt(factory=list, inert=True)
+    """accelerate trackers besides metrics.jsonl."""
+    tracker_project: str = opt("scorerl", pattern=r".+", inert=True)
+    """Project name given to the trackers (wandb project; tensorboard subfolder of <run>/trackers)."""
+    precompute_features: bool = opt(True, inert=True)
+    """Encode every training sample's visual tokens before step 1 (False: encode each on first use)."""
+
+
+@dataclass
+class EvalSection:
+    methods: list[str] = opt(factory=lambda: ["full", "uniform", "random", "framediff", "score"],
+                             items={"pattern": r"\S+"})
+    """Compression methods to evaluate (see `scorerl eval --help`)."""
+    ratios: list[float] = opt(factory=lambda: [0.05, 0.1, 0.15, 0.25], items={"gt": 0, "le": 1})
+    """Keep ratios rho to evaluate."""
+    batch_size: int = opt(8, ge=1)
+    """Samples per evaluation forward."""
+    limit: int = opt(0, ge=0)
+    """Evaluate only the first N samples (0 = all)."""
+    fastv_layer: int = opt(2, ge=1)
+    """FastV's K: visual tokens are ranked by the last prompt token's attention in LLM layer K (1-based), as in FastV."""
+
+    def validate(self, err):
+        if not self.methods:
+            err("methods", "must name at least one method")
+
+
+@dataclass
+class BenchSection:
+    ratios: list[float] = opt(factory=lambda: [0.05, 0.1, 0.25], items={"gt": 0, "le": 1})
+    """Keep ratios to time."""
+    num_frames: int = opt(16, ge=1)
+    """Frames (temporal units x temporal patch) of the timed video."""
+    frame_size: int = opt(224, ge=8)
+    """Frame side in pixels of the timed video."""
+    prompt_tokens: int = opt(64, ge=1)
+    """Text tokens around the video in the timed prompt."""
+    warmup: int = opt(2, ge=0)
+    """Untimed runs before timing."""
+    repeats: int = opt(5, ge=1)
+    """Timed runs; the median is reported."""
+    random_init: dict = opt(factory=dict)
+    """Build the architecture from this config dict with random weights instead of loading env.path."""
+
+
+CORE_SECTIONS: dict[str, type] = {
+    "run": RunSection, "env": EnvSection, "data": DataSection, "policy": PolicySection, "reward": RewardSection,
+    "rl": RLSection, "curriculum": CurriculumSection, "train": TrainSection, "eval": EvalSection,
+    "bench": BenchSection,
+}
+# What `scorerl train` reads; a resume compares only these sections' non-inert fields.
+TRAINING_SECTIONS = ("run", "env", "data", "policy", "reward", "rl", "curriculum", "train")
+_REGISTERED: dict[str, type] = {}
+
+
+def register_section(name: str, section: type) -> None:
+    """Add a section (a dataclass declared like the ones above) that config files may hold, e.g. the world's."""
+    if name in CORE_SECTIONS:
+        raise ValueError(f"{name!r} is a core section")
+    _REGISTERED[name] = section
+
+
+def section_types() -> dict[str, type]:
+    """Every section a config may hold, in file order: the core's, then the registered ones."""
+    return {**CORE_SECTIONS, **_REGISTERED}
+
+
+class Config:
+    """A whole run file: one attribute per section (`cfg.train.lr`), each a validated section dataclass."""
+
+    def __init__(self, **sections):
+        types = section_types()
+        unknown = sorted(set(sections) - set(types))
+        if unknown:
+            raise TypeError(f"unknown config section(s) {unknown}")
+        for name, cls in types.items():
+            setattr(self, name, sections[name] if sections.get(name) is not None else cls())
+
+    def sections(self) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in section_types() if hasattr(self, name)}
+
+    def to_dict(self) -> dict:
+        return {name: dataclasses.asdict(section) for name, section in self.sections().items()}
+
+    def to_yaml(self) -> str:
+        import yaml
+
+        return yaml.safe_dump(self.to_dict(), sort_keys=False)
+
+    def __eq__(self, other) -> bool:
+        return isinstance(other, Config) and self.to_dict() == other.to_dict()
+
+    def __repr__(self) -> str:
+        return f"Config({', '.join(f'{k}={v!r}' for k, v in self.sections().items())})"
