@@ -32,7 +32,7 @@ def load_config(path: str | Path | None = None, overrides: list[str] = ()) -> Co
         data, lines = _read_yaml(Path(path))
     for item in overrides:
         key, value = _parse_override(item)
-        _set_dotted(data, key, value)
+        _set_dotted(data, key, value if key.count(".") == 1 else value.parsed)  # deeper: inside a dict field
         parts = key.split(".")
         for i in range(1, len(parts) + 1):  # a misspelt section of an override is the command line's fault too
             lines.setdefault(".".join(parts[:i]), COMMAND_LINE)
@@ -116,8 +116,18 @@ def _unknown(key: str, valid: list[str], prefix: str, fail, hint: str = ""):
     fail(prefix + key, f"unknown {'key' if prefix else 'section'}{suggestion}{hint}")
 
 
+class _Override:
+    """A command-line value: its text as typed, and that text read as YAML. A str field takes the text (so
+    `run.name=yes` is the name "yes", not True); every other field takes the YAML reading."""
+
+    def __init__(self, text: str, parsed):
+        self.text, self.parsed = text, parsed
+
+
 def _coerce(value, kind, dotted, fail):
     """value as the declared type (int, float, bool, str, Literal[...], list[...], dict) or fail naming it."""
+    if isinstance(value, _Override):
+        value = value.text if kind is str else value.parsed
     origin = typing.get_origin(kind)
     if origin is typing.Literal:
         choices = typing.get_args(kind)
@@ -219,7 +229,7 @@ def _parse_override(item: str) -> tuple[str, Any]:
         value = yaml.safe_load(raw) if raw.strip() else ""
     except yaml.YAMLError:
         value = raw
-    return key, value
+    return key, _Override(raw, value)
 
 
 def _set_dotted(data: dict, key: str, value) -> None:

@@ -66,10 +66,59 @@ def test_cli_overrides_may_follow_options(monkeypatch, capsys):
     assert "unrecognized arguments: --bogus" in capsys.readouterr().err
 
 
-def test_projector_warmup_keys_are_checked(tmp_path):
-    with pytest.raises(ConfigError, match="fit.projector_warmup_families"):
-        load_config(None, ["fit.projector_warmup_steps=10"])
-    with pytest.raises(ConfigError, match="fit.projector_lr_scale"):
-        load_config(None, ["fit.projector_lr_scale=-1"])
-    cfg = load_config(None, ["fit.projector_warmup_steps=10", "fit.projector_warmup_families=[direction]"])
-    assert cfg.fit.projector_warmup_families == ["direction"]
+BAD_INPUTS = [  # (override or YAML text, what the one line must say)
+    ("train.lr=.inf", r"command line: train.lr: must be a finite number, got inf"),
+    ("train.lr=nan", r"command line: train.lr: must be a finite number"),
+    ("train.weight_decay=-0.1", r"train.weight_decay: must be >= 0, got -0.1"),
+    ("train.warmup_steps=-1", r"train.warmup_steps: must be >= 0, got -1"),
+    ("train.max_grad_norm=-1", r"train.max_grad_norm: must be >= 0"),
+    ("rl.kl_coef=-0.5", r"rl.kl_coef: must be >= 0"),
+    ("rl.entropy_coef=-0.01", r"rl.entropy_coef: must be >= 0"),
+    ("env.device=banana", r"env.device: 'banana' is not valid here \(expected auto \| cpu \| mps \| cuda\[:N\]\)"),
+    ("rl.estimator=ppo", r"rl.estimator: must be one of grpo, split, split_action, dr_grpo, not 'ppo'"),
+    ("train.trackers=[wandb,mlflow]", r"train.trackers: must be one of wandb, tensorboard, not 'mlflow'"),
+    ("rll.group_size=4", r"command line: rll: unknown section; did you mean 'rl'\?"),
+]
+
+
+@pytest.mark.parametrize("override,message", BAD_INPUTS, ids=[b[0] for b in BAD_INPUTS])
+def test_bad_input_is_one_clear_line_and_a_nonzero_exit(tmp_path, capsys, override, message):
+    from scorerl import cli
+
+    with pytest.raises(ConfigError, match=message):
+        load_config(None, [override])
+    assert cli.main(["config", "show", str(write(tmp_path, "rl:\n  group_size: 4\n")), override]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("scorerl: error: ")
+
+
+def test_yaml_duplicate_keys_and_encoding_are_refused(tmp_path):
+    with pytest.raises(ConfigError, match=r"run.yaml, line 3: duplicate key 'lr' \(first on line 2\)"):
+        load_config(write(tmp_path, "train:\n  lr: 0.1\n  lr: 0.2\n"))
+    with pytest.raises(ConfigError, match=r"line 3: duplicate key 'train'"):
+        load_config(write(tmp_path, "train:\n  lr: 0.1\ntrain:\n  batch_size: 2\n"))
+    latin1 = tmp_path / "latin1.yaml"
+    latin1.write_bytes("run:\n  name: caf\u00e9\n".encode("latin-1"))
+    with pytest.raises(ConfigError, match=r"latin1.yaml: not UTF-8 text"):
+        load_config(latin1)
+
+
+def test_describe_is_yaml_that_loads_back_unchanged(tmp_path):
+    from scorerl.config import describe
+
+    cfg = load_config(None, ["rl.group_size=4", "train.trackers=[wandb]", "bench.random_init={a: {b: 1}}",
+                             "run.name=yes", "data.cache_dir=null"])
+    text = describe(cfg)
+    assert "  # Run name; the run folder is output_dir/name." in text
+    assert load_config(write(tmp_path, text)) == cfg  # 'yes' and 'null' stay strings, nested dicts survive
+
+
+def test_outputs_are_checked_writable_before_any_work(tmp_path):
+    from scorerl.errors import ScoreRLError
+    from scorerl.io.atomic import ensure_writable_dir
+
+    blocker = tmp_path / "a_file"
+    blocker.write_text("")
+    with pytest.raises(ScoreRLError, match=r"data.cache_dir: cannot write to .*a_file/features"):
+        ensure_writable_dir(blocker / "features", "data.cache_dir")
+    assert ensure_writable_dir(tmp_path / "new" / "dir", "x").is_dir()

@@ -11,7 +11,6 @@ from scorerl.data.manifest import (LETTERS, PROMPT_SUFFIX, Sample, format_prompt
                                    resolve_manifest)
 from scorerl.data.video_io import write_png
 from scorerl.errors import DataError
-from scorerl.world.paths import world_dir
 
 
 def _line(**over) -> dict:
@@ -83,13 +82,17 @@ def test_missing_or_empty_manifest(folder):
         read_manifest(_write(folder, ["{bad"]), skip_bad=True)
 
 
-def test_resolve_manifest(folder):
-    with pytest.raises(DataError) as e:
-        resolve_manifest("world:train")
-    assert "scorerl data synthetic --out" in str(e.value) and str(world_dir()) in str(e.value)
-    world_dir().mkdir(parents=True)
-    (world_dir() / "train.jsonl").write_text("")
-    assert resolve_manifest("world:train") == world_dir() / "train.jsonl"
+def test_resolve_manifest(folder, monkeypatch):
+    from scorerl.data import manifest
+
+    monkeypatch.setattr(manifest, "_SCHEMES", {})
+    with pytest.raises(DataError, match="mine:train: manifest not found"):  # an unregistered scheme is a path
+        resolve_manifest("mine:train")
+    manifest.register_manifest_scheme("mine", lambda name: folder / f"{name}.jsonl")
+    with pytest.raises(DataError, match=f"mine:train: manifest not found at {folder / 'train.jsonl'}"):
+        resolve_manifest("mine:train")
+    (folder / "train.jsonl").write_text("")
+    assert resolve_manifest("mine:train") == folder / "train.jsonl"
     path = _write(folder, [_line()])
     assert resolve_manifest(str(path)) == path
     with pytest.raises(DataError, match="manifest not found"):

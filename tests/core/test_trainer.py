@@ -1,4 +1,4 @@
-"""The training recipe end to end on a tiny environment and a tiny world: runs, resumes exactly, refuses a changed
+"""The training recipe end to end on a tiny environment and a tiny data set: runs, resumes exactly, refuses a changed
 config, survives a crash mid-checkpoint, and a 2-process run follows the 1-process trajectory.
 
 Setting shared by every test: 8 video + 8 image samples of 4 frames at 32 px, K = 4 masks, batch 2, stage 1 for 2
@@ -31,12 +31,12 @@ STAGE1 = 2  # stage-1 steps (the boundary)
 
 @pytest.fixture(scope="module")
 def assets(tmp_path_factory):
-    """A tiny world and a tiny saved environment, built once for this module."""
-    from scorerl.world.synthetic import build_world
+    """A tiny data set (8 clips, 8 images) and a tiny saved environment, built once for this module."""
+    from conftest import write_tiny_dataset
     from scorerl.envs.build import build_tiny_env
 
     root = tmp_path_factory.mktemp("trainer_assets")
-    world = build_world(root / "world", train=8, test=2, static_train=8, frames=6, size=32, seed=0, progress=False)
+    world = write_tiny_dataset(root / "world", videos=8, images=8, frames=6, size=32, seed=0)
     env = build_tiny_env("qwen2_5_vl", seed=0)
     env.save_pretrained(root / "env")
     return {"world": Path(world), "env": root / "env", "cache": root / "features", "root": root}
@@ -137,6 +137,15 @@ def test_resume_refuses_a_changed_config_unless_forced(assets, tmp_path):
     train(make_cfg(assets, tmp_path, "train.max_steps=2"))
     with pytest.raises(CheckpointError, match=r"rl\.group_size"):
         train(make_cfg(assets, tmp_path, "rl.group_size=3"), resume="auto")
+    # What the trainer never reads (eval, bench, the world's sections) or what does not change its computation
+    # (train.log_every) may differ: the check passes and the run reaches its first step.
+    from scorerl.rl.resume import check_resume_config
+
+    saved = json.loads((ckpt.latest_checkpoint(tmp_path / "run") / "state.json").read_text())["config"]
+    moved = make_cfg(assets, tmp_path, "train.max_steps=2", "eval.batch_size=3", "bench.repeats=9",
+                     "train.log_every=5", "data.eval_manifest=other.jsonl").to_dict()
+    moved["fit"] = {"steps": 1}  # a client's section, e.g. the world's, is not the trainer's business
+    assert check_resume_config(saved, moved) == []
     run = train(make_cfg(assets, tmp_path, "rl.group_size=3"), resume="auto", force=True)
     assert read_metrics(run)[-1]["step"] == S
 
@@ -168,6 +177,62 @@ def test_crash_during_checkpoint_write_resumes_from_the_previous_one(assets, ref
     train(make_cfg(assets, tmp_path), resume="auto")
     assert not (run / "checkpoints" / ".tmp-step-000004").exists()
     assert max_diff(params(run), params(reference)) <= 1e-6
+
+
+def test_a_corrupt_newest_checkpoint_falls_back_to_the_previous_one(assets, reference, tmp_path):
+    train(make_cfg(assets, tmp_path, "train.checkpoint_every=1", "train.max_steps=3"))
+    run = tmp_path / "run"
+    newest = ckpt.latest_checkpoint(run)
+    (newest / "policy.safetensors").write_bytes(b"garbage")  # disk damage after the save
+    with pytest.raises(CheckpointError, match="corrupt.*--resume auto"):
+        train(make_cfg(assets, tmp_path), resume=str(newest))
+    with pytest.warns(UserWarning, match=r"skipped 1 unreadable newer checkpoint.*resuming from step-000002"):
+        train(make_cfg(assets, tmp_path), resume="auto")
+    assert max_diff(params(run), params(reference)) <= 1e-6  # the same run, redone from step 2
+    for step in ckpt.list_checkpoints(run):
+        (step / "state.json").write_text("{}")
+    with pytest.raises(CheckpointError, match="no checkpoint reads back intact.*--force"):
+        train(make_cfg(assets, tmp_path), resume="auto")
+
+
+def test_a_non_finite_loss_stops_the_run_and_exports_nothing(assets, tmp_path, monkeypatch):
+    from scorerl.errors import DivergedError
+    from scorerl.rl import trainer as trainer_module
+
+    real, calls = trainer_module.combine, []
+
+    def nan_from_step_2(dce, kappa, cfg):  # a reward turning NaN, as a diverging run would produce
+        calls.append(1)
+        r = real(dce, kappa, cfg)
+        return {k: v * math.nan for k, v in r.items()} if len(calls) > 1 else r
+
+    monkeypatch.setattr(trainer_module, "combine", nan_from_step_2)
+    with pytest.raises(DivergedError, match=r"step 2: .*not finite.*last good checkpoint is .*step-000001"):
+        train(make_cfg(assets, tmp_path, "train.checkpoint_every=1"))
+    run = tmp_path / "run"
+    assert not (run / "policy").exists()
+    assert [p.name for p in ckpt.list_checkpoints(run)] == ["step-000001"]
+    assert all(torch.isfinite(t).all() for t in ckpt.load_checkpoint(run / "checkpoints" / "step-000001")
+               .tensors["policy"].values())
+
+
+def test_config_show_output_trains_unchanged(assets, tmp_path):
+    from scorerl.cli import main
+
+    cfg = make_cfg(assets, tmp_path, "train.max_steps=1")
+    src = tmp_path / "in.yaml"
+    src.write_text(cfg.to_yaml())
+    shown = tmp_path / "shown.yaml"
+
+    def show(path):
+        return subprocess.run([sys.executable, "-m", "scorerl", "config", "show", str(path)], capture_output=True,
+                              text=True, check=True).stdout
+
+    shown.write_text(show(src))
+    assert show(shown) == shown.read_text()  # the shown YAML reads back to the very same config
+    assert f"output_dir: {tmp_path}" in shown.read_text() and "  # AdamW learning rate of the policy." in shown.read_text()
+    assert main(["train", str(shown), "train.max_steps=1"]) == 0
+    assert read_metrics(tmp_path / "run")[-1]["step"] == 1 and (tmp_path / "run" / "policy").is_dir()
 
 
 # ------------------------------------------------------------------------------------------------ batching
