@@ -218,9 +218,22 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _show_status_lines() -> None:
+    """scorerl's own INFO lines (resumed from ..., already fitted: nothing to do, wrote ...) on stderr, once."""
+    import logging
+
+    logger = logging.getLogger("scorerl")
+    if not logger.handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("scorerl: %(message)s"))
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO)
+
+
 def main(argv: list[str] | None = None) -> int:
     import scorerl.world  # noqa: F401  (plugs the built-in world in: world: manifests, env.path world, sections)
 
+    _show_status_lines()
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
     # argparse stops filling `overrides` at the first option: `CONFIG --out DIR fit.steps=5` leaves the override

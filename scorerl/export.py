@@ -46,7 +46,7 @@ def export_policy(run_or_checkpoint: str | Path, out: str | Path) -> Path:
 
 
 def export_checkpoint(checkpoint, out: str | Path) -> Path:
-    """Export a loaded Checkpoint (rl/checkpoint.py) into `out`."""
+    """Export a loaded Checkpoint (io/checkpoint.py) into `out`."""
     policy, info = _policy_from_checkpoint(checkpoint)
     return write_export(policy, out, config=info["config"], step=info["step"], env=info["env"],
                         source=str(checkpoint.path))

@@ -1,4 +1,4 @@
-"""The SCORE policy: one small MLP shared by all tokens, state h [..., S] -> keep logit [...] (section 3).
+"""The SCORE policy: one small MLP shared by all tokens, state h [..., S] -> keep logit [...] (docs/method.md, policy).
 
 A trained policy is a self-describing folder (no pickles):
     policy.safetensors    the MLP weights

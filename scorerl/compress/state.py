@@ -1,4 +1,4 @@
-"""Surprise-augmented state of each visual token (SCORE_METHOD.md section 2).
+"""Surprise-augmented state of each visual token (docs/method.md, surprise state).
 
     dv[t, i] = v[t, i] - v[t-1, i]          same spatial index, full D-dim vector        [paper]
     h[t, i]  = concat(norm(v[t, i]), norm(dv[t, i]) [, |dv|/|v|] [, t, row, col])       [paper: concat; ours: rest]

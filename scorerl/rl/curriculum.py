@@ -1,4 +1,4 @@
-"""Two-stage curriculum: static pseudo-videos (stage 1), then real videos (stage 2). See SCORE_METHOD.md section 6.
+"""Two-stage curriculum: static pseudo-videos (stage 1), then real videos (stage 2). See docs/method.md, curriculum.
 
 The trainer asks for a batch before each (micro-)step and reports each finished optimizer step:
 

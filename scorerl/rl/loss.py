@@ -1,4 +1,4 @@
-"""Policy-gradient loss of SCORE (SCORE_METHOD.md section 5), the math in plain sight.
+"""Policy-gradient loss of SCORE (docs/method.md, loss), the math in plain sight.
 
     logits  [B, T, N]      keep logits of the policy, p = sigmoid(logits)
     masks   [B, K, T, N]   the K sampled Bernoulli masks of each video (bool)

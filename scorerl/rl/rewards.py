@@ -1,4 +1,4 @@
-"""Reward of each sampled mask from the frozen MLLM's cross-entropy (SCORE_METHOD.md section 4).
+"""Reward of each sampled mask from the frozen MLLM's cross-entropy (docs/method.md, reward).
 
 All tensors are group tensors [B, K] (B videos, K masks each):
     dce   = CE_k - CE_base        (negative: the compressed input is *better* than the full one)

@@ -10,8 +10,8 @@ each process takes train.batch_size whole groups of the global batch; gradients 
 
 Run folder (<run.output_dir>/<run.name>):
     config.yaml            the resolved config of the latest start
-    metrics.jsonl          one line per logged optimizer step (see rl/logging.py)
-    checkpoints/step-N/    atomic checkpoints (see rl/checkpoint.py)
+    metrics.jsonl          one line per logged optimizer step (see rl/metrics.py)
+    checkpoints/step-N/    atomic checkpoints (see io/checkpoint.py)
     policy/                the final policy, exported (see export.py)
 """
 
@@ -384,6 +384,6 @@ def _scalar(x) -> float:
 
 
 def _log_main(accelerator, text: str) -> None:
+    """A status line from the main process only (the CLI shows scorerl's log lines; see cli.main)."""
     if accelerator.is_main_process:
         log.info(text)
-        print(f"scorerl: {text}", flush=True)

@@ -5,10 +5,10 @@ Why a fit at all: there is no hub here, so the world's environment is a small mo
 train split (+ its image split as static pseudo-videos). The LLM always trains; the vision encoder and the merger /
 projector into the LLM train at their own learning-rate scales (fit.vision_lr_scale, fit.projector_lr_scale; 0
 keeps one as it is), and the projector may first be warmed up alone (fit.projector_warmup_steps,
-scorerl/envs/projector_warmup.py). The world's environment keeps the encoder at its random initialisation and
+scorerl/world/projector_warmup.py). The world's environment keeps the encoder at its random initialisation and
 warms the merger up, then trains it at a tenth of lr (docs/world.md, "Learning direction").
 
-Why random token dropout (SCORE_METHOD.md section 9): a small model fitted only on complete videos fails on any
+Why random token dropout (docs/method.md, built-in world): a small model fitted only on complete videos fails on any
 sparse input, whichever tokens are kept, and then no policy can look good. Each fit question therefore keeps a
 random subset of the visual tokens (keep ratio ~ U[keep_min, 1], or all of them with probability full_prob), and
 the kept tokens keep their ORIGINAL position ids, exactly as the environment scores a subset (env.build_sequence).
@@ -22,7 +22,7 @@ trained from scratch must also learn the hop from an option's text to its letter
 Recipe (fit_env):
   1. no-op if out/fit.json records the same identity (fit-relevant config + manifest hashes)
   2. read the manifests; decode every sample's frames ONCE into uint8 memory (decord via data.cache.load_frames)
-  3. tokenizer trained in code on the world's prompts and answers; model built from tiny.py's config builders +
+  3. tokenizer trained in code on the world's prompts and answers; model built from envs/build.py's config builders +
      fit.model
   4. projector warm-up when asked (not when resuming: the checkpoint holds the warmed projector)
   5. loop: videos -> (left-right mirror) -> vision tower on the batch -> questions per video (the manifest's
@@ -32,7 +32,7 @@ Recipe (fit_env):
 
 Exact resume: batch order, augmentation, derived questions and keep masks are pure functions of (seed, step) and
 the learning rate a function of step, so a checkpoint holds only model + optimizer + step (atomic safetensors/JSON
-via rl/checkpoint.py) and a resumed fit ends at the same weights as an uninterrupted one.
+via io/checkpoint.py) and a resumed fit ends at the same weights as an uninterrupted one.
 """
 
 from __future__ import annotations

@@ -150,6 +150,16 @@ def test_unknown_method_and_missing_policy_are_clear(world, tmp_path):
         run_eval(_cfg(world, "eval.methods=[fastv]", "eval.fastv_layer=3"), out=tmp_path / "r.json")
 
 
+def test_unwritable_out_is_refused_before_the_evaluation(world, tmp_path, monkeypatch):
+    from scorerl.errors import ScoreRLError
+    from scorerl.eval import harness
+
+    (tmp_path / "a_file").write_text("")
+    monkeypatch.setattr(harness, "read_manifest", lambda *a, **k: pytest.fail("work started"))
+    with pytest.raises(ScoreRLError, match=r"--out: cannot write to .*a_file"):
+        run_eval(_cfg(world), out=tmp_path / "a_file" / "r.json")
+
+
 def test_eval_loads_policies_through_the_one_loader(world, tmp_path):
     from scorerl.export import load_policy
 

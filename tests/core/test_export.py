@@ -90,3 +90,27 @@ def test_export_of_a_bare_run_policy_folder(tmp_path):
     write_export(policy, tmp_path / "run" / "policy", config=Config().to_dict(), step=7, env={"arch": "x"})
     out = export_policy(tmp_path / "run", tmp_path / "out")
     assert read_export_info(out)["step"] == 7 and same(load_policy(out), policy)
+
+
+def test_a_non_finite_policy_is_never_exported_nor_loaded(tmp_path):
+    from safetensors.torch import save_file
+
+    from scorerl.compress.policy import WEIGHTS_NAME
+
+    policy = TokenPolicy(D)
+    good = tmp_path / "good"
+    policy.save_pretrained(good)
+    with torch.no_grad():
+        policy.mlp[0].weight[0, 0] = float("nan")
+    with pytest.raises(CheckpointError, match=r"mlp.0.weight is not finite"):
+        write_export(policy, tmp_path / "out", config={}, step=1, env={})
+    assert not (tmp_path / "out").exists()
+    # A NaN written by other means (an older version, a hand edit) is refused on load, so eval never scores it.
+    save_file({k: v.contiguous() for k, v in policy.state_dict().items()}, str(good / WEIGHTS_NAME))
+    with pytest.raises(CheckpointError, match=r"policy.safetensors: weight mlp.0.weight is not finite"):
+        load_policy(good)
+    run = tmp_path / "run"
+    state = {"step": 3, "config": Config().to_dict(), "feature_dim": D, "env": {}}
+    ckpt.save_checkpoint(run, 3, tensors={"policy": policy.state_dict()}, state=state)
+    with pytest.raises(CheckpointError, match="not finite"):
+        export_policy(run, tmp_path / "exported")

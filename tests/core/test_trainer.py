@@ -216,6 +216,19 @@ def test_a_non_finite_loss_stops_the_run_and_exports_nothing(assets, tmp_path, m
                .tensors["policy"].values())
 
 
+def test_unwritable_outputs_are_refused_before_any_work(assets, tmp_path, monkeypatch):
+    from scorerl.errors import ScoreRLError
+    from scorerl.rl import trainer as trainer_module
+
+    blocker = tmp_path / "a_file"
+    blocker.write_text("")
+    monkeypatch.setattr(trainer_module, "_make_accelerator", lambda *a: pytest.fail("work started"))
+    with pytest.raises(ScoreRLError, match=r"data.cache_dir: cannot write to .*a_file/cache"):
+        train(make_cfg(assets, tmp_path, f"data.cache_dir={blocker / 'cache'}"))
+    with pytest.raises(ScoreRLError, match=r"run.output_dir: cannot write to .*a_file"):
+        train(make_cfg(assets, blocker))
+
+
 def test_config_show_output_trains_unchanged(assets, tmp_path):
     from scorerl.cli import main
 
