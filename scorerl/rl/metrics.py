@@ -17,7 +17,6 @@ keeps its first values there; metrics.jsonl and tensorboard (purge_step) hold th
 from __future__ import annotations
 
 import json
-import os
 import uuid
 from pathlib import Path
 from typing import Any, Iterable

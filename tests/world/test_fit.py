@@ -15,8 +15,11 @@ from safetensors.torch import load_file
 
 from scorerl.config import EnvSection, config_from_dict
 from scorerl.world import synthetic as syn
+from scorerl.world import render
+from scorerl.world import scenes
 from scorerl.data.manifest import answer_target, format_prompt, read_manifest
 from scorerl.world import fit as F
+from scorerl.world import fit_data as FD
 from scorerl.envs import load_env
 from scorerl.rng import fit_step_rng
 from scorerl.world.fit_params import VISION_ENCODER, PROJECTOR, param_groups
@@ -61,12 +64,12 @@ def fitted(world, tmp_path_factory) -> Path:
 def test_fit_saves_an_environment_that_load_env_reloads_and_scores(world, fitted):
     record = json.loads((fitted / F.FIT_FILE).read_text())
     assert record["steps"] == 4 and record["visual_tokens"] == [FRAMES, 4]
-    assert set(record["test"]["families"]) <= set(syn.VIDEO_FAMILIES) and record["test"]["n"] == 6
+    assert set(record["test"]["families"]) <= set(scenes.VIDEO_FAMILIES) and record["test"]["n"] == 6
     assert record["wall_time_s"]["train"] > 0
 
     env = load_env(EnvSection(arch="qwen2_5_vl", path=str(fitted), device="cpu"))
     assert not env.grad and not any(p.requires_grad for p in env.model.parameters())
-    test = F.load_split(str(world / "test.jsonl"), FRAMES, SIZE, "test")
+    test = FD.load_split(str(world / "test.jsonl"), FRAMES, SIZE, "test")
     again = F.evaluate(env, test, "option", batch_size=4)
     assert again == record["test"]  # the saved weights give exactly the accuracy recorded at fit time
 
@@ -90,7 +93,7 @@ def test_fit_loss_is_the_answer_cross_entropy_env_score_computes(world, fitted):
     """One fit step's loss equals env.score's mean target CE recomputed by hand (no augmentation, no dropout)."""
     cfg = tiny_cfg(world, augment=False, extra_questions=0, full_prob=1.0)
     env = load_env(EnvSection(arch="qwen2_5_vl", path=str(fitted), device="cpu"))
-    data = F.load_split(str(world / "train.jsonl"), FRAMES, SIZE, "train")
+    data = FD.load_split(str(world / "train.jsonl"), FRAMES, SIZE, "train")
     idx = np.array([0, 3])
     with torch.no_grad():
         result = F.fit_step_loss(env, data, idx, cfg, step=0)
@@ -189,7 +192,7 @@ def test_warmup_targets_are_each_videos_answer_text(world):
             mover = next(o for o in s.meta["scene"]["objects"] if o["role"] == "moving")
             assert t.classes[f][c] == mover["direction"]
         else:
-            assert t.classes[f][c] == str(len(syn.coloured(s.meta["scene"])))
+            assert t.classes[f][c] == str(len(scenes.coloured(s.meta["scene"])))
     with pytest.raises(ConfigError, match=r"fit.projector_warmup_families.*'shape'.*train.jsonl"):
         warmup_targets(samples, ["direction", "shape"], "train.jsonl")
 
@@ -256,8 +259,8 @@ def test_fit_needs_float32(world, tmp_path):
 
 def test_swap_words_swaps_whole_words_at_once():
     text = "In which direction? left right up down top-left leftover"
-    assert F.swap_words(text, F.MIRROR_WORDS) == "In which direction? right left up down top-right leftover"
-    assert F.swap_words(text, {}) == text
+    assert FD.swap_words(text, FD.MIRROR_WORDS) == "In which direction? right left up down top-right leftover"
+    assert FD.swap_words(text, {}) == text
 
 
 def test_a_mirrored_video_keeps_the_answer_true(world):
@@ -269,13 +272,13 @@ def test_a_mirrored_video_keeps_the_answer_true(world):
         mover = next(o for o in s.meta["scene"]["objects"] if o["role"] == "moving")
         (x0, _), (x1, _) = mover["positions"][0], mover["positions"][-1]
         mirrored_dx = -(x1 - x0)
-        answer = F.swap_words(s.options[s.answer_index], F.MIRROR_WORDS)
+        answer = FD.swap_words(s.options[s.answer_index], FD.MIRROR_WORDS)
         if mirrored_dx:
             assert answer == ("right" if mirrored_dx > 0 else "left")
         else:
             assert answer == mover["direction"] and answer in ("up", "down")
-    frames = syn.render_video(directions[0].meta["scene"])
-    assert np.array_equal(F.mirror_frames(frames)[:, :, 0], frames[:, :, -1])
+    frames = render.render_video(directions[0].meta["scene"])
+    assert np.array_equal(FD.mirror_frames(frames)[:, :, 0], frames[:, :, -1])
 
 
 def test_derived_questions_match_the_generator(world):
@@ -283,13 +286,13 @@ def test_derived_questions_match_the_generator(world):
     rng = np.random.default_rng(0)
     made = 0
     for s in samples:
-        for family in syn.VIDEO_FAMILIES:
-            q = F.scene_question(s, family, 2, rng)
+        for family in scenes.VIDEO_FAMILIES:
+            q = FD.scene_question(s, family, 2, rng)
             if q is None:
                 continue
             made += 1
             assert q.answer == "C" and q.family == family and len(set(q.options)) == 4
-            coloured = syn.coloured(s.meta["scene"])
+            coloured = scenes.coloured(s.meta["scene"])
             if family == "moving_color":
                 assert [o["role"] for o in coloured] == ["moving"] and q.options[2] == coloured[0]["color"]
             if family == "count":
@@ -300,13 +303,13 @@ def test_derived_questions_match_the_generator(world):
 
 def test_family_weights_draw_families_in_proportion(world):
     samples, _ = read_manifest(world / "train.jsonl")
-    weights = F.sample_weights(samples, {"direction": 4})
-    assert F.sample_weights(samples, {}) is None
+    weights = FD.sample_weights(samples, {"direction": 4})
+    assert FD.sample_weights(samples, {}) is None
     is_dir = np.array([s.family == "direction" for s in samples])
     assert (weights[is_dir] == 4).all() and (weights[~is_dir] == 1).all()
-    batches = [F.batch_indices(len(samples), 3, step, 0, weights) for step in range(300)]
+    batches = [FD.batch_indices(len(samples), 3, step, 0, weights) for step in range(300)]
     assert all(len(set(b.tolist())) == 3 for b in batches)  # distinct within a batch
-    assert (batches[7] == F.batch_indices(len(samples), 3, 7, 0, weights)).all()  # a pure function of the step
+    assert (batches[7] == FD.batch_indices(len(samples), 3, 7, 0, weights)).all()  # a pure function of the step
     share = is_dir[np.concatenate(batches)].mean()
     expected = 4 * is_dir.sum() / weights.sum()  # 4 * 3 / 24 = 0.5 for the 15-sample world (without replacement
     assert abs(share - expected) < 0.08, (share, expected)  # in a batch of 3 it is a little lower)
@@ -314,7 +317,7 @@ def test_family_weights_draw_families_in_proportion(world):
     # count questions (event and static_attr draws give none), so direction is 4 of 4 + 1 + 1
     mover = next(s for s in samples if s.family == "moving_color")
     rng = np.random.default_rng(0)
-    derived = [q.family for _ in range(400) for q in F.questions_for(mover, 1, rng, {"direction": 4})[1:]]
+    derived = [q.family for _ in range(400) for q in FD.questions_for(mover, 1, rng, {"direction": 4})[1:]]
     assert abs(derived.count("direction") / len(derived) - 4 / 6) < 0.07
     with pytest.raises(ConfigError, match=r"fit.family_weights.direction: must be a number > 0"):
         tiny_cfg(world, family_weights={"direction": 0})
@@ -322,11 +325,11 @@ def test_family_weights_draw_families_in_proportion(world):
 
 def test_deterministic_draws():
     n, b = 10, 4
-    seen = np.concatenate([F.batch_indices(n, b, step, seed=3) for step in range(5)])  # 20 = two epochs
+    seen = np.concatenate([FD.batch_indices(n, b, step, seed=3) for step in range(5)])  # 20 = two epochs
     assert sorted(seen[:10]) == list(range(10)) and sorted(seen[10:20]) == list(range(10))
-    assert (F.batch_indices(n, b, 2, 3) == F.batch_indices(n, b, 2, 3)).all()
-    masks = F.random_keep_masks(50, 4, 4, keep_min=0.1, full_prob=0.3, generator=fit_step_rng(0, 0, 1)[0])
-    again = F.random_keep_masks(50, 4, 4, keep_min=0.1, full_prob=0.3, generator=fit_step_rng(0, 0, 1)[0])
+    assert (FD.batch_indices(n, b, 2, 3) == FD.batch_indices(n, b, 2, 3)).all()
+    masks = FD.random_keep_masks(50, 4, 4, keep_min=0.1, full_prob=0.3, generator=fit_step_rng(0, 0, 1)[0])
+    again = FD.random_keep_masks(50, 4, 4, keep_min=0.1, full_prob=0.3, generator=fit_step_rng(0, 0, 1)[0])
     assert all((m is None and a is None) or torch.equal(m, a) for m, a in zip(masks, again))
     partial = [m for m in masks if m is not None]
     assert 0 < len(partial) < 50 and all(2 <= int(m.sum()) <= 16 for m in partial)

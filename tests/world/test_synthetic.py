@@ -9,6 +9,8 @@ import numpy as np
 import pytest
 
 from scorerl.world import synthetic as syn
+from scorerl.world import questions
+from scorerl.world import scenes
 from scorerl.errors import DataError
 
 TINY = dict(train=20, test=5, static_train=12, frames=8, size=32, seed=0)
@@ -60,7 +62,7 @@ def _is_static(scene, o) -> bool:
 
 
 def _coloured(scene) -> list[dict]:
-    return [o for o in scene["objects"] if o["color"] in syn.COLORS]
+    return [o for o in scene["objects"] if o["color"] in scenes.COLORS]
 
 
 def _the_coloured(scene) -> dict:
@@ -137,14 +139,14 @@ def test_colour_distractors_are_nowhere_in_the_scene(world):
         if rec["family"] in ("moving_color", "event", "static_attr"):
             in_scene = {o["color"] for o in rec["scene"]["objects"]}
             wrong = set(rec["options"]) - {_expected(rec)}
-            assert wrong <= set(syn.COLORS) and not wrong & in_scene
+            assert wrong <= set(scenes.COLORS) and not wrong & in_scene
 
 
 def test_counted_objects_are_spread_over_time():
     # no frame shows two counted objects: evenly spaced frames cannot count them
     for i in range(50):
         rng = np.random.default_rng([7, i])
-        scene = syn.sample_video_scene(rng, "count", frames=16, size=64)
+        scene = scenes.sample_video_scene(rng, "count", frames=16, size=64)
         keys = _coloured(scene)
         on_screen = [sum(o["first"] <= f <= o["last"] for o in keys) for f in range(16)]
         assert max(on_screen) == 1 and sum(on_screen) == 2 * len(keys)
@@ -152,14 +154,14 @@ def test_counted_objects_are_spread_over_time():
 
 def test_questions_refuse_scenes_that_cannot_carry_them():
     rng = np.random.default_rng(0)
-    still = syn.sample_video_scene(rng, "static_attr", frames=8, size=32)
+    still = scenes.sample_video_scene(rng, "static_attr", frames=8, size=32)
     with pytest.raises(DataError, match="direction"):
-        syn.make_question(rng, still, "direction", 0)
-    assert syn.make_question(rng, still, "count", 0)[1][0] == "1"
+        questions.make_question(rng, still, "direction", 0)
+    assert questions.make_question(rng, still, "count", 0)[1][0] == "1"
 
 
 def _nearest_color(rgb) -> str:
-    return min(syn.COLORS, key=lambda c: np.abs(np.subtract(syn.COLORS[c], rgb, dtype=float)).sum())
+    return min(scenes.COLORS, key=lambda c: np.abs(np.subtract(scenes.COLORS[c], rgb, dtype=float)).sum())
 
 
 def test_decoded_pixels_show_the_described_objects(world):
@@ -176,7 +178,7 @@ def test_decoded_pixels_show_the_described_objects(world):
             for f in range(scene["frames"]):  # absent outside its frames (where nothing else is drawn)
                 if not o["first"] <= f <= o["last"] and o["role"] != "moving":
                     pixel = frames[f, y + c, x + c].astype(float)
-                    assert np.abs(pixel - syn.COLORS[o["color"]]).sum() > 150, (rec["id"], o, f)
+                    assert np.abs(pixel - scenes.COLORS[o["color"]]).sum() > 150, (rec["id"], o, f)
 
 
 def test_every_file_decodes_with_right_shape(world):
@@ -201,8 +203,8 @@ def test_every_file_decodes_with_right_shape(world):
 def test_families_and_letters_balanced(world):
     plan = syn._plan("train", 240, seed=3)
     fams = Counter(f for f, _ in plan)
-    assert set(fams) == set(syn.VIDEO_FAMILIES) and set(fams.values()) == {48}
-    for fam in syn.VIDEO_FAMILIES:
+    assert set(fams) == set(scenes.VIDEO_FAMILIES) and set(fams.values()) == {48}
+    for fam in scenes.VIDEO_FAMILIES:
         assert set(Counter(letter for f, letter in plan if f == fam).values()) == {12}
     static_plan = syn._plan("static_train", 64, seed=3)
     assert set(Counter(f for f, _ in static_plan).values()) == {32}
@@ -218,10 +220,10 @@ def test_answer_values_are_spread():
     for i in range(240):
         rng = np.random.default_rng([5, i])
         fam = ("count", "direction", "moving_color")[i % 3]
-        scene = syn.sample_video_scene(rng, fam, frames=8, size=32)
-        q, opts, _ = syn.make_question(rng, scene, fam, letter=0)
+        scene = scenes.sample_video_scene(rng, fam, frames=8, size=32)
+        q, opts, _ = questions.make_question(rng, scene, fam, letter=0)
         counts[(fam, opts[0])] += 1
-    for fam, n_values in (("count", 4), ("direction", 4), ("moving_color", len(syn.COLORS))):
+    for fam, n_values in (("count", 4), ("direction", 4), ("moving_color", len(scenes.COLORS))):
         values = [n for (f, _), n in counts.items() if f == fam]
         assert len(values) == n_values and min(values) >= 80 / n_values / 3
 
