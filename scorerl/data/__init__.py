@@ -1,1 +1,1 @@
-"""Data: manifests, frame decoding, the synthetic world, the feature cache."""
+"""Data: manifests, frame decoding, video io, the feature cache."""

@@ -2,7 +2,8 @@
 
     accelerator -> where to start (fresh | checkpoint) -> seeds -> frozen env -> manifests -> feature cache
     -> policy, AdamW, warm-up schedule -> curriculum over sharded samplers -> restore state
-    -> loop: grad_accum x (batch -> rollout -> backward), clip, step, log, checkpoint -> export run/policy
+    -> loop: collect grad_accum micro-batches (rollout.py) -> rewards, advantages -> rl.ppo_epochs x (update.py
+       loss -> backward), clip, finite check, step -> log, checkpoint -> export run/policy
 
 Launch: `scorerl train CONFIG [key=value ...]` on one process, or
 `accelerate launch [--cpu] --num_processes P -m scorerl train CONFIG ...` on P processes (data-parallel over groups:
@@ -31,16 +32,15 @@ from scorerl.errors import CheckpointError, ConfigError, DivergedError
 from scorerl.io import atomic
 from scorerl.io import checkpoint as ckpt
 from scorerl.io import state_codec as codec
-from scorerl.rl.curriculum import Curriculum
 from scorerl.io.progress import ProgressBar
-from scorerl.rl.metrics import MetricsLogger, tracker_kwargs
 from scorerl.rl.advantages import compute_advantages
-from scorerl.rl.metrics import rollout_metrics
+from scorerl.rl.curriculum import Curriculum
+from scorerl.rl.metrics import MetricsLogger, rollout_metrics, tracker_kwargs
+from scorerl.rl.resume import find_start
 from scorerl.rl.rewards import combine, kept_fraction
 from scorerl.rl.rollout import RolloutItem, collect
-from scorerl.rl.update import reference_logits, update_loss
-from scorerl.rl.resume import find_start
 from scorerl.rl.sampler import ResumableSampler
+from scorerl.rl.update import reference_logits, update_loss
 
 log = logging.getLogger(__name__)
 
@@ -187,6 +187,7 @@ def train(cfg: Config, resume: str | None = None, force: bool = False) -> Path:
                 lr = optimizer.param_groups[0]["lr"]  # the rate this update used
                 optimizer.step()
                 optimizer.zero_grad(set_to_none=True)
+                stop_if_diverged(step + 1, _weights_finite(policy), loss, run_dir, what="a policy weight")
             scheduler.step()  # once per optimizer step, whatever the process count (see _make_accelerator)
             _share_ce_base(ce_base_cache, new_ce_base, accelerator)
 
@@ -273,18 +274,26 @@ def _warmup(warmup_steps: int):
     return factor
 
 
-def stop_if_diverged(step: int, grad_norm, loss: torch.Tensor, run_dir: Path) -> None:
-    """DivergedError at optimizer step `step` when its gradient norm (global over processes) or, where the backend
-    reports none, its loss is not finite: raised BEFORE optimizer.step, so no NaN reaches the weights, a
-    checkpoint or an export. The last good checkpoint stays the newest one."""
-    value = _scalar(grad_norm) if grad_norm is not None else float(loss.detach())
+def stop_if_diverged(step: int, value, loss: torch.Tensor, run_dir: Path, what: str = "the gradient norm") -> None:
+    """DivergedError at optimizer step `step` when `value` (the gradient norm, global over processes, checked
+    BEFORE optimizer.step so no NaN reaches the weights; or a weights check after it) is not finite. Where the
+    backend reports no norm (None), the loss is checked instead. Nothing is checkpointed or exported after it: the
+    last good checkpoint stays the newest one."""
+    if value is None:
+        value, what = float(loss.detach()), "the loss"
+    value = _scalar(value)
     if math.isfinite(value):
         return
     found = ckpt.latest_checkpoint(run_dir)
     last = f"the last good checkpoint is {found}" if found else "no checkpoint was written yet"
-    what = "gradient norm" if grad_norm is not None else "loss"
-    raise DivergedError(f"step {step}: the {what} is {value} (not finite); training stopped and nothing was exported;"
+    raise DivergedError(f"step {step}: {what} is {value} (not finite); training stopped and nothing was exported;"
                         f" {last}. Lower train.lr or set train.max_grad_norm, then start over with --force")
+
+
+def _weights_finite(policy) -> float:
+    """0.0 when every policy weight is finite, else nan (in stop_if_diverged's terms)."""
+    finite = all(bool(torch.isfinite(p).all()) for p in policy.parameters())
+    return 0.0 if finite else math.nan
 
 
 def _restore(start: ckpt.Checkpoint, accelerator, policy, optimizer, scheduler, curriculum, ref_policy,
