@@ -186,6 +186,7 @@ def fit_identity(cfg: Config) -> dict:
         "seed": cfg.run.seed,
         "num_frames": cfg.data.num_frames,
         "frame_size": cfg.data.frame_size,
+        "answer_format": cfg.data.answer_format,  # the loss's target text: letter or option
         "fit": fit,
         "data": {k: {"spec": v, "sha256": manifest_hash(resolve_manifest(v))} for k, v in manifests.items()},
     }

@@ -139,6 +139,7 @@ def test_noop_when_already_fitted_and_refit_when_the_config_changes(world, fitte
     assert F.is_fitted(tiny_cfg(world, checkpoint_every=1, threads=2), fitted)  # bookkeeping keys do not count
     assert not F.is_fitted(tiny_cfg(world, lr=1e-3), fitted)
     assert not F.is_fitted(tiny_cfg(world, model={"hidden_size": 64}), fitted)
+    assert not F.is_fitted(tiny_cfg(world, answer_format="letter"), fitted)  # another loss target: refit
 
 
 @pytest.mark.parametrize("arch", ["qwen2_5_vl", "llava_onevision"])
