@@ -5,6 +5,7 @@ from __future__ import annotations
 import ast
 import dataclasses
 import inspect
+import typing
 from typing import Any
 
 import yaml
@@ -27,16 +28,33 @@ def field_docs(cls) -> dict[str, str]:
 
 
 def describe(config: Config) -> str:
-    """The resolved config as YAML that loads back unchanged, each field's doc as `#` comments above it."""
+    """The resolved config as YAML that loads back unchanged, each field's doc (and its declared choices or range)
+    as `#` comments above it."""
     out = ["# scorerl run config, every field resolved; the comment above a key is its doc."]
     for name, section in config.sections().items():
         docs = field_docs(type(section))
+        hints = typing.get_type_hints(type(section))
         out.append(f"{name}:")
         for f in dataclasses.fields(section):
-            for line in docs.get(f.name, "").splitlines():
+            doc = " ".join(part for part in (docs.get(f.name, ""), _rules_text(hints[f.name], f)) if part)
+            for line in doc.splitlines():
                 out.append(f"  # {line}".rstrip())
             out.append(f"  {f.name}: {_flow(getattr(section, f.name))}")
     return "\n".join(out) + "\n"
+
+
+def _rules_text(kind, f: dataclasses.Field) -> str:
+    """`[choices: a | b]` for a Literal (or a list of one), `[range: > 0, <= 1]` for declared bounds."""
+    args = typing.get_args(kind)
+    if typing.get_origin(kind) is list and args:
+        kind, args = args[0], typing.get_args(args[0])
+    if typing.get_origin(kind) is typing.Literal:
+        return f"[choices: {' | '.join(map(str, args))}]"
+    rules = f.metadata.get("rules", {})
+    rules = rules.get("items", rules) if "items" in rules else rules
+    signs = {"ge": ">=", "gt": ">", "le": "<=", "lt": "<"}
+    bounds = [f"{sign} {rules[k]}" for k, sign in signs.items() if k in rules]
+    return f"[range: {', '.join(bounds)}]" if bounds else ""
 
 
 def _flow(value: Any) -> str:
