@@ -84,6 +84,9 @@ def ensure_writable_dir(path: str | Path, what: str) -> Path:
     """Create folder `path` if needed and prove it takes a file, before any work is spent on filling it;
     ScoreRLError naming `what` (a config key or option) otherwise."""
     path = Path(path).expanduser()
+    blocking = next((p for p in (path, *path.parents) if p.exists()), None)
+    if blocking is not None and not blocking.is_dir():
+        raise ScoreRLError(f"{what}: cannot write to {path}: {blocking} is a file, not a folder")
     try:
         path.mkdir(parents=True, exist_ok=True)
         probe = path / f".write-probe-{os.getpid()}"
