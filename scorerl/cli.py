@@ -61,6 +61,17 @@ def cmd_data_synthetic(args):
     _done(f"world in {out} (manifests: {', '.join(sorted(p.name for p in Path(out).glob('*.jsonl')))})")
 
 
+def cmd_data_features(args):
+    from scorerl.data.store import human_bytes
+    from scorerl.envs.features import build_features
+
+    report = build_features(_load(args), manifests=args.manifest, out=args.out, shard_size=args.shard_size)
+    if report.main_process:
+        _done(f"feature store {report.store}: {report.samples} samples, {human_bytes(report.bytes)} "
+              f"({report.built_shards} shards built here now, {report.reused_shards} kept from before; "
+              f"{len(report.skipped)} skipped)" + ("; nothing to do" if report.built_shards == 0 else ""))
+
+
 def cmd_env_fit(args):
     from scorerl.world.fit import fit_env
 
@@ -153,6 +164,22 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--size", type=int, default=64, help="frame side in pixels")
     q.add_argument("--seed", type=int, default=0)
     q.set_defaults(func=cmd_data_synthetic)
+
+    q = dsub.add_parser("features", help="build the feature store of a config's environment ahead of training",
+                        description="Encode every sample once into a sharded feature store (data/store.py): the "
+                                    "environment's dtype, images as one unit, read lazily. Under `accelerate "
+                                    "launch` each process builds its share of the shards; a rerun builds only "
+                                    "the shards still missing. Train from it with data.features=store.",
+                        epilog="examples:\n  scorerl data features configs/quickstart.yaml\n"
+                               "  accelerate launch --num_processes 8 -m scorerl data features CONFIG "
+                               "--manifest train.jsonl --out /data/store", formatter_class=raw)
+    _add_config_args(q)
+    q.add_argument("--manifest", action="append", default=None,
+                   help="manifest to encode (repeatable; default: the config's stage 1, stage 2 and eval manifests)")
+    q.add_argument("--out", default=None, help="store folder (default: data.store_dir, else one per environment "
+                                               "and frame setting under $SCORERL_HOME/stores)")
+    q.add_argument("--shard-size", type=int, default=256, help="samples per shard file (default 256)")
+    q.set_defaults(func=cmd_data_features)
 
     p = sub.add_parser("env", help="the frozen reward environment")
     esub = p.add_subparsers(dest="env_command", required=True)

@@ -75,8 +75,14 @@ class DataSection:
     """Frames are resized to frame_size x frame_size pixels before encoding."""
     pseudo_video_jitter: float = opt(0.0, ge=0)
     """Stage-1 pseudo-videos: std of per-frame pixel noise (0 = exact repeats)."""
+    features: Literal["cache", "store", "online"] = opt("cache", inert=True)
+    """Where visual tokens come from: cache (per-sample files filled on first use), store (built beforehand by
+    `scorerl data features`, read lazily; for 7B-scale sets) or online (encoded inside each step; no disk).
+    The same tensors either way (docs/data.md)."""
     cache_dir: str = opt("", inert=True)
-    """Feature cache folder; empty = <scorerl home>/features."""
+    """Feature cache folder (data.features=cache); empty = <scorerl home>/features."""
+    store_dir: str = opt("", inert=True)
+    """Feature store folder (data.features=store); empty = <scorerl home>/stores/<fingerprint of env and frames>."""
     skip_bad: bool = False
     """Skip manifest lines that are invalid (reported and counted) instead of stopping."""
     answer_format: Literal["letter", "option"] = "letter"

@@ -1,8 +1,9 @@
 """Feature cache: the frozen vision tower + projector run once per sample, not once per step.
 
-Each sample's projected visual tokens are stored as one safetensors file whose name is a hash of everything that
-determines them (environment fingerprint, media file identity, frame count, frame size, pseudo-video jitter), so a
-changed setting never reads stale features. Writes are atomic (temp file + rename): a crash leaves no half file.
+Each sample's projected visual tokens are stored as one float32 safetensors file whose name is a hash of everything
+that determines them (environment fingerprint, media file identity, frame count, frame size, pseudo-video jitter),
+so a changed setting never reads stale features. This is the lazily filled per-sample cache (`data.features:
+cache`); at 7B scale use the sharded store (data/store.py, `data.features: store`) or no disk at all (`online`). Writes are atomic (temp file + rename): a crash leaves no half file.
 """
 
 from __future__ import annotations
@@ -23,15 +24,11 @@ FORMAT_VERSION = 1
 
 
 def env_fingerprint(path: str | Path) -> str:
-    """Identity of a checkpoint folder without hashing gigabytes of weights: file names, sizes and mtimes."""
-    path = Path(path).resolve()
-    parts = [str(path)]
-    if path.is_dir():
-        for f in sorted(path.iterdir()):
-            if f.is_file():
-                st = f.stat()
-                parts.append(f"{f.name}:{st.st_size}:{st.st_mtime_ns}")
-    return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:16]
+    """Identity of a model folder by its content (data/store.py `weights_digest`): not its path, not file mtimes, so
+    a folder copied to node-local disk keeps its cached features."""
+    from scorerl.data.store import weights_digest
+
+    return weights_digest(path)[:16]
 
 
 def load_frames(sample, num_frames: int, frame_size: int, jitter: float = 0.0) -> np.ndarray:

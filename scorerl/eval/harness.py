@@ -74,7 +74,7 @@ def run_eval(cfg: Config, policy_dir: str | Path | None = None, out: str | Path 
         _check_fastv_layer(env, cfg.eval.fastv_layer)
     env_dir = _env_dir(cfg)
     env_id = _env_id(env, env_dir)
-    items = encode_samples(env, env_id, samples, cfg)
+    items = encode_samples(env, env_id, samples, cfg, env_dir)
     if policy is not None and policy.feature_dim != items[0].visual.features.shape[-1]:
         raise CheckpointError(f"{policy_dir}: the policy takes D={policy.feature_dim} features, but this "
                               f"environment gives D={items[0].visual.features.shape[-1]}; it was trained for "
@@ -98,15 +98,15 @@ def run_eval(cfg: Config, policy_dir: str | Path | None = None, out: str | Path 
 # --------------------------------------------------------------------------------------------- steps
 
 
-def encode_samples(env: VideoEnv, env_id: str, samples: list[Sample], cfg: Config) -> list[EvalItem]:
-    """Visual tokens of every sample (from the feature cache, encoded once) with its prompt."""
+def encode_samples(env: VideoEnv, env_id: str, samples: list[Sample], cfg: Config,
+                   env_dir: Path | None = None) -> list[EvalItem]:
+    """Visual tokens of every sample (data.features: cache, store or online) with its prompt."""
     from tqdm.auto import tqdm
 
-    from scorerl.data.cache import FeatureCache
+    from scorerl.envs.features import feature_source
 
-    cache = FeatureCache(env, env_id, cfg.data.num_frames, cfg.data.frame_size, jitter=EVAL_JITTER,
-                         cache_dir=cfg.data.cache_dir or None)
-    return [EvalItem(id=s.id, visual=cache.get(s), prompt=format_prompt(s, cfg.data.answer_format))
+    features = feature_source(cfg.data, env, env_dir, jitter=EVAL_JITTER, cache_id=env_id)
+    return [EvalItem(id=s.id, visual=features.get(s), prompt=format_prompt(s, cfg.data.answer_format))
             for s in tqdm(samples, desc="features", unit="sample", leave=False)]
 
 

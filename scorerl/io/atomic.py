@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import tempfile
 from pathlib import Path
 from typing import Callable
 
@@ -89,9 +90,9 @@ def ensure_writable_dir(path: str | Path, what: str) -> Path:
         raise ScoreRLError(f"{what}: cannot write to {path}: {blocking} is a file, not a folder")
     try:
         path.mkdir(parents=True, exist_ok=True)
-        probe = path / f".write-probe-{os.getpid()}"
-        probe.write_bytes(b"")
-        probe.unlink()
+        fd, probe = tempfile.mkstemp(prefix=".write-probe-", dir=path)  # unique: processes may probe at once
+        os.close(fd)
+        os.unlink(probe)
     except OSError as e:
         raise ScoreRLError(f"{what}: cannot write to {path}: {e.strerror or e}") from None
     return path

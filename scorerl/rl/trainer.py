@@ -28,7 +28,7 @@ from pathlib import Path
 import torch
 
 from scorerl.config import Config
-from scorerl.errors import CheckpointError, ConfigError, DivergedError
+from scorerl.errors import CheckpointError, ConfigError, DataError, DivergedError
 from scorerl.io import atomic
 from scorerl.io import checkpoint as ckpt
 from scorerl.io import state_codec as codec
@@ -110,12 +110,13 @@ def train(cfg: Config, resume: str | None = None, force: bool = False) -> Path:
         if used:
             stage_samples[stage], _skipped = read_manifest(resolve_manifest(spec), skip_bad=cfg.data.skip_bad)
 
-    # ---- 6. features: the vision tower runs once per sample, here, not once per step
-    from scorerl.data.cache import FeatureCache
+    # ---- 6. features: the vision tower runs once per sample (cache, store) or inside each step (online)
+    from scorerl.envs import resolve_env_path
+    from scorerl.envs.features import feature_source
 
-    cache = FeatureCache(env, env_info["fingerprint"], cfg.data.num_frames, cfg.data.frame_size,
-                         jitter=cfg.data.pseudo_video_jitter, cache_dir=cfg.data.cache_dir or None)
-    if T.precompute_features:
+    cache = feature_source(cfg.data, env, resolve_env_path(cfg.env.path), cache_id=env_info["fingerprint"])
+    stage_samples = _usable(cache, stage_samples, cfg.data.skip_bad)
+    if T.precompute_features and cfg.data.features == "cache":
         _precompute(cache, [s for samples in stage_samples.values() for s in samples], accelerator)
     feature_dim = cache.get(stage_samples[2][0]).features.shape[-1]
 
@@ -342,13 +343,37 @@ def _save(run_dir: Path, step: int, cfg: Config, accelerator, policy, optimizer,
                                 world_size=accelerator.num_processes, barrier=accelerator.wait_for_everyone)
 
 
-def _items(picks, stage_samples: dict, cache, first_position: int) -> list[RolloutItem]:
-    """Rollout items of the curriculum's picks [(stage, index)]: sample, cached features, global batch position."""
-    items = []
-    for j, (stage, index) in enumerate(picks):
-        sample = stage_samples[stage][index]
-        items.append(RolloutItem(sample, cache.get(sample), position=first_position + j, key=f"{stage}:{sample.id}"))
-    return items
+def _items(picks, stage_samples: dict, features, first_position: int) -> list[RolloutItem]:
+    """Rollout items of the curriculum's picks [(stage, index)]: sample, its features (one batched call for the
+    online mode), global batch position."""
+    samples = [stage_samples[stage][index] for stage, index in picks]
+    return [RolloutItem(sample, visual, position=first_position + j, key=f"{stage}:{sample.id}")
+            for j, ((stage, _), sample, visual) in enumerate(zip(picks, samples, features.get_many(samples)))]
+
+
+def _usable(features, stage_samples: dict, skip_bad: bool) -> dict:
+    """With a feature store: the samples it holds. Those its build skipped (bad media) are left out with a warning
+    when data.skip_bad, else named in an error, as is any sample the store lacks altogether."""
+    from scorerl.data.store import FeatureStore
+
+    if not isinstance(features, FeatureStore):
+        return stage_samples
+    skipped = {(item["id"], Path(item["media"]).name) for item in features.skipped}
+    out = {}
+    for stage, samples in stage_samples.items():
+        bad = [s for s in samples if (s.id, Path(s.media).name) in skipped]
+        missing = [s for s in features.missing(samples) if s not in bad]
+        if missing:
+            raise DataError(f"{len(missing)} stage-{stage} sample(s) are not in the feature store {features.path} "
+                            f"(first: {missing[0].id!r}, {missing[0].media}); build it with `scorerl data features "
+                            "CONFIG` (only missing shards are built)")
+        if bad and not skip_bad:
+            raise DataError(f"{len(bad)} stage-{stage} sample(s) were skipped by the store's build as unreadable "
+                            f"(first: {bad[0].id!r}); set data.skip_bad=true to train without them")
+        for s in bad:
+            log.warning("stage %d: leaving out %s (%s): unreadable when the store was built", stage, s.id, s.media)
+        out[stage] = [s for s in samples if s not in bad] if bad else samples
+    return out
 
 
 def _share_ce_base(cache: dict, new: dict, accelerator) -> None:

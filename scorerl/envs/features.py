@@ -1,0 +1,212 @@
+"""Where a run's visual tokens come from (`data.features`), and building a feature store ahead of a run.
+
+    cache    per-sample files filled on first use (data/cache.py); the small-scale default
+    store    a sharded, lazily read store built beforehand by `scorerl data features` (data/store.py)
+    online   no disk: the frozen encoder runs inside the training step on the batch's samples, batched
+
+All three give the same tensors for the same sample (float32 environments: bit for bit), so a run's trajectory does
+not depend on the choice; `data.features` is declared inert and may change across a resume.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import torch
+
+from scorerl.data import store as st
+from scorerl.data.cache import FeatureCache, env_fingerprint, load_frames
+from scorerl.data.manifest import read_manifest, resolve_manifest
+from scorerl.errors import ConfigError, DataError
+from scorerl.io import atomic
+from scorerl.paths import scorerl_home
+from scorerl.types import Sample, VisualTokens
+
+log = logging.getLogger(__name__)
+BUILD_FILE = "building.json"  # the plan of a build in progress: its fingerprint and shard layout
+
+
+def _as_float_cpu(t: VisualTokens) -> VisualTokens:
+    return VisualTokens(t.features.detach().float().cpu(), t.grid,
+                        None if t.suffix is None else t.suffix.detach().float().cpu(), t.meta)
+
+
+class OnlineFeatures:
+    """`data.features: online`: every request encodes its samples now (one batched vision-tower call)."""
+
+    def __init__(self, env, num_frames: int, frame_size: int, jitter: float = 0.0):
+        self.env, self.num_frames, self.frame_size, self.jitter = env, num_frames, frame_size, jitter
+
+    def get_many(self, samples: list[Sample]) -> list[VisualTokens]:
+        frames = [load_frames(s, self.num_frames, self.frame_size, self.jitter) for s in samples]
+        with torch.inference_mode():
+            return [_as_float_cpu(t) for t in self.env.encode_batch(frames)]
+
+    def get(self, sample: Sample) -> VisualTokens:
+        return self.get_many([sample])[0]
+
+
+def env_identity(env, env_dir: Path | None) -> str:
+    """The weights' content digest (folder), or for an in-memory model a hash of its tensors."""
+    if env_dir is not None and Path(env_dir).is_dir():
+        return st.weights_digest(env_dir)
+    import hashlib
+
+    h = hashlib.sha256(type(env).__name__.encode())
+    for name, t in sorted(env.model.state_dict().items()):
+        h.update(name.encode() + t.detach().float().cpu().numpy().tobytes())
+    return "weights-" + h.hexdigest()[:24]
+
+
+def store_fingerprint(env, env_dir: Path | None, data) -> dict:
+    """The fingerprint a store for this environment and data section (frames, jitter) must carry."""
+    return st.store_fingerprint(arch=env.arch, dtype=str(env.dtype).removeprefix("torch."),
+                                weights=env_identity(env, env_dir), settings=dict(getattr(env, "settings", {})),
+                                num_frames=data.num_frames, frame_size=data.frame_size,
+                                jitter=data.pseudo_video_jitter)
+
+
+def store_dir(data, fingerprint: dict) -> Path:
+    """data.store_dir, else <scorerl home>/stores/<fingerprint id>: a store per environment and frame setting."""
+    if data.store_dir:
+        return Path(data.store_dir).expanduser()
+    return scorerl_home() / "stores" / st.fingerprint_id(fingerprint)
+
+
+def feature_source(data, env, env_dir: Path | None, *, jitter: float | None = None, cache_id: str | None = None):
+    """The object runs read features from: get(sample) and get_many(samples) -> VisualTokens [T, N, D].
+    jitter: the pseudo-video jitter of these samples (None: data.pseudo_video_jitter)."""
+    jitter = data.pseudo_video_jitter if jitter is None else jitter
+    if data.features == "online":
+        return OnlineFeatures(env, data.num_frames, data.frame_size, jitter)
+    if data.features == "store":
+        fingerprint = store_fingerprint(env, env_dir, data)
+        fingerprint["frames"]["jitter"] = jitter
+        return st.FeatureStore(store_dir(data, fingerprint), fingerprint)
+    cache = FeatureCache(env, cache_id or env_fingerprint(env_dir), data.num_frames, data.frame_size, jitter=jitter,
+                         cache_dir=data.cache_dir or None)
+    cache.get_many = lambda samples: [cache.get(s) for s in samples]
+    return cache
+
+
+# --------------------------------------------------------------------------------------------- building a store
+
+
+def manifests_of(cfg, given: list[str] | None) -> list[str]:
+    """The manifests to build features for: the given ones, else the config's stage 1 (when used), 2 and eval."""
+    if given:
+        return list(given)
+    specs = [cfg.data.stage2_manifest, cfg.data.eval_manifest]
+    if cfg.curriculum.switch == "plateau" or cfg.curriculum.stage1_steps > 0:
+        specs.insert(0, cfg.data.stage1_manifest)
+    return specs
+
+
+def build_features(cfg, manifests: list[str] | None = None, out: str | Path | None = None, shard_size: int = 256,
+                   *, env=None, env_dir: Path | None = None, rank: int | None = None,
+                   world_size: int | None = None, barrier=None, progress: bool = True) -> st.BuildReport:
+    """Build (or finish building) the feature store of cfg's environment over `manifests`.
+
+    Under `accelerate launch` every process builds the shards j with j % world_size == rank and the main process
+    writes the index at the end. Shards already complete (from an interrupted build) are kept, so a rerun only
+    builds what is missing; shards are byte-identical whatever the process count. Bad media are skipped and
+    counted with data.skip_bad, else the build stops naming the sample and file.
+    """
+    from scorerl.envs import load_env, resolve_env_path
+    from scorerl.io.progress import ProgressBar
+
+    if rank is None:
+        from accelerate import PartialState
+
+        state = PartialState(cpu=not torch.cuda.is_available())
+        rank, world_size, barrier = state.process_index, state.num_processes, state.wait_for_everyone
+    if shard_size < 1:
+        raise ConfigError(f"--shard-size must be >= 1, got {shard_size}")
+    barrier = barrier or (lambda: None)
+    if env is None:
+        env_dir, env = resolve_env_path(cfg.env.path), load_env(cfg.env)
+    fingerprint = store_fingerprint(env, env_dir, cfg.data)
+    store = Path(out).expanduser() if out is not None else store_dir(cfg.data, fingerprint)
+    atomic.ensure_writable_dir(store, "--out")
+
+    samples = []
+    for spec in manifests_of(cfg, manifests):
+        found, skipped_lines = read_manifest(resolve_manifest(spec), skip_bad=cfg.data.skip_bad)
+        samples += found
+    shards = st.plan_shards(samples, shard_size)
+    keys = [st.sample_key(s) for shard in shards for s in shard]
+    plan = {"format": st.STORE_FORMAT, "fingerprint": fingerprint,
+            "plan": st.plan_digest(keys, shard_size)}
+    _start_or_resume(store, plan, rank, barrier)
+
+    done_before = sum(st.shard_done(store, j) for j in range(len(shards)))
+    mine = [j for j in range(len(shards)) if j % world_size == rank and not st.shard_done(store, j)]
+    if rank == 0:
+        _say_estimate(env, cfg, shards, store, done_before)
+    total = sum(len(shards[j]) for j in mine)
+    bar = ProgressBar(total, desc="features", unit="sample", disable=not progress or rank != 0)
+
+    def encode(sample: Sample) -> VisualTokens:
+        frames = load_frames(sample, cfg.data.num_frames, cfg.data.frame_size, cfg.data.pseudo_video_jitter)
+        with torch.inference_mode():
+            return env.encode(frames)
+
+    done = [0]
+
+    def tick():
+        done[0] += 1
+        bar.update(done[0])
+
+    try:
+        for j in mine:
+            st.build_shard(store, j, shards[j], encode, cfg.data.skip_bad, on_sample=tick)
+    finally:
+        bar.close()
+    barrier()
+    if rank == 0:
+        index = st.write_index(store, fingerprint, len(shards), shard_size, plan["plan"])
+        (store / BUILD_FILE).unlink(missing_ok=True)
+        for item in index["skipped"]:
+            log.warning("skipped %s (%s): %s", item["id"], item["media"], item["reason"])
+    barrier()
+    index = json.loads((store / st.INDEX_FILE).read_text())
+    return st.BuildReport(store, len(index["samples"]), len(mine), done_before, index["skipped"],
+                          st.shards_bytes(store), main_process=rank == 0)
+
+
+def _start_or_resume(store: Path, plan: dict, rank: int, barrier) -> None:
+    """Record the build's plan, or check that the interrupted build (or finished store) in `store` had this very
+    plan: the same fingerprint (else the differing setting is named), samples and shard size."""
+    for name in (BUILD_FILE, st.INDEX_FILE):
+        f = store / name
+        if f.is_file():
+            found = json.loads(f.read_text())
+            st.check_fingerprint(store, found["fingerprint"], plan["fingerprint"])
+            if found.get("plan") != plan["plan"]:
+                raise DataError(f"{store}: holds a store of other samples or another --shard-size; build these "
+                                "manifests into another --out, or delete that folder")
+            barrier()
+            return
+    if rank == 0:
+        atomic.write_text(store / BUILD_FILE, json.dumps(plan) + "\n")
+    barrier()
+
+
+def _say_estimate(env, cfg, shards, store: Path, done_before: int) -> None:
+    first = next((s for shard in shards for s in shard if s.kind == "video"), shards[0][0] if shards else None)
+    if first is None:
+        return
+    try:
+        with torch.inference_mode():
+            tokens = env.encode(load_frames(first, cfg.data.num_frames, cfg.data.frame_size))
+    except DataError:
+        return
+    kinds = [s.kind for shard in shards for s in shard]
+    size = st.estimate_bytes(tokens, kinds)
+    T, N, D = tokens.features.shape
+    log.info("feature store %s: %d samples (%d videos, %d images) in %d shards, %d already built; each video "
+             "[%d, %d, %d] %s; about %s on disk (images kept as one unit)", store, len(kinds), kinds.count("video"),
+             kinds.count("image"), len(shards), done_before, T, N, D, str(tokens.features.dtype).removeprefix("torch."),
+             st.human_bytes(size))
