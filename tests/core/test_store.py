@@ -99,17 +99,15 @@ def test_interrupted_build_resumes_to_byte_identical_shards(assets, reference, t
     assert (again.built_shards, again.reused_shards) == (0, 5)
 
 
-def test_two_processes_build_the_same_bytes(assets, reference, tmp_path):
-    from scorerl.envs import load_env
-
-    env = load_env(make_cfg(assets).env)  # one model, read by both ranks (inference only)
+def two_ranks(cfg, out: Path, env, env_dir: Path, shard_size: int) -> list[BaseException]:
+    """build_features as 2 ranks (threads sharing one model, inference only, a real barrier); their errors."""
     barrier, errors = threading.Barrier(2), []
 
     def rank(r):
         try:
-            build_features(make_cfg(assets), out=tmp_path / "store", shard_size=3, progress=False, env=env,
-                           env_dir=assets["env"], rank=r, world_size=2, barrier=barrier.wait)
-        except BaseException as e:  # noqa: BLE001  (reported below)
+            build_features(cfg, out=out, shard_size=shard_size, progress=False, env=env, env_dir=env_dir, rank=r,
+                           world_size=2, barrier=barrier.wait)
+        except BaseException as e:  # noqa: BLE001  (returned to the test)
             errors.append(e)
             barrier.abort()
 
@@ -118,8 +116,50 @@ def test_two_processes_build_the_same_bytes(assets, reference, tmp_path):
         t.start()
     for t in threads:
         t.join()
-    assert errors == []
+    return errors
+
+
+def test_two_processes_build_the_same_bytes(assets, reference, tmp_path):
+    from scorerl.envs import load_env
+
+    env = load_env(make_cfg(assets).env)
+    assert two_ranks(make_cfg(assets), tmp_path / "store", env, assets["env"], 3) == []
     assert files(tmp_path / "store") == files(reference)
+
+
+def test_a_few_hundred_samples_two_ranks_killed_and_resumed(tmp_path, monkeypatch):
+    """300 samples (60 clips, 240 images) in 19 shards: rank 1 dies on its third shard, rank 0 stops at the
+    barrier; the resumed 2-rank build equals an uninterrupted 1-process build byte for byte."""
+    from conftest import write_tiny_dataset
+    from scorerl.envs import load_env
+    from scorerl.envs.build import build_tiny_env
+
+    data = write_tiny_dataset(tmp_path / "data", videos=60, images=240, frames=4, size=32, seed=2)
+    build_tiny_env("llava_onevision", seed=0).save_pretrained(tmp_path / "env")
+    cfg = load_config(None, [f"env.path={tmp_path / 'env'}", "env.arch=llava_onevision", "env.device=cpu",
+                             "data.num_frames=4", "data.frame_size=32",
+                             f"data.stage1_manifest={data / 'static_train.jsonl'}",
+                             f"data.stage2_manifest={data / 'train.jsonl'}", f"data.eval_manifest={data / 'train.jsonl'}"])
+    env = load_env(cfg.env)
+    whole = build_features(cfg, out=tmp_path / "whole", shard_size=16, progress=False, env=env,
+                           env_dir=tmp_path / "env", rank=0, world_size=1)
+    assert whole.samples == 300 and whole.built_shards == 19
+
+    real, calls = st.build_shard, []
+
+    def rank1_dies(store, j, *args, **kwargs):
+        if j % 2 == 1:
+            calls.append(j)
+            if len(calls) == 3:
+                raise KeyboardInterrupt(f"rank 1 killed at shard {j}")
+        return real(store, j, *args, **kwargs)
+
+    monkeypatch.setattr(st, "build_shard", rank1_dies)
+    errors = two_ranks(cfg, tmp_path / "split", env, tmp_path / "env", 16)
+    assert any(isinstance(e, KeyboardInterrupt) for e in errors)
+    monkeypatch.setattr(st, "build_shard", real)
+    assert two_ranks(cfg, tmp_path / "split", env, tmp_path / "env", 16) == []
+    assert files(tmp_path / "split") == files(tmp_path / "whole")
 
 
 def test_a_copied_model_folder_opens_the_store_and_another_processor_setting_is_refused(assets, reference,
