@@ -1,3 +1,20 @@
-"""scorerl: learn which visual tokens of a video a frozen multimodal LLM needs (SCORE, arXiv 2603.26365)."""
+"""scorerl: learn which visual tokens of a video a frozen multimodal LLM needs (SCORE, arXiv 2603.26365).
 
-__version__ = "0.1.0"
+    from scorerl import ScoreCompressor
+    compressor = ScoreCompressor.from_pretrained("runs/quickstart")
+    kept = compressor.select(visual_tokens, ratio=0.1, grid=(rows, cols))
+
+The public names are imported on first use, so `import scorerl` stays light.
+"""
+
+from scorerl.version import __version__
+
+__all__ = ["ScoreCompressor", "__version__"]
+
+
+def __getattr__(name: str):
+    if name == "ScoreCompressor":
+        from scorerl.export import ScoreCompressor
+
+        return ScoreCompressor
+    raise AttributeError(f"module 'scorerl' has no attribute {name!r}")

@@ -1,4 +1,5 @@
-"""A trained policy as a self-describing folder, and loading a policy from whatever folder a user has.
+"""A trained policy as a self-describing folder, loading a policy from whatever folder a user has, and
+`ScoreCompressor`, the public object users select tokens with in their own code.
 
 An exported folder (what `scorerl export` and the end of training write):
     policy.safetensors     the MLP weights                                  (TokenPolicy.save_pretrained)
@@ -25,7 +26,8 @@ EXPORT_FORMAT = "scorerl-policy-export/1"
 
 
 def export_policy(run_or_checkpoint: str | Path, out: str | Path) -> Path:
-    """Export the policy of a run folder (its latest complete checkpoint) or of one checkpoint folder into `out`.
+    """Export the policy of a run folder (its latest complete checkpoint), of one checkpoint folder, or of an
+    already exported folder (copied, after it is checked) into `out`.
 
     A run folder without checkpoints but with a finished policy/ is exported from that folder instead.
     """
@@ -39,10 +41,11 @@ def export_policy(run_or_checkpoint: str | Path, out: str | Path) -> Path:
     latest = ckpt.latest_checkpoint(src)
     if latest is not None:
         return export_checkpoint(ckpt.load_checkpoint(latest), out)
-    if _is_policy_dir(src / "policy"):
-        return _copy_export(src / "policy", Path(out).expanduser())
-    raise CheckpointError(f"{src}: neither a checkpoint folder (no {ckpt.MARKER}) nor a run folder with a complete "
-                          f"checkpoint in checkpoints/ or a policy/ folder")
+    for folder in (src, src / "policy"):  # an exported folder itself, or a run's finished policy/
+        if _is_policy_dir(folder):
+            return _copy_export(folder, Path(out).expanduser())
+    raise CheckpointError(f"{src}: neither a checkpoint folder (no {ckpt.MARKER}), a run folder with a complete "
+                          f"checkpoint in checkpoints/ or a policy/ folder, nor an exported policy folder")
 
 
 def export_checkpoint(checkpoint, out: str | Path) -> Path:
@@ -54,9 +57,9 @@ def export_checkpoint(checkpoint, out: str | Path) -> Path:
 
 def write_export(policy, out: str | Path, *, config: dict, step: int, env: dict, source: str = "") -> Path:
     """Write policy + export.json into `out` atomically (a temp folder renamed into place); returns `out`."""
-    import scorerl
+    from scorerl.version import __version__
 
-    info = {"format": EXPORT_FORMAT, "scorerl_version": scorerl.__version__, "step": int(step), "env": env,
+    info = {"format": EXPORT_FORMAT, "scorerl_version": __version__, "step": int(step), "env": env,
             "source": source, "config": config}
 
     def build(tmp: Path) -> None:
@@ -81,6 +84,11 @@ def read_export_info(path: str | Path) -> dict:
 def load_policy(path: str | Path, device: str | torch.device = "cpu"):
     """A TokenPolicy (eval mode) from an exported folder, a run folder (its policy/, else its latest checkpoint)
     or a checkpoint folder."""
+    return load_policy_and_info(path, device)[0]
+
+
+def load_policy_and_info(path: str | Path, device: str | torch.device = "cpu") -> tuple:
+    """(TokenPolicy in eval mode, {config, step, env, source}) from any of the folders load_policy takes."""
     from scorerl.compress.policy import TokenPolicy
     from scorerl.io import checkpoint as ckpt
 
@@ -88,7 +96,8 @@ def load_policy(path: str | Path, device: str | torch.device = "cpu"):
     if not path.is_dir():
         raise CheckpointError(f"{path}: no such policy, run or checkpoint folder")
     if _is_policy_dir(path) or _is_policy_dir(path / "policy"):
-        return TokenPolicy.from_pretrained(_resolve(path), device=device).eval()
+        refuse_pickles(_resolve(path))
+        return TokenPolicy.from_pretrained(_resolve(path), device=device).eval(), read_export_info(path)
     if (path / ckpt.MARKER).is_file():
         checkpoint = ckpt.load_checkpoint(path)
     elif (latest := ckpt.latest_checkpoint(path)) is not None:
@@ -96,8 +105,8 @@ def load_policy(path: str | Path, device: str | torch.device = "cpu"):
     else:
         raise CheckpointError(f"{path}: not an exported policy (no policy_config.json), a run folder (no policy/ "
                               f"and no complete checkpoint) nor a checkpoint folder (no {ckpt.MARKER})")
-    policy, _ = _policy_from_checkpoint(checkpoint)
-    return policy.to(device).eval()
+    policy, info = _policy_from_checkpoint(checkpoint)
+    return policy.to(device).eval(), {**info, "source": str(checkpoint.path)}
 
 
 # ------------------------------------------------------------------------------------------------ helpers
@@ -137,5 +146,128 @@ def _resolve(path: Path) -> Path:
 def _copy_export(src: Path, out: Path) -> Path:
     from scorerl.compress.policy import TokenPolicy
 
+    if src.resolve() == out.resolve():
+        raise CheckpointError(f"{src}: is already the export folder; choose another --out")
+    refuse_pickles(src)
     TokenPolicy.from_pretrained(src)  # checks it (readable, finite) before it is copied anywhere
     return atomic.build_dir(out, lambda tmp: shutil.copytree(src, tmp))
+
+
+PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt")
+
+
+def refuse_pickles(folder: Path) -> None:
+    """A policy folder holding a pickle-format file is refused by name: scorerl never unpickles what it is handed,
+    and a folder mixing formats is not one scorerl wrote."""
+    found = sorted(p.name for p in Path(folder).iterdir() if p.suffix in PICKLE_SUFFIXES)
+    if found:
+        raise CheckpointError(f"{folder / found[0]}: a pickle-format file; scorerl loads only safetensors and JSON. "
+                              f"Remove {', '.join(found)} from {folder}")
+
+
+# ------------------------------------------------------------------------------------------------ the public object
+
+CARD_FILE = "README.md"
+
+
+class ScoreCompressor:
+    """Which visual tokens of a video to keep, in a user's own code: a trained SCORE policy or a training-free
+    baseline behind one interface.
+
+        compressor = ScoreCompressor.from_pretrained("runs/quickstart")      # exported, run or checkpoint folder
+        kept = compressor.select(V, ratio=0.1, grid=(rows, cols))            # LongTensor [k], original order
+        ScoreCompressor.baseline("vidcom2").select(V, 0.1, grid)             # the same call for a baseline
+
+    V is the projected visual tokens [T, N, D] of ONE video, T temporal units of N = rows x cols tokens; a kept
+    index is t * N + n. Exactly ceil(ratio * T * N) tokens are kept (per unit when the policy was trained with
+    policy.topk_scope: per_unit).
+    """
+
+    def __init__(self, policy=None, *, baseline=None, info: dict | None = None, source: str = ""):
+        if (policy is None) == (baseline is None):
+            raise ValueError("a ScoreCompressor wraps either a trained policy or a baseline")
+        self.policy, self._baseline, self.info, self.source = policy, baseline, info or {}, source
+
+    @classmethod
+    def from_pretrained(cls, path: str | Path, device: str | torch.device = "cpu") -> "ScoreCompressor":
+        """Load from an exported folder, a run folder or a checkpoint folder (safetensors + JSON only; a pickle
+        file in the folder, a missing or truncated weights file and non-finite weights are refused by name)."""
+        policy, info = load_policy_and_info(path, device)
+        return cls(policy, info=info, source=str(Path(path).expanduser()))
+
+    @classmethod
+    def baseline(cls, name: str, **options) -> "ScoreCompressor":
+        """A training-free method by name (scorerl.compress.baselines: full, uniform, random, pool, framediff,
+        dycoke, vidcom2), with its options."""
+        from scorerl.compress.baselines import get_compressor
+
+        return cls(baseline=get_compressor(name, **options), source=f"baseline:{name}")
+
+    @property
+    def name(self) -> str:
+        return "score" if self.policy is not None else self._baseline.name
+
+    def save_pretrained(self, directory: str | Path, eval_report: str | None = None) -> Path:
+        """Write the policy folder (weights, config, export.json) plus a README.md model card: what it was
+        trained on and how, and `eval_report` (an evaluation's markdown table) when given. The folder can be
+        pushed to a model hub as it is."""
+        if self.policy is None:
+            raise ValueError(f"baseline {self.name!r} has no weights to save")
+        info = self.info or {}
+        out = write_export(self.policy, directory, config=info.get("config", {}), step=info.get("step", 0),
+                           env=info.get("env", {}), source=info.get("source", self.source))
+        atomic.write_text(out / CARD_FILE, model_card(read_export_info(out), eval_report))
+        return out
+
+    def keep_scores(self, features: torch.Tensor, grid: tuple[int, int] | None = None) -> torch.Tensor:
+        """Keep logits [..., T, N] of tokens [..., T, N, D] (higher = keep); a trained policy only."""
+        from scorerl.compress.policy import keep_logits
+
+        if self.policy is None:
+            raise ValueError(f"baseline {self.name!r} has no per-token scores; use select()")
+        if features.shape[-1] != self.policy.feature_dim:
+            raise CheckpointError(f"{self.source}: the policy reads features of width D={self.policy.feature_dim} "
+                                  f"(policy_config.json), these have D={features.shape[-1]}: another model's tokens")
+        with torch.inference_mode():
+            return keep_logits(self.policy, features, grid)
+
+    def keep_mask(self, features: torch.Tensor, ratio: float, grid: tuple[int, int],
+                  generator: torch.Generator | None = None) -> torch.Tensor:
+        """bool [T, N]: the tokens of one video [T, N, D] to keep at `ratio`."""
+        from scorerl.compress.select import topk_mask
+
+        if not 0 < ratio <= 1:
+            raise ValueError(f"ratio must be in (0, 1], got {ratio}")
+        if self.policy is None:
+            return self._baseline.select(features, ratio, grid, generator=generator)
+        return topk_mask(self.keep_scores(features, grid), ratio, self.policy.config.topk_scope)
+
+    def select(self, features: torch.Tensor, ratio: float, grid: tuple[int, int],
+               generator: torch.Generator | None = None) -> torch.Tensor:
+        """Kept flat indices (t * N + n) [k] of one video [T, N, D], ascending: the tokens' original order."""
+        return self.keep_mask(features, ratio, grid, generator).flatten().nonzero().squeeze(1)
+
+
+def model_card(info: dict, eval_report: str | None = None) -> str:
+    """README.md of an exported policy: what it is, what it was trained against and how, how to use it."""
+    cfg, env = info.get("config", {}), info.get("env", {})
+    rl, reward, train, data = (cfg.get(k, {}) for k in ("rl", "reward", "train", "data"))
+    lines = [
+        "---", "library_name: scorerl", "tags: [video, token-compression, reinforcement-learning]", "---", "",
+        "# SCORE token-compression policy", "",
+        "A per-token policy that selects which visual tokens of a video a frozen multimodal LLM needs (SCORE, "
+        "arXiv 2603.26365), trained with scorerl.", "",
+        "| | |", "|---|---|",
+        f"| environment | `{env.get('arch', '?')}` at `{env.get('path', '?')}` (fingerprint {env.get('fingerprint', '?')}) |",
+        f"| frames | {env.get('num_frames', data.get('num_frames', '?'))} at {env.get('frame_size', data.get('frame_size', '?'))} px |",
+        f"| training | {info.get('step', '?')} steps, K = {rl.get('group_size', '?')} masks, estimator "
+        f"`{rl.get('estimator', '?')}`, target ratio {reward.get('rho', '?')}, lr {train.get('lr', '?')} |",
+        f"| scorerl | {info.get('scorerl_version', '?')} |", "",
+        "```python", "from scorerl import ScoreCompressor", "",
+        "compressor = ScoreCompressor.from_pretrained(\"THIS_FOLDER\")",
+        "kept = compressor.select(visual_tokens, ratio=0.1, grid=(rows, cols))  # indices into T*N, original order",
+        "```", "",
+    ]
+    if eval_report:
+        lines += ["## Evaluation", "", eval_report.strip(), ""]
+    return "\n".join(lines)

@@ -75,7 +75,7 @@ class TokenPolicy(nn.Module):
         is refused."""
         from safetensors.torch import save_file
 
-        import scorerl
+        from scorerl.version import __version__
 
         self.check_finite(str(directory))
         directory = Path(directory)
@@ -84,7 +84,7 @@ class TokenPolicy(nn.Module):
         save_file(tensors, str(directory / WEIGHTS_NAME), metadata={"format": "pt"})
         meta = {
             "format_version": FORMAT_VERSION,
-            "scorerl_version": scorerl.__version__,
+            "scorerl_version": __version__,
             "feature_dim": self.feature_dim,
             "state_dim": self.state_dim,
             "policy": dataclasses.asdict(self.config),

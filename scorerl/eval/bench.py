@@ -242,12 +242,12 @@ def machine() -> dict:
 def _meta(cfg: Config, env, source, device, policy, policy_source, shape, grid, dims) -> dict:
     import transformers
 
-    import scorerl
+    from scorerl.version import __version__
 
     T, N, D = shape
     return {
         "machine": {**machine(), "device": str(device)},
-        "versions": {"scorerl": scorerl.__version__, "torch": torch.__version__,
+        "versions": {"scorerl": __version__, "torch": torch.__version__,
                      "transformers": transformers.__version__, "cuda": torch.version.cuda},
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "dtype": cfg.env.dtype,

@@ -210,9 +210,9 @@ def _check_fastv_layer(env: VideoEnv, k: int) -> None:
 def _versions() -> dict:
     import transformers
 
-    import scorerl
+    from scorerl.version import __version__
 
-    return {"scorerl": scorerl.__version__, "torch": torch.__version__, "transformers": transformers.__version__}
+    return {"scorerl": __version__, "torch": torch.__version__, "transformers": transformers.__version__}
 
 
 def _meta(cfg: Config, manifest_path: Path, skipped, env_dir: Path, env_id: str, methods, ratios, policy_dir,

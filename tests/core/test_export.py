@@ -114,3 +114,59 @@ def test_a_non_finite_policy_is_never_exported_nor_loaded(tmp_path):
     ckpt.save_checkpoint(run, 3, tensors={"policy": policy.state_dict()}, state=state)
     with pytest.raises(CheckpointError, match="not finite"):
         export_policy(run, tmp_path / "exported")
+
+
+def test_score_compressor_selects_what_the_run_policy_selects(tmp_path):
+    from scorerl import ScoreCompressor
+    from scorerl.compress.policy import keep_logits
+    from scorerl.compress.select import topk_mask
+
+    policies = fake_run(tmp_path / "run")
+    out = export_policy(tmp_path / "run", tmp_path / "exported")
+    v, grid = torch.randn(4, 6, D), (2, 3)
+    want = topk_mask(keep_logits(policies[4], v, grid), 0.25, policies[4].config.topk_scope).flatten().nonzero()[:, 0]
+    for source in (out, tmp_path / "run", tmp_path / "run" / "checkpoints" / "step-000004"):
+        kept = ScoreCompressor.from_pretrained(source).select(v, 0.25, grid)
+        assert torch.equal(kept, want), source
+    assert kept.tolist() == sorted(kept.tolist()) and len(kept) == 6  # ceil(0.25 * 24), original order
+    # Re-exporting an exported folder copies it, checked; the copy selects the same.
+    again = export_policy(out, tmp_path / "again")
+    assert torch.equal(ScoreCompressor.from_pretrained(again).select(v, 0.25, grid), want)
+
+
+def test_score_compressor_card_and_baselines(tmp_path):
+    from scorerl import ScoreCompressor
+    from scorerl.compress.baselines import get_compressor
+
+    fake_run(tmp_path / "run")
+    compressor = ScoreCompressor.from_pretrained(tmp_path / "run")
+    out = compressor.save_pretrained(tmp_path / "card", eval_report="| method | 0.1 |\n|---|---|\n| score | 91.2 |")
+    card = (out / "README.md").read_text()
+    assert "4 steps, K = 5 masks" in card and "| score | 91.2 |" in card and "ScoreCompressor.from_pretrained" in card
+    assert ScoreCompressor.from_pretrained(out).info["step"] == 4
+    v = torch.randn(16, 9, D)
+    mask = get_compressor("vidcom2").select(v, 0.1, (3, 3))
+    assert torch.equal(ScoreCompressor.baseline("vidcom2").select(v, 0.1, (3, 3)), mask.flatten().nonzero()[:, 0])
+    with pytest.raises(ValueError, match="no per-token scores"):
+        ScoreCompressor.baseline("uniform").keep_scores(v)
+
+
+def test_score_compressor_refuses_by_name(tmp_path):
+    from scorerl import ScoreCompressor
+    from scorerl.compress.policy import WEIGHTS_NAME
+
+    fake_run(tmp_path / "run")
+    out = export_policy(tmp_path / "run", tmp_path / "exported")
+    with pytest.raises(CheckpointError, match=r"policy_config.json\), these have D=7"):
+        ScoreCompressor.from_pretrained(out).select(torch.randn(2, 4, 7), 0.5, (2, 2))
+    (out / "pytorch_model.bin").write_bytes(b"\x80\x04pickled")
+    with pytest.raises(CheckpointError, match=r"pytorch_model.bin: a pickle-format file"):
+        ScoreCompressor.from_pretrained(out)
+    (out / "pytorch_model.bin").unlink()
+    weights = (out / WEIGHTS_NAME).read_bytes()
+    (out / WEIGHTS_NAME).write_bytes(weights[:40])
+    with pytest.raises(CheckpointError, match=WEIGHTS_NAME):
+        ScoreCompressor.from_pretrained(out)
+    (out / WEIGHTS_NAME).unlink()
+    with pytest.raises(CheckpointError, match=f"{WEIGHTS_NAME}: missing"):
+        ScoreCompressor.from_pretrained(out)
