@@ -59,6 +59,9 @@ class EnvSection:
     """Attention kernel of the frozen LLM."""
     token_budget: int = opt(32768, ge=1)
     """Most tokens (rows x padded length) in one scoring forward; larger batches are chunked to stay under it."""
+    system_prompt: str = ""
+    """System turn of the chat template; empty = the folder's own (its scorerl_env.json, else the template's
+    default)."""
 
 
 @dataclass

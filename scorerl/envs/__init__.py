@@ -55,8 +55,12 @@ def check_answer_format(env: VideoEnv, answer_format: str) -> None:
 
 
 def load_env(env_section) -> VideoEnv:
-    """Load the frozen environment an EnvSection describes (arch, path, dtype, device, attention, budget)."""
+    """Load the frozen environment an EnvSection describes (arch, path, dtype, device, attention, budget, system
+    prompt)."""
     cls = env_class(env_section.arch)
-    return cls.from_pretrained(resolve_env_path(env_section.path), dtype=env_section.dtype,
-                               device=env_section.device, attn_implementation=env_section.attn_implementation,
-                               token_budget=env_section.token_budget)
+    env = cls.from_pretrained(resolve_env_path(env_section.path), dtype=env_section.dtype,
+                              device=env_section.device, attn_implementation=env_section.attn_implementation,
+                              token_budget=env_section.token_budget)
+    if env_section.system_prompt:
+        env.settings["system_prompt"] = env_section.system_prompt
+    return env

@@ -163,13 +163,27 @@ class HFVideoEnv(VideoEnv):
         raise NotImplementedError
 
     def default_settings(self) -> dict:
-        """Processor settings (image mean/std, system prompt, ...) used when a folder does not give them."""
-        return {"image_mean": OPENAI_CLIP_MEAN, "image_std": OPENAI_CLIP_STD,
-                "system_prompt": "You are a helpful assistant."}
+        """Processor settings (image mean/std, ...) used where the folder's own files give none. system_prompt
+        None leaves the system turn to the chat template (its default, or none)."""
+        return {"image_mean": OPENAI_CLIP_MEAN, "image_std": OPENAI_CLIP_STD, "system_prompt": None}
 
     def text_around_video(self, prompt: str) -> tuple[str, str]:
-        """(text before the video placeholders, text after them up to the answer cue), in the model's template."""
-        raise NotImplementedError
+        """(text before the video placeholder, text after it up to the answer cue), rendered by the model's own
+        chat template: a system turn (settings["system_prompt"], or the template's default when None), then a user
+        turn holding the video and the prompt, then the generation prompt."""
+        messages = [] if self.settings.get("system_prompt") is None else [
+            {"role": "system", "content": self.settings["system_prompt"]}]
+        messages.append({"role": "user", "content": [{"type": "video"}, {"type": "text", "text": prompt}]})
+        if not self.tokenizer.chat_template:
+            raise EnvError("the tokenizer has no chat template (the folder gives neither chat_template.json, "
+                           "chat_template.jinja nor a chat_template in tokenizer_config.json)")
+        text = self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+        placeholder = self.tokenizer.convert_ids_to_tokens(self.video_token_id)
+        if text.count(placeholder) != 1:
+            raise EnvError(f"the chat template renders the video placeholder {placeholder!r} {text.count(placeholder)} "
+                           "times for one video; expected once")
+        before, after = text.split(placeholder)
+        return before, after
 
     def full_positions(self, input_ids: torch.Tensor, visual: VisualTokens) -> torch.Tensor:
         """Position ids [P, L] of the full (nothing dropped) sequence input_ids [L]."""
@@ -225,6 +239,7 @@ class HFVideoEnv(VideoEnv):
             raise EnvError(f"dtype must be one of {sorted(DTYPES)}, got {dtype!r}")
         try:
             tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
+            tokenizer.chat_template = _folder_chat_template(path) or tokenizer.chat_template
             model = cls.model_class().from_pretrained(
                 path, dtype=DTYPES[dtype], attn_implementation=attn_implementation, use_safetensors=True,
                 local_files_only=True, device_map=str(resolve_device(device)))
@@ -237,7 +252,11 @@ class HFVideoEnv(VideoEnv):
         path.mkdir(parents=True, exist_ok=True)
         self.model.save_pretrained(path)  # safetensors
         self.tokenizer.save_pretrained(path)
-        (path / SETTINGS_FILE).write_text(json.dumps({"arch": self.arch, **self.settings}, indent=2) + "\n")
+        # Our settings file holds only what the folder's own processor files do not say (a copied folder keeps
+        # its processor config authoritative: _read_settings refuses a disagreement).
+        own = _processor_settings(path)
+        ours = {k: v for k, v in self.settings.items() if k not in own}
+        (path / SETTINGS_FILE).write_text(json.dumps({"arch": self.arch, **ours}, indent=2) + "\n")
 
     # ---------------------------------------------------------------- request checks
 
@@ -471,19 +490,49 @@ def _check_folder(path: Path) -> None:
         raise EnvError(f"{path}: no tokenizer (tokenizer.json or tokenizer_config.json)")
 
 
-def _read_settings(path: Path) -> dict:
-    """Our settings file if present; else image mean/std etc. from a real checkpoint's processor config."""
-    ours = path / SETTINGS_FILE
-    if ours.is_file():
-        settings = json.loads(ours.read_text())
-        settings.pop("arch", None)
-        return settings
-    settings = {}
+def _processor_settings(path: Path) -> dict:
+    """Image mean/std and pixel limits from the folder's own processor files, old keys and new: Qwen's
+    min_pixels / max_pixels, or size.shortest_edge / size.longest_edge (transformers' newer processors)."""
+    settings: dict = {}
     for name in ("video_preprocessor_config.json", "preprocessor_config.json"):
         f = path / name
-        if f.is_file():
-            cfg = json.loads(f.read_text())
-            for key in ("image_mean", "image_std", "min_pixels", "max_pixels"):
-                if key in cfg and key not in settings:
-                    settings[key] = cfg[key]
+        if not f.is_file():
+            continue
+        cfg = json.loads(f.read_text())
+        size = cfg.get("size") if isinstance(cfg.get("size"), dict) else {}
+        found = {"image_mean": cfg.get("image_mean"), "image_std": cfg.get("image_std"),
+                 "min_pixels": cfg.get("min_pixels", size.get("shortest_edge")),
+                 "max_pixels": cfg.get("max_pixels", size.get("longest_edge"))}
+        for key, value in found.items():
+            if value is not None and key not in settings:
+                settings[key] = value
     return settings
+
+
+def _read_settings(path: Path) -> dict:
+    """The folder's processor settings, plus what scorerl_env.json adds (e.g. the answer format a fit declares).
+    scorerl's file never overrides the model's own: a value that disagrees with the processor config is an error
+    naming both files."""
+    settings = _processor_settings(path)
+    ours = path / SETTINGS_FILE
+    if ours.is_file():
+        extra = json.loads(ours.read_text())
+        extra.pop("arch", None)
+        for key, value in extra.items():
+            if key in settings and settings[key] != value:
+                raise EnvError(f"{ours}: {key} = {value!r} disagrees with the folder's processor config "
+                               f"({settings[key]!r}); the model's own file wins: remove {key} from {ours.name}")
+            settings.setdefault(key, value)
+    return settings
+
+
+def _folder_chat_template(path: Path) -> str | None:
+    """The chat template a multimodal folder ships for its processor (chat_template.json, or chat_template.jinja);
+    None where it leaves the template to the tokenizer's config."""
+    if (path / "chat_template.json").is_file():
+        template = json.loads((path / "chat_template.json").read_text()).get("chat_template")
+        if template:
+            return template
+    if (path / "chat_template.jinja").is_file():
+        return (path / "chat_template.jinja").read_text()
+    return None

@@ -25,12 +25,6 @@ class LlavaOneVisionEnv(HFVideoEnv):
 
         return LlavaOnevisionForConditionalGeneration
 
-    def text_around_video(self, prompt: str) -> tuple[str, str]:
-        # the Qwen2 ChatML layout LLaVA-OneVision was trained with: "<video>\n" then the question
-        system = self.settings["system_prompt"]
-        before = f"<|im_start|>system\n{system}<|im_end|>\n<|im_start|>user\n"
-        return before, f"\n{prompt}<|im_end|>\n<|im_start|>assistant\n"
-
     def preprocess(self, frames) -> dict[str, torch.Tensor]:
         """Frames uint8 [F, H, W, 3] -> {pixel_values_videos [1, F, 3, S, S]} (S = vision image_size)."""
         frames = check_frames(frames, min_frames=1)

@@ -73,11 +73,6 @@ class Qwen25VLEnv(HFVideoEnv):
     def _vision(self):
         return self.model.config.vision_config
 
-    def text_around_video(self, prompt: str) -> tuple[str, str]:
-        system = self.settings["system_prompt"]
-        before = f"<|im_start|>system\n{system}<|im_end|>\n<|im_start|>user\n<|vision_start|>"
-        return before, f"<|vision_end|>{prompt}<|im_end|>\n<|im_start|>assistant\n"
-
     # ---------------------------------------------------------------- vision
 
     def preprocess(self, frames) -> dict[str, torch.Tensor]:
