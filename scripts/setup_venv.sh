@@ -15,6 +15,9 @@ if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
     echo "[setup] installing torch==2.13.0 (CPU) and scorerl${extras:+[$extras]}"
     .venv/bin/python -m pip install -q --disable-pip-version-check torch==2.13.0 2>&1 | grep -v "^WARNING: Location" || true
     .venv/bin/python -m pip install -q --disable-pip-version-check -e ".${extras:+[$extras]}" 2>&1 | grep -v "^WARNING: Location" || true
+    if [ "$extras" = "dev" ]; then  # lmms-eval for the plugin's tests; --no-deps: its pins would break this stack
+        .venv/bin/python -m pip install -q --disable-pip-version-check --no-deps "lmms-eval==0.7.3" 2>&1 | grep -v "^WARNING: Location" || true
+    fi
     .venv/bin/python -c "import torch, transformers, scorerl" || { echo "[setup] install failed"; exit 1; }
     touch "$stamp"
 fi

@@ -361,8 +361,10 @@ class HFVideoEnv(VideoEnv):
                 result[i] = logits[row, k - need[i]:]
         return result
 
-    def token_logprobs(self, requests: list[ScoreRequest]) -> list[torch.Tensor]:
-        """Log-probability of each target token given everything before it -> one float32 [t_r] per request."""
+    def token_logprobs(self, requests: list[ScoreRequest], with_greedy: bool = False) -> list:
+        """Log-probability of each target token given everything before it -> one float32 [t_r] per request;
+        with_greedy: (log-probs [t_r], bool [t_r] whether each target token is the argmax) per request, as
+        log-likelihood harnesses report."""
         with torch.set_grad_enabled(self.grad):
             seqs = [self.build_sequence(r) for r in requests]
             for i, s in enumerate(seqs):
@@ -373,7 +375,8 @@ class HFVideoEnv(VideoEnv):
             out = []
             for s, lg in zip(seqs, logits):
                 logp = torch.log_softmax(lg[:-1].float(), dim=-1)  # [t, V]
-                out.append(logp.gather(1, s.target[:, None]).squeeze(1))
+                chosen = logp.gather(1, s.target[:, None]).squeeze(1)
+                out.append((chosen, logp.argmax(-1) == s.target) if with_greedy else chosen)
             return out
 
     def score(self, requests: list[ScoreRequest]) -> torch.Tensor:
