@@ -291,7 +291,7 @@ def test_loading_errors(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(EnvError, match="no config.json"):
         cls.from_pretrained(tmp_path / "empty")
-    with pytest.raises(EnvError, match=r"scorerl env fit configs/world/env.yaml"):
+    with pytest.raises(EnvError, match=r"world: environment folder not found"):  # a name only the world registers
         load_env(EnvSection(arch="qwen2_5_vl", path="world"))
     with pytest.raises(EnvError, match="unknown architecture"):
         env_class("gpt2")
