@@ -291,8 +291,8 @@ def test_loading_errors(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(EnvError, match="no config.json"):
         cls.from_pretrained(tmp_path / "empty")
-    with pytest.raises(EnvError, match=r"world: environment folder not found"):  # a name only the world registers
-        load_env(EnvSection(arch="qwen2_5_vl", path="world"))
+    with pytest.raises(EnvError, match=r"no_such_name: environment folder not found"):  # not registered: a path
+        load_env(EnvSection(arch="qwen2_5_vl", path="no_such_name"))
     with pytest.raises(EnvError, match="unknown architecture"):
         env_class("gpt2")
     with pytest.raises(EnvError, match=r"unknown qwen2_5_vl size key\(s\) \['hiden_size'\]; valid keys: hidden_size"):
