@@ -423,7 +423,12 @@ class HFVideoEnv(VideoEnv):
         """Greedy decoding with a KV cache -> new token ids (stop token excluded).
 
         New tokens continue the text positions (last prompt position + 1), as the target tokens do in `score`.
+        The cache goes back in under the name this transformers uses: `cache` (`past_key_values` is deprecated
+        there and warns), `past_key_values` in older 5.x releases that do not know `cache`.
         """
+        import inspect
+
+        cache_arg = "cache" if "cache" in inspect.signature(self.model.forward).parameters else "past_key_values"
         seq = self.build_sequence(request, with_target=False)
         embed = self.model.get_input_embeddings()
         stop = self._stop_ids()
@@ -441,8 +446,8 @@ class HFVideoEnv(VideoEnv):
                 break
             last = last + 1
             out = self.model(inputs_embeds=embed(torch.tensor([[token]], device=self.device)),
-                             position_ids=self.model_positions(last), past_key_values=out.past_key_values,
-                             use_cache=True, logits_to_keep=1)
+                             position_ids=self.model_positions(last), use_cache=True, logits_to_keep=1,
+                             **{cache_arg: getattr(out, cache_arg)})
         return new
 
     @torch.no_grad()
