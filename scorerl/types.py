@@ -46,13 +46,23 @@ class ScoreRequest:
 
 @dataclass
 class Sample:
+    """One question about one video (or image: a static pseudo-video). Multiple choice when it has options (the
+    answer is then the option's letter and index), open-ended otherwise (the answer is free text, index -1)."""
+
     id: str
     media: Path  # absolute path of the video or image
     kind: str  # "video" | "image"
     question: str
-    options: list[str]
-    answer: str  # the answer's letter, "A".."D"
-    answer_index: int  # its 0-based option index
+    options: list[str]  # 2-10 options; [] = open-ended
+    answer: str  # multiple choice: the answer's letter "A".."J"; open-ended: the answer text
+    answer_index: int  # multiple choice: its 0-based option index; open-ended: -1
     family: str = ""
     line: int = 0  # 1-based line in the manifest, for error messages
-    meta: dict = field(default_factory=dict)  # the manifest line's other fields, passed through untouched
+    meta: dict = field(default_factory=dict)  # the line's `meta` and any other fields, passed through untouched
+    start: float | None = None  # clip window in seconds (video only); None = from the start
+    end: float | None = None  # ... None = to the end
+    fps: float | None = None  # this sample's frame sampling rate (frames per second); None = data.* settings
+
+    @property
+    def open_ended(self) -> bool:
+        return not self.options

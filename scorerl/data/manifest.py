@@ -1,9 +1,14 @@
-"""JSONL manifests: one multiple-choice sample per line.
+"""JSONL manifests, version 2 (docs/data.md): one question per line, multiple choice or open-ended.
 
     {"id": "train_00000", "video": "videos/train_00000.mp4",   # or "image": "images/x.png"; relative to the file
-     "question": "...", "options": ["..", "..", "..", ".."], "answer": "B",
+     "question": "...",
+     "options": ["..", "..", ".."],                              # 2-10; absent = an open-ended question
+     "answer": "B",                                              # the letter, the 0-based index, or the option's
+                                                                 # text; open-ended: the free-text answer
+     "start": 3.5, "end": 12.0, "fps": 2,                        # optional: clip window (s), sampling rate
      "family": "direction",                                      # optional: question family, for per-family metrics
-     ...}                                                        # any other field: passed through in Sample.meta
+     "meta": {...}}                                              # optional: passed through in Sample.meta
+Version-1 files (2-4 options, a letter answer, extra top-level fields) read unchanged: extra fields go to meta.
 
 A bad line stops the run with `DataError("FILE:LINE: reason")`, or with skip_bad=True is skipped, logged and
 returned in `skipped`, so a long evaluation can report exactly what it left out.
@@ -22,14 +27,14 @@ from scorerl.types import Sample
 
 log = logging.getLogger(__name__)
 
-LETTERS = ("A", "B", "C", "D")
+LETTERS = ("A", "B", "C", "D", "E", "F", "G", "H", "I", "J")  # up to 10 options
 PROMPT_SUFFIX = "Answer with the option's letter from the given choices directly."
 # answer_format=option: the model answers with the option's text, and an option is chosen by its likelihood.
 # A small model fitted from scratch learns "what colour is it" long before it learns the indirection
 # "which letter names that colour", so the built-in world uses this format.
 PROMPT_SUFFIX_OPTION = "Answer with the option's text."
-REQUIRED = ("id", "question", "options", "answer")
-_FIELDS = (*REQUIRED, "video", "image", "family")  # the rest of a line goes to Sample.meta
+REQUIRED = ("id", "question", "answer")
+_FIELDS = (*REQUIRED, "options", "video", "image", "family", "meta", "start", "end", "fps", "format_version")
 
 
 def _parse_line(text: str, base: Path) -> Sample:
@@ -52,23 +57,65 @@ def _parse_line(text: str, base: Path) -> Sample:
     for key in ("id", "question", kind):
         if not isinstance(rec[key], str) or not rec[key]:
             raise ValueError(f"{key} must be a non-empty string")
+    options, answer, index = _answer(rec)
+    start, end, fps = _clip(rec, kind)
+    media = Path(rec[kind]).expanduser()
+    media = (media if media.is_absolute() else base / media).resolve()
+    if not media.is_file():
+        raise ValueError(f"{kind} file not found: {media}")
+    meta = rec.get("meta", {})
+    if not isinstance(meta, dict):
+        raise ValueError("meta must be a JSON object")
+    meta = {**{k: v for k, v in rec.items() if k not in _FIELDS}, **meta}  # v1's extra fields, then v2's meta
+    return Sample(id=rec["id"], media=media, kind=kind, question=rec["question"], options=options, answer=answer,
+                  answer_index=index, family=str(rec.get("family", "")), meta=meta, start=start, end=end, fps=fps)
+
+
+def _answer(rec: dict) -> tuple[list[str], str, int]:
+    """(options, answer, index): multiple choice with the answer as letter, index or option text -> its letter
+    and index (a letter wins over an option whose text is a letter); open-ended (no options) -> text, -1."""
+    answer = rec["answer"]
+    if "options" not in rec or rec["options"] is None:
+        if not isinstance(answer, str) or not answer.strip():
+            raise ValueError("an open-ended answer must be a non-empty string")
+        return [], answer, -1
     options = rec["options"]
     if (not isinstance(options, list) or not 2 <= len(options) <= len(LETTERS)
             or not all(isinstance(o, str) and o for o in options)):
         raise ValueError(f"options must be a list of 2-{len(LETTERS)} non-empty strings")
     if len(set(options)) != len(options):
         raise ValueError("options must be distinct")
-    answer = rec["answer"]
-    if answer not in LETTERS[:len(options)]:
-        raise ValueError(f"answer {answer!r} is not one of {', '.join(LETTERS[:len(options)])} "
-                         f"(the {len(options)} options)")
-    media = Path(rec[kind]).expanduser()
-    media = (media if media.is_absolute() else base / media).resolve()
-    if not media.is_file():
-        raise ValueError(f"{kind} file not found: {media}")
-    meta = {k: v for k, v in rec.items() if k not in _FIELDS}
-    return Sample(id=rec["id"], media=media, kind=kind, question=rec["question"], options=list(options),
-                  answer=answer, answer_index=LETTERS.index(answer), family=str(rec.get("family", "")), meta=meta)
+    letters = LETTERS[:len(options)]
+    if isinstance(answer, str) and answer in letters:
+        index = letters.index(answer)
+    elif isinstance(answer, int) and not isinstance(answer, bool) and 0 <= answer < len(options):
+        index = answer
+    elif isinstance(answer, str) and answer in options:
+        index = options.index(answer)
+    else:
+        raise ValueError(f"answer {answer!r} is neither a letter {letters[0]}-{letters[-1]}, an index "
+                         f"0-{len(options) - 1} nor one of the {len(options)} options' texts")
+    return list(options), letters[index], index
+
+
+def _clip(rec: dict, kind: str) -> tuple[float | None, float | None, float | None]:
+    """(start, end, fps), each None when absent; a window only for a video, start < end, fps > 0."""
+    def number(key):
+        value = rec.get(key)
+        if value is None:
+            return None
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value or value < 0:
+            raise ValueError(f"{key} must be a number >= 0, got {value!r}")
+        return float(value)
+
+    start, end, fps = number("start"), number("end"), number("fps")
+    if (start is not None or end is not None) and kind != "video":
+        raise ValueError("start/end (a clip window) need a video, not an image")
+    if start is not None and end is not None and start >= end:
+        raise ValueError(f"start {start} must be before end {end}")
+    if fps is not None and fps <= 0:
+        raise ValueError(f"fps must be > 0, got {fps}")
+    return start, end, fps
 
 
 def read_manifest(path: str | Path, skip_bad: bool = False) -> tuple[list[Sample], list[tuple[int, str]]]:
@@ -136,7 +183,10 @@ def resolve_manifest(spec: str | Path) -> Path:
 
 
 def format_prompt(sample: Sample, answer_format: str = "letter") -> str:
-    """Question, lettered options and the instruction for the answer format (letter: LLaVA-Video style)."""
+    """Question, lettered options and the instruction for the answer format (letter: LLaVA-Video style); an
+    open-ended question as it is."""
+    if sample.open_ended:
+        return sample.question
     lines = [sample.question]
     lines += [f"{letter}. {option}" for letter, option in zip(LETTERS, sample.options)]
     lines.append(PROMPT_SUFFIX if answer_format == "letter" else PROMPT_SUFFIX_OPTION)
@@ -144,14 +194,19 @@ def format_prompt(sample: Sample, answer_format: str = "letter") -> str:
 
 
 def answer_choices(sample: Sample, answer_format: str = "letter") -> list[str]:
-    """The texts an answer is chosen among (the letters, or the options' texts), in option order."""
+    """The texts an answer is chosen among (the letters, or the options' texts), in option order; an open-ended
+    question has only its answer."""
+    if sample.open_ended:
+        return [sample.answer]
     if answer_format == "letter":
         return list(LETTERS[:len(sample.options)])
     return list(sample.options)
 
 
 def answer_target(sample: Sample, answer_format: str = "letter") -> str:
-    """The ground-truth answer text whose cross-entropy is the reward signal."""
+    """The ground-truth answer text whose cross-entropy is the reward signal (open-ended: the answer itself)."""
+    if sample.open_ended:
+        return sample.answer
     return answer_choices(sample, answer_format)[sample.answer_index]
 
 

@@ -17,12 +17,14 @@ from scorerl.types import ScoreRequest
 
 def choice_scores(env: VideoEnv, requests: list[ScoreRequest], samples: list[Sample],
                   answer_format: str) -> torch.Tensor:
-    """[R, len(LETTERS)] log-likelihood of each option of each request; -inf past a sample's last option."""
+    """[R, C] log-likelihood of each option of each (multiple-choice) request, C = the most options in the batch;
+    -inf past a sample's last option."""
     n_options = torch.tensor([len(s.options) for s in samples])  # [R]
+    C = int(n_options.max())
     # Letters past a sample's last option are not answers to it, however likely the model finds them.
-    invalid = torch.arange(len(LETTERS))[None, :] >= n_options[:, None]  # [R, C]
+    invalid = torch.arange(C)[None, :] >= n_options[:, None]  # [R, C]
     if answer_format == "letter":
-        logp = env.choice_logprobs(requests, list(LETTERS)).float().cpu()  # [R, C]
+        logp = env.choice_logprobs(requests, list(LETTERS[:C])).float().cpu()  # [R, C]
     elif _all_single_tokens(env, samples):
         texts = sorted({o for s in samples for o in s.options})
         column = {t: i for i, t in enumerate(texts)}
@@ -53,5 +55,27 @@ def _all_single_tokens(env: VideoEnv, samples: list[Sample]) -> bool:
 
 
 def predict(env: VideoEnv, requests: list[ScoreRequest], samples: list[Sample], answer_format: str) -> list[int]:
-    """Index of the most likely option of each request (ties go to the earlier option)."""
+    """Index of the most likely option of each multiple-choice request (ties go to the earlier option)."""
     return choice_scores(env, requests, samples, answer_format).argmax(dim=1).tolist()
+
+
+def open_answers(env: VideoEnv, requests: list[ScoreRequest], samples: list[Sample],
+                 extra_tokens: int = 8) -> tuple[list[str], list[float]]:
+    """Open-ended questions: (greedy answer text, cross-entropy of the reference answer) per request; the answer
+    may run `extra_tokens` past the reference's length."""
+    scored = [ScoreRequest(r.visual, r.prompt, target=s.answer, keep=r.keep) for r, s in zip(requests, samples)]
+    ce = env.score(scored).float().cpu().tolist()
+    texts = []
+    for r, s in zip(requests, samples):
+        n = len(env.tokenizer(s.answer, add_special_tokens=False).input_ids)
+        texts.append(env.generate(r, max_new_tokens=n + extra_tokens))
+    return texts, ce
+
+
+def normalise_answer(text: str) -> str:
+    """Lower case, punctuation and articles removed, whitespace collapsed (SQuAD-style), for normalised match."""
+    import re
+    import string
+
+    text = "".join(ch for ch in text.lower() if ch not in string.punctuation)
+    return " ".join(w for w in re.sub(r"\b(a|an|the)\b", " ", text).split())

@@ -24,7 +24,7 @@ from pathlib import Path
 import torch
 
 from scorerl.config import Config
-from scorerl.eval.answer import predict
+from scorerl.eval.answer import open_answers, predict
 from scorerl.data.manifest import LETTERS, Sample, format_prompt, manifest_hash, read_manifest, resolve_manifest
 from scorerl.envs.base import VideoEnv
 from scorerl.types import ScoreRequest
@@ -111,23 +111,24 @@ def encode_samples(env: VideoEnv, env_id: str, samples: list[Sample], cfg: Confi
 
 
 def evaluate_runs(env: VideoEnv, samples: list[Sample], items: list[EvalItem], runs: list[tuple[str, float]],
-                  ctx: MethodContext, batch_size: int) -> tuple[list[dict], dict[str, str]]:
-    """Metrics rows (relative to the first run, `full`) and per-sample predicted letters for each (method, ratio)."""
+                  ctx: MethodContext, batch_size: int) -> tuple[list[dict], dict]:
+    """Metrics rows (relative to the first run, `full`) and per-sample predictions for each (method, ratio): a
+    string of letters when every question is multiple choice, else a list (letters, and open-ended answers)."""
     from tqdm.auto import tqdm
 
     batches = [list(range(i, min(i + batch_size, len(items)))) for i in range(0, len(items), batch_size)]
     rows, predictions = [], {}
     with tqdm(total=len(runs) * len(batches), desc="eval", unit="batch") as bar:
         for method, rho in runs:
-            pred, kept = [], []
+            pred, kept, ce = [], [], []
             for idx in batches:
                 bar.set_postfix_str(f"{method}@{rho:g}")
-                p, k = answer_batch(env, [samples[i] for i in idx], [items[i] for i in idx], method, rho, ctx)
-                pred += p
-                kept += k
+                p, k, c = answer_batch(env, [samples[i] for i in idx], [items[i] for i in idx], method, rho, ctx)
+                pred, kept, ce = pred + p, kept + k, ce + c
                 bar.update(1)
-            rows.append(summarise(method, rho, samples, pred, kept))
-            predictions[f"{method}@{rho:g}"] = "".join(LETTERS[i] for i in pred)
+            rows.append(summarise(method, rho, samples, pred, kept, ce))
+            shown = [LETTERS[p] if isinstance(p, int) else p for p in pred]
+            predictions[f"{method}@{rho:g}"] = "".join(shown) if all(isinstance(p, int) for p in pred) else shown
     full_acc = rows[0]["accuracy"]
     for row in rows:
         row["relative"] = row["accuracy"] / full_acc if full_acc > 0 else None
@@ -135,28 +136,46 @@ def evaluate_runs(env: VideoEnv, samples: list[Sample], items: list[EvalItem], r
 
 
 def answer_batch(env: VideoEnv, samples: list[Sample], items: list[EvalItem], method: str, rho: float,
-                 ctx: MethodContext) -> tuple[list[int], list[float]]:
-    """Predicted option index and kept fraction of each sample in one batch (one batched prefill)."""
+                 ctx: MethodContext) -> tuple[list, list[float], list]:
+    """(answer, kept fraction, answer CE) of each sample in one batch: multiple choice -> the predicted option's
+    index from one batched prefill (CE None); open-ended -> the greedy answer text and the reference answer's CE."""
     if method == "full":
         masks = [None] * len(items)  # None = every token, the environment's uncompressed path
     else:
         masks = method_masks(method, items, rho, ctx)
     requests = [ScoreRequest(visual=it.visual, prompt=it.prompt, keep=m) for it, m in zip(items, masks)]
+    closed = [i for i, s in enumerate(samples) if not s.open_ended]
+    opened = [i for i, s in enumerate(samples) if s.open_ended]
+    answers: list = [None] * len(samples)
+    ce: list = [None] * len(samples)
     with torch.inference_mode():
-        pred = predict(env, requests, samples, ctx.answer_format)
+        if closed:
+            for i, p in zip(closed, predict(env, [requests[i] for i in closed], [samples[i] for i in closed],
+                                            ctx.answer_format)):
+                answers[i] = p
+        if opened:
+            texts, losses = open_answers(env, [requests[i] for i in opened], [samples[i] for i in opened])
+            for i, text, loss in zip(opened, texts, losses):
+                answers[i], ce[i] = text, loss
     kept = [1.0 if m is None else float(m.sum()) / m.numel() for m in masks]
-    return pred, kept
+    return answers, kept, ce
 
 
-def summarise(method: str, rho: float, samples: list[Sample], pred: list[int], kept: list[float]) -> dict:
-    """accuracy, n, kept_fraction and per-family accuracy of one (method, ratio); relative is added later."""
-    correct = [p == s.answer_index for p, s in zip(pred, samples)]
+def summarise(method: str, rho: float, samples: list[Sample], pred: list, kept: list[float],
+              ce: list | None = None) -> dict:
+    """accuracy, n, kept_fraction and per-family accuracy of one (method, ratio); relative is added later.
+    A multiple-choice answer is right when its index is the answer's; an open-ended one when it matches the
+    reference after normalisation (the row adds exact match and the reference answer's mean CE for those)."""
+    from scorerl.eval.answer import normalise_answer
+
+    correct = [normalise_answer(p) == normalise_answer(s.answer) if s.open_ended else p == s.answer_index
+               for p, s in zip(pred, samples)]
     families: dict[str, list[bool]] = {}
     for ok, s in zip(correct, samples):
         if s.family:
             families.setdefault(s.family, []).append(ok)
     n = len(correct)
-    return {
+    row = {
         "method": method,
         "ratio": rho,
         "accuracy": sum(correct) / n,
@@ -165,6 +184,15 @@ def summarise(method: str, rho: float, samples: list[Sample], pred: list[int], k
         "kept_fraction": sum(kept) / n,
         "families": {f: {"accuracy": sum(v) / len(v), "n": len(v)} for f, v in sorted(families.items())},
     }
+    opened = [i for i, s in enumerate(samples) if s.open_ended]
+    if opened:
+        row["open_ended"] = {
+            "n": len(opened),
+            "exact_match": sum(pred[i].strip() == samples[i].answer.strip() for i in opened) / len(opened),
+            "normalised_match": sum(correct[i] for i in opened) / len(opened),
+            "answer_ce": sum(ce[i] for i in opened) / len(opened),
+        }
+    return row
 
 
 # --------------------------------------------------------------------------------------------- identity, meta

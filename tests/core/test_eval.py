@@ -188,8 +188,29 @@ def test_option_format_picks_the_option_with_the_highest_summed_likelihood(optio
     sample = Sample("s", "x.mp4", "video", "What colour?", options, "B", 1, "f")
     assert _all_single_tokens(env, [sample]) == one_token
     request = ScoreRequest(visual, "What colour?")
-    scores = choice_scores(env, [request], [sample], "option")  # [1, 4]
+    wide = Sample("w", "x.mp4", "video", "What colour?", [*options, "x y", "z w"], "A", 0, "f")  # 5 options
+    scores = choice_scores(env, [request, request], [sample, wide], "option")  # [2, 5]: C = the most options
     by_hand = [float(env.token_logprobs([ScoreRequest(visual, "What colour?", target=o)])[0].sum())
                for o in sample.options]
     assert torch.allclose(scores[0, :3], torch.tensor(by_hand), atol=1e-5)
-    assert scores[0, 3] == float("-inf")  # no fourth option
+    assert scores.shape == (2, 5) and (scores[0, 3:] == float("-inf")).all()  # no fourth or fifth option
+    assert torch.isfinite(scores[1]).all()
+
+
+def test_open_ended_questions_report_answer_ce_and_match(world, tmp_path):
+    from scorerl.eval.answer import normalise_answer
+
+    lines = [_line(0, video=str(world / "v0.mp4")), _line(1, options=None, answer="red", video=str(world / "v1.mp4")),
+             _line(2, options=None, answer="The Blue one.", video=str(world / "v2.mp4"))]
+    (tmp_path / "mixed.jsonl").write_text("\n".join(lines) + "\n")
+    result = run_eval(_cfg(world, "eval.methods=[full,uniform]", "eval.ratios=[0.5]"), out=tmp_path / "r.json",
+                      manifest=tmp_path / "mixed.jsonl")
+    full = result["results"][0]
+    assert full["n"] == 3 and full["open_ended"]["n"] == 2
+    assert full["open_ended"]["answer_ce"] > 0 and 0 <= full["open_ended"]["exact_match"] <= 1
+    answers = result["predictions"]["full@1"]
+    assert isinstance(answers, list) and answers[0] in "ABCD" and isinstance(answers[1], str)
+    # The normalised match is what the accuracy counts for an open-ended question.
+    right = [answers[0] == "A", normalise_answer(answers[1]) == "red", normalise_answer(answers[2]) == "blue one"]
+    assert full["accuracy"] == pytest.approx(sum(right) / 3)
+    assert normalise_answer("The  Blue, one.") == "blue one"

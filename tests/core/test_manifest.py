@@ -51,8 +51,14 @@ def test_good_manifest(folder):
     (_line(id="s1", image="nope.png"), "image file not found"),
     (_line(id="s1", answer=None), "missing field(s): answer"),
     (_line(id="s1", image=None), "missing field(s): video or image"),
-    (_line(id="s1", answer="E"), "answer 'E' is not one of A, B, C, D"),
-    (_line(id="s1", answer="D", options=["a", "b", "c"]), "answer 'D' is not one of A, B, C"),
+    (_line(id="s1", answer="E"), "answer 'E' is neither a letter A-D, an index 0-3 nor one of the 4 options' texts"),
+    (_line(id="s1", answer="D", options=["a", "b", "c"]), "answer 'D' is neither a letter A-C"),
+    (_line(id="s1", answer=4), "an index 0-3"),
+    (_line(id="s1", options=[str(i) for i in range(11)], answer="A"), "options must be a list of 2-10"),
+    (_line(id="s1", options=None, answer=""), "an open-ended answer must be a non-empty string"),
+    (_line(id="s1", image=None, video="clip.mp4", start=5, end=2), "must be before end"),
+    (_line(id="s1", fps=-1), "fps must be a number >= 0"),
+    (_line(id="s1", meta=[1]), "meta must be a JSON object"),
     (_line(id="s1", options=["a", "a", "b", "c"]), "distinct"),
     (_line(id="s1", options="abcd"), "options must be a list"),
     (_line(id="s0"), "duplicate id 's0' (first on line 1)"),
@@ -103,7 +109,7 @@ def test_format_prompt(folder):
     (sample,), _ = read_manifest(_write(folder, [_line()]))
     assert format_prompt(sample) == ("What color?\nA. red\nB. blue\nC. green\nD. cyan\n"
                                      "Answer with the option's letter from the given choices directly.")
-    assert PROMPT_SUFFIX in format_prompt(sample) and LETTERS == ("A", "B", "C", "D")
+    assert PROMPT_SUFFIX in format_prompt(sample) and LETTERS[:4] == ("A", "B", "C", "D") and len(LETTERS) == 10
 
 
 def test_manifest_hash(folder):
@@ -112,3 +118,27 @@ def test_manifest_hash(folder):
     assert h == hashlib.sha256(path.read_bytes()).hexdigest()
     path.write_text(path.read_text() + "\n")
     assert manifest_hash(path) != h
+
+
+def test_manifest_v2_answers_open_ended_window_and_meta(folder):
+    from scorerl.data.manifest import answer_target
+
+    lines = [
+        _line(id="next", options=["a", "b", "c", "d", "e"], answer=3),                     # NExT-QA: 5, an index
+        _line(id="text", options=["cat", "dog", "A", "B"], answer="dog"),                   # the option's text
+        _line(id="letter", options=["cat", "dog", "A", "B"], answer="A"),                   # a letter wins
+        {"id": "open", "video": "clip.mp4", "question": "What happens?", "answer": "a dog runs", "start": 1.5,
+         "end": 4, "fps": 2, "meta": {"source": "llava_video"}, "conversation_turn": 2},  # open-ended, window
+    ]
+    (folder / "m.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
+    (nxt, text, letter, open_), _ = read_manifest(folder / "m.jsonl")
+    assert (nxt.answer, nxt.answer_index, len(nxt.options)) == ("D", 3, 5)
+    assert (text.answer, text.answer_index) == ("B", 1) and (letter.answer, letter.answer_index) == ("A", 0)
+    assert open_.open_ended and open_.answer == "a dog runs" and open_.answer_index == -1
+    assert (open_.start, open_.end, open_.fps) == (1.5, 4.0, 2.0)
+    assert open_.meta == {"source": "llava_video", "conversation_turn": 2}
+    assert format_prompt(open_) == "What happens?" and answer_target(open_) == "a dog runs"
+    assert format_prompt(nxt).splitlines()[5] == "E. e" and answer_target(nxt) == "D"
+    with pytest.raises(DataError, match="need a video, not an image"):
+        (folder / "bad.jsonl").write_text(json.dumps(_line(id="x", start=1)) + "\n")
+        read_manifest(folder / "bad.jsonl")
