@@ -58,6 +58,7 @@ class Sample:
     answer_index: int  # multiple choice: its 0-based option index; open-ended: -1
     family: str = ""
     line: int = 0  # 1-based line in the manifest, for error messages
+    manifest: str = ""  # the manifest file it came from, for error messages
     meta: dict = field(default_factory=dict)  # the line's `meta` and any other fields, passed through untouched
     start: float | None = None  # clip window in seconds (video only); None = from the start
     end: float | None = None  # ... None = to the end

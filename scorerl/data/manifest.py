@@ -148,7 +148,7 @@ def read_manifest(path: str | Path, skip_bad: bool = False) -> tuple[list[Sample
             log.warning("%s:%d: skipped: %s", path, lineno, e)
             skipped.append((lineno, str(e)))
             continue
-        sample.line = lineno
+        sample.line, sample.manifest = lineno, str(path)
         first_line[sample.id] = lineno
         samples.append(sample)
     if skipped:
@@ -217,3 +217,28 @@ def manifest_hash(path: str | Path) -> str:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             h.update(chunk)
     return h.hexdigest()
+
+
+def where(sample: Sample) -> str:
+    """`FILE:LINE (id 'x')` of a sample, for messages about it."""
+    return f"{sample.manifest or '<manifest>'}:{sample.line} (id {sample.id!r})"
+
+
+def usable_media(samples: list[Sample], load, skip_bad: bool) -> tuple[list[Sample], list[dict]]:
+    """(samples whose media `load(sample)` reads, skipped [{id, media, line, reason}]). A video or image that cannot
+    be read (corrupt, truncated, not a video) stops the run naming its manifest line unless skip_bad, which skips it,
+    logs it with its id, file and reason, and counts it."""
+    good, bad = [], []
+    for sample in samples:
+        try:
+            load(sample)
+        except DataError as e:
+            if not skip_bad:
+                raise DataError(f"{where(sample)}: {e} (set data.skip_bad=true to skip unreadable media)") from None
+            log.warning("%s: skipped: %s", where(sample), e)
+            bad.append({"id": sample.id, "media": str(sample.media), "line": sample.line, "reason": str(e)})
+            continue
+        good.append(sample)
+    if bad:
+        log.warning("skipped %d sample(s) whose media could not be read", len(bad))
+    return good, bad

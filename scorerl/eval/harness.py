@@ -28,7 +28,7 @@ from scorerl.eval.answer import open_answers, predict
 from scorerl.data.manifest import LETTERS, Sample, format_prompt, manifest_hash, read_manifest, resolve_manifest
 from scorerl.envs.base import VideoEnv
 from scorerl.types import ScoreRequest
-from scorerl.errors import CheckpointError, ConfigError, EnvError
+from scorerl.errors import CheckpointError, ConfigError, DataError, EnvError
 from scorerl.eval.methods import EvalItem, MethodContext, check_methods, method_masks
 from scorerl.export import load_policy
 from scorerl.io.atomic import ensure_writable_dir
@@ -74,7 +74,7 @@ def run_eval(cfg: Config, policy_dir: str | Path | None = None, out: str | Path 
         _check_fastv_layer(env, cfg.eval.fastv_layer)
     env_dir = _env_dir(cfg)
     env_id = _env_id(env, env_dir)
-    items = encode_samples(env, env_id, samples, cfg, env_dir)
+    samples, items, skipped_media = encode_samples(env, env_id, samples, cfg, env_dir)
     if policy is not None and policy.feature_dim != items[0].visual.features.shape[-1]:
         raise CheckpointError(f"{policy_dir}: the policy takes D={policy.feature_dim} features, but this "
                               f"environment gives D={items[0].visual.features.shape[-1]}; it was trained for "
@@ -86,7 +86,8 @@ def run_eval(cfg: Config, policy_dir: str | Path | None = None, out: str | Path 
     rows, predictions = evaluate_runs(env, samples, items, runs, ctx, cfg.eval.batch_size)
 
     result = {
-        "meta": _meta(cfg, manifest_path, skipped, env_dir, env_id, methods, ratios, policy_dir, samples),
+        "meta": {**_meta(cfg, manifest_path, skipped, env_dir, env_id, methods, ratios, policy_dir, samples),
+                 "skipped_media": skipped_media},
         "results": rows,
         "predictions": predictions,
     }
@@ -99,15 +100,26 @@ def run_eval(cfg: Config, policy_dir: str | Path | None = None, out: str | Path 
 
 
 def encode_samples(env: VideoEnv, env_id: str, samples: list[Sample], cfg: Config,
-                   env_dir: Path | None = None) -> list[EvalItem]:
-    """Visual tokens of every sample (data.features: cache, store or online) with its prompt."""
+                   env_dir: Path | None = None) -> tuple[list[Sample], list[EvalItem], list[dict]]:
+    """(samples, their visual tokens (data.features: cache, store or online) with prompts, skipped media): a
+    sample whose video cannot be read is skipped and counted with data.skip_bad, else named in an error."""
     from tqdm.auto import tqdm
 
+    from scorerl.data.manifest import usable_media
     from scorerl.envs.features import feature_source
 
     features = feature_source(cfg.data, env, env_dir, jitter=EVAL_JITTER, cache_id=env_id)
-    return [EvalItem(id=s.id, visual=features.get(s), prompt=format_prompt(s, cfg.data.answer_format))
-            for s in tqdm(samples, desc="features", unit="sample", leave=False)]
+    tokens: dict[str, object] = {}
+
+    def load(sample):
+        tokens[sample.id] = features.get(sample)
+
+    samples, skipped = usable_media(tqdm(samples, desc="features", unit="sample", leave=False), load,
+                                    cfg.data.skip_bad)
+    if not samples:
+        raise DataError("no sample left to evaluate: every video was unreadable (see the warnings above)")
+    items = [EvalItem(id=s.id, visual=tokens[s.id], prompt=format_prompt(s, cfg.data.answer_format)) for s in samples]
+    return samples, items, skipped
 
 
 def evaluate_runs(env: VideoEnv, samples: list[Sample], items: list[EvalItem], runs: list[tuple[str, float]],

@@ -43,6 +43,7 @@ from scorerl.rl.sampler import ResumableSampler
 from scorerl.rl.update import reference_logits, update_loss
 
 log = logging.getLogger(__name__)
+DATA_REPORT = "data_report.json"
 
 # The names TRL users already read, then ours; every logged line has all of them.
 METRIC_NAMES = ("reward", "reward_std", "frac_reward_zero_std", "fidelity", "sparsity", "kept_fraction", "ce_base",
@@ -105,10 +106,16 @@ def train(cfg: Config, resume: str | None = None, force: bool = False) -> Path:
     from scorerl.data.manifest import read_manifest, resolve_manifest
 
     uses_stage1 = cfg.curriculum.switch == "plateau" or cfg.curriculum.stage1_steps > 0
-    stage_samples = {}
+    stage_samples, report = {}, {}
     for stage, spec, used in ((1, cfg.data.stage1_manifest, uses_stage1), (2, cfg.data.stage2_manifest, True)):
         if used:
-            stage_samples[stage], _skipped = read_manifest(resolve_manifest(spec), skip_bad=cfg.data.skip_bad)
+            path = resolve_manifest(spec)
+            stage_samples[stage], skipped = read_manifest(path, skip_bad=cfg.data.skip_bad)
+            report[stage] = {"manifest": str(path), "skipped_lines": [{"line": n, "reason": r} for n, r in skipped]}
+    if cfg.data.skip_bad and cfg.data.features != "store":  # every process screens alike: same samples everywhere
+        stage_samples = _readable(cfg, stage_samples, report)
+    if is_main:
+        _write_data_report(run_dir, stage_samples, report)
 
     # ---- 6. features: the vision tower runs once per sample (cache, store) or inside each step (online)
     from scorerl.envs import resolve_env_path
@@ -345,10 +352,52 @@ def _save(run_dir: Path, step: int, cfg: Config, accelerator, policy, optimizer,
 
 def _items(picks, stage_samples: dict, features, first_position: int) -> list[RolloutItem]:
     """Rollout items of the curriculum's picks [(stage, index)]: sample, its features (one batched call for the
-    online mode), global batch position."""
+    online mode), global batch position. An unreadable video (not screened: data.skip_bad=false) stops the run
+    naming its manifest line."""
+    from scorerl.data.manifest import where
+
     samples = [stage_samples[stage][index] for stage, index in picks]
+    try:
+        visuals = features.get_many(samples)
+    except DataError:
+        for sample in samples:  # which one
+            try:
+                features.get(sample)
+            except DataError as e:
+                raise DataError(f"{where(sample)}: {e} (set data.skip_bad=true to skip unreadable media)") from None
+        raise
     return [RolloutItem(sample, visual, position=first_position + j, key=f"{stage}:{sample.id}")
-            for j, ((stage, _), sample, visual) in enumerate(zip(picks, samples, features.get_many(samples)))]
+            for j, ((stage, _), sample, visual) in enumerate(zip(picks, samples, visuals))]
+
+
+def _readable(cfg: Config, stage_samples: dict, report: dict) -> dict:
+    """data.skip_bad: decode every sample's media once up front and leave out (and report) what cannot be read,
+    so no process meets an unreadable video mid-run."""
+    from scorerl.data.cache import load_frames
+    from scorerl.data.manifest import usable_media
+
+    d = cfg.data
+    out = {}
+    for stage, samples in stage_samples.items():
+        out[stage], report[stage]["skipped_media"] = usable_media(
+            samples, lambda s: load_frames(s, d.num_frames, d.frame_size, d.pseudo_video_jitter), skip_bad=True)
+        if not out[stage]:
+            raise DataError(f"{report[stage]['manifest']}: no readable sample left (see {DATA_REPORT})")
+    return out
+
+
+def _write_data_report(run_dir: Path, stage_samples: dict, report: dict) -> None:
+    """<run>/data_report.json: per stage, the manifest, how many samples train, and every skipped line or
+    unreadable media with its reason; a summary goes to the log."""
+    import json
+
+    for stage, entry in report.items():
+        entry["samples"] = len(stage_samples[stage])
+        entry.setdefault("skipped_media", [])
+        if entry["skipped_lines"] or entry["skipped_media"]:
+            log.info("stage %d: %d samples; skipped %d bad line(s) and %d unreadable media (%s)", stage,
+                     entry["samples"], len(entry["skipped_lines"]), len(entry["skipped_media"]), DATA_REPORT)
+    atomic.write_text(run_dir / DATA_REPORT, json.dumps({str(k): v for k, v in report.items()}, indent=1) + "\n")
 
 
 def _usable(features, stage_samples: dict, skip_bad: bool) -> dict:
@@ -390,11 +439,13 @@ def _precompute(cache, samples, accelerator) -> None:
     """Encode every sample once: each process encodes its share into the disk cache, then all read it all."""
     from tqdm.auto import tqdm
 
+    from scorerl.data.manifest import usable_media
+
     rank, world = accelerator.process_index, accelerator.num_processes
     mine = samples[rank::world]
-    for sample in tqdm(mine, desc="encoding features", unit="sample", disable=not accelerator.is_main_process,
-                       leave=False):
-        cache.get(sample)
+    # skip_bad=False: media were screened before when data.skip_bad; an unreadable one here is named by its line
+    usable_media(tqdm(mine, desc="encoding features", unit="sample", disable=not accelerator.is_main_process,
+                      leave=False), cache.get, skip_bad=False)
     accelerator.wait_for_everyone()
     for sample in samples:  # the others' share: from disk into memory
         cache.get(sample)

@@ -115,7 +115,7 @@ def _items(world):
     cfg = _cfg(world)
     env = load_env(cfg.env)
     samples, _ = read_manifest(world / "test.jsonl")
-    return env, encode_samples(env, "test-env", samples[:3], cfg)
+    return env, encode_samples(env, "test-env", samples[:3], cfg)[1]
 
 
 def test_fastv_keeps_exactly_k_most_attended(world):
