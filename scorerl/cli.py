@@ -165,6 +165,14 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--seed", type=int, default=0)
     q.set_defaults(func=cmd_data_synthetic)
 
+    from scorerl.data import convert_cli
+
+    q = dsub.add_parser("convert", help="turn NExT-QA / MVBench / Video-MME / LLaVA-Video / any table into a manifest",
+                        description=convert_cli.__doc__.split("\n\n", 1)[1], epilog=convert_cli.EXAMPLES,
+                        formatter_class=raw)
+    convert_cli.add_arguments(q)
+    q.set_defaults(func=lambda args: convert_cli.run(args, prog="scorerl"))
+
     q = dsub.add_parser("features", help="build the feature store of a config's environment ahead of training",
                         description="Encode every sample once into a sharded feature store (data/store.py): the "
                                     "environment's dtype, images as one unit, read lazily. Under `accelerate "

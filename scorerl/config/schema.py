@@ -75,7 +75,22 @@ class DataSection:
     num_frames: int = opt(8, ge=2)
     """Frames sampled uniformly from each video (an image is repeated this many times); >= 2 for residuals."""
     frame_size: int = opt(64, ge=8)
-    """Frames are resized to frame_size x frame_size pixels before encoding."""
+    """Frames are resized to frame_size x frame_size pixels (keep_aspect: longer side frame_size) before the
+    model's own resize rule."""
+    sample_fps: float = opt(0.0, ge=0)
+    """0: num_frames frames spread evenly over each clip; > 0: this many frames per second of the clip (Qwen2.5-VL's
+    processor samples at 2), at least min_frames and at most max_frames. A manifest line's `fps` overrides it."""
+    min_frames: int = opt(4, ge=1)
+    """Fewest frames a clip sampled by rate gets."""
+    max_frames: int = opt(768, ge=1)
+    """Most frames a clip sampled by rate gets."""
+    keep_aspect: bool = False
+    """Keep each frame's aspect ratio (longer side frame_size) instead of squashing it square. Every sample of a
+    training batch must then give the same token grid (evaluation takes any mix)."""
+    temporal_positions: Literal["time", "unit"] = "time"
+    """Temporal position step between Qwen2.5-VL's temporal units: time = the real seconds between the sampled
+    frames, as the model's own processor passes them (second_per_grid_t); unit = one step per unit (the model's
+    default when given none; the built-in world's environment was fitted so)."""
     pseudo_video_jitter: float = opt(0.0, ge=0)
     """Stage-1 pseudo-videos: std of per-frame pixel noise (0 = exact repeats)."""
     features: Literal["cache", "store", "online"] = opt("cache", inert=True)
@@ -90,6 +105,10 @@ class DataSection:
     """Skip manifest lines that are invalid (reported and counted) instead of stopping."""
     answer_format: Literal["letter", "option"] = "letter"
     """What the MLLM answers and is scored on: letter (the option's letter) | option (the option's text). [ours]"""
+
+    def validate(self, err):
+        if self.min_frames > self.max_frames:
+            err("min_frames", f"must be <= data.max_frames ({self.max_frames}), got {self.min_frames}")
 
 
 @dataclass

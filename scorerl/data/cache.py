@@ -8,6 +8,7 @@ cache`); at 7B scale use the sharded store (data/store.py, `data.features: store
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 from pathlib import Path
@@ -32,15 +33,23 @@ def env_fingerprint(path: str | Path) -> str:
 
 
 def load_frames(sample, num_frames: int, frame_size: int, jitter: float = 0.0) -> np.ndarray:
-    """uint8 [num_frames, size, size, 3] for a manifest sample; an image becomes a static pseudo-video."""
-    from scorerl.data.frames import pseudo_video, read_image, read_video
+    """uint8 [num_frames, size, size, 3] of a sample, num_frames spread evenly (data/frames.py load_clip)."""
+    from scorerl.data.frames import FrameSampling, load_clip
 
-    if sample.kind == "image":
-        # Jitter noise is seeded by the sample id so the pseudo-video (and its cache entry) is reproducible.
-        seed = int(hashlib.sha256(str(sample.id).encode()).hexdigest()[:8], 16)
-        image = read_image(sample.media, frame_size)
-        return pseudo_video(image, num_frames, jitter_std=jitter, rng=np.random.default_rng(seed))
-    return read_video(sample.media, num_frames, frame_size)
+    return load_clip(sample, FrameSampling(num_frames=num_frames, size=frame_size, jitter=jitter)).frames
+
+
+def encode_clip(env, sample, sampling) -> VisualTokens:
+    """A sample's visual tokens (float32, CPU): its frames as `sampling` says, encoded once; with sampling.timed
+    the real seconds between frames reach the model (Qwen2.5-VL's temporal positions)."""
+    from scorerl.data.frames import load_clip
+
+    clip = load_clip(sample, sampling)
+    spf = clip.seconds_per_frame if sampling.timed else None
+    with torch.inference_mode():
+        (tokens,) = env.encode_batch([clip.frames], seconds_per_frame=[spf])
+    return VisualTokens(tokens.features.detach().float().cpu(), tokens.grid,
+                        None if tokens.suffix is None else tokens.suffix.detach().float().cpu(), tokens.meta)
 
 
 class FeatureCache:
@@ -49,10 +58,9 @@ class FeatureCache:
     env: anything with `encode(frames uint8 [F, H, W, 3]) -> VisualTokens` (a scorerl.envs VideoEnv).
     """
 
-    def __init__(self, env, env_id: str, num_frames: int, frame_size: int, jitter: float = 0.0,
-                 cache_dir: str | Path | None = None, in_memory: bool = True):
+    def __init__(self, env, env_id: str, sampling, cache_dir: str | Path | None = None, in_memory: bool = True):
         self.env = env
-        self.num_frames, self.frame_size, self.jitter = num_frames, frame_size, jitter
+        self.sampling = sampling  # data/frames.py FrameSampling
         self.root = Path(cache_dir) if cache_dir else feature_cache_dir()
         self.root.mkdir(parents=True, exist_ok=True)
         self.env_id = env_id
@@ -60,9 +68,14 @@ class FeatureCache:
 
     def key(self, sample) -> str:
         st = Path(sample.media).stat()
-        jitter = self.jitter if sample.kind == "image" else 0.0
+        sampling = dataclasses.asdict(self.sampling)
+        if sample.kind == "image":
+            sampling.pop("timed"), sampling.pop("fps")
+        else:
+            sampling.pop("jitter")
+        window = [getattr(sample, k, None) for k in ("start", "end", "fps")]
         ident = json.dumps([FORMAT_VERSION, self.env_id, str(Path(sample.media).resolve()), st.st_size,
-                            st.st_mtime_ns, sample.kind, str(sample.id), self.num_frames, self.frame_size, jitter])
+                            st.st_mtime_ns, sample.kind, str(sample.id), sampling, window])
         return hashlib.sha256(ident.encode()).hexdigest()[:32]
 
     def get(self, sample) -> VisualTokens:
@@ -73,12 +86,7 @@ class FeatureCache:
         if path.is_file():
             tokens = _read(path)
         else:
-            frames = load_frames(sample, self.num_frames, self.frame_size, self.jitter)
-            with torch.inference_mode():
-                tokens = self.env.encode(frames)
-            tokens = VisualTokens(tokens.features.detach().float().cpu(), tokens.grid,
-                                  None if tokens.suffix is None else tokens.suffix.detach().float().cpu(),
-                                  tokens.meta)
+            tokens = encode_clip(self.env, sample, self.sampling)
             _write(path, tokens)
         if self._memory is not None:
             self._memory[key] = tokens

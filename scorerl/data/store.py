@@ -64,12 +64,13 @@ def weights_digest(folder: str | Path) -> str:
     return h.hexdigest()[:32]
 
 
-def store_fingerprint(*, arch: str, dtype: str, weights: str, settings: dict, num_frames: int, frame_size: int,
-                      jitter: float) -> dict:
-    """Everything the stored features depend on, by name, so a mismatch can say which setting differs."""
+def store_fingerprint(*, arch: str, dtype: str, weights: str, settings: dict, sampling) -> dict:
+    """Everything the stored features depend on, by name, so a mismatch can say which setting differs (sampling:
+    data/frames.py FrameSampling, e.g. `frames.size`)."""
+    import dataclasses
+
     return {"format": STORE_FORMAT, "arch": arch, "dtype": dtype, "weights": weights,
-            "processor": json.loads(json.dumps(settings, sort_keys=True)),
-            "frames": {"num_frames": num_frames, "frame_size": frame_size, "jitter": jitter}}
+            "processor": json.loads(json.dumps(settings, sort_keys=True)), "frames": dataclasses.asdict(sampling)}
 
 
 def fingerprint_diffs(a: dict, b: dict, prefix: str = "") -> list[str]:

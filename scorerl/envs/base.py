@@ -34,12 +34,14 @@ class VideoEnv(ABC):
     def save_pretrained(self, path) -> None:
         """Write model (safetensors) and tokenizer so `from_pretrained` reloads an identical environment."""
 
-    def encode(self, frames: np.ndarray | torch.Tensor) -> VisualTokens:
-        """Frames uint8 [F, H, W, 3] -> projected visual tokens [T, N, D]. Runs the vision tower once."""
-        return self.encode_batch([frames])[0]
+    def encode(self, frames: np.ndarray | torch.Tensor, seconds_per_frame: float | None = None) -> VisualTokens:
+        """Frames uint8 [F, H, W, 3] -> projected visual tokens [T, N, D]. Runs the vision tower once.
+        seconds_per_frame: the real time between the frames, for models whose positions carry it (Qwen2.5-VL);
+        None = one position step per temporal unit."""
+        return self.encode_batch([frames], seconds_per_frame=[seconds_per_frame])[0]
 
     @abstractmethod
-    def encode_batch(self, frames: list) -> list[VisualTokens]:
+    def encode_batch(self, frames: list, seconds_per_frame: list | None = None) -> list[VisualTokens]:
         """encode() of several videos, batched where the architecture allows."""
 
     @abstractmethod

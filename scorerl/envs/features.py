@@ -17,7 +17,8 @@ from pathlib import Path
 import torch
 
 from scorerl.data import store as st
-from scorerl.data.cache import FeatureCache, env_fingerprint, load_frames
+from scorerl.data.cache import FeatureCache, encode_clip, env_fingerprint
+from scorerl.data.frames import FrameSampling, load_clip
 from scorerl.data.manifest import read_manifest, resolve_manifest
 from scorerl.errors import ConfigError, DataError
 from scorerl.io import atomic
@@ -36,13 +37,14 @@ def _as_float_cpu(t: VisualTokens) -> VisualTokens:
 class OnlineFeatures:
     """`data.features: online`: every request encodes its samples now (one batched vision-tower call)."""
 
-    def __init__(self, env, num_frames: int, frame_size: int, jitter: float = 0.0):
-        self.env, self.num_frames, self.frame_size, self.jitter = env, num_frames, frame_size, jitter
+    def __init__(self, env, sampling: FrameSampling):
+        self.env, self.sampling = env, sampling
 
     def get_many(self, samples: list[Sample]) -> list[VisualTokens]:
-        frames = [load_frames(s, self.num_frames, self.frame_size, self.jitter) for s in samples]
+        clips = [load_clip(s, self.sampling) for s in samples]
+        timing = [c.seconds_per_frame if self.sampling.timed else None for c in clips]
         with torch.inference_mode():
-            return [_as_float_cpu(t) for t in self.env.encode_batch(frames)]
+            return [_as_float_cpu(t) for t in self.env.encode_batch([c.frames for c in clips], timing)]
 
     def get(self, sample: Sample) -> VisualTokens:
         return self.get_many([sample])[0]
@@ -60,12 +62,11 @@ def env_identity(env, env_dir: Path | None) -> str:
     return "weights-" + h.hexdigest()[:24]
 
 
-def store_fingerprint(env, env_dir: Path | None, data) -> dict:
-    """The fingerprint a store for this environment and data section (frames, jitter) must carry."""
+def store_fingerprint(env, env_dir: Path | None, data, jitter: float | None = None) -> dict:
+    """The fingerprint a store for this environment and data section (frame sampling) must carry."""
     return st.store_fingerprint(arch=env.arch, dtype=str(env.dtype).removeprefix("torch."),
                                 weights=env_identity(env, env_dir), settings=dict(getattr(env, "settings", {})),
-                                num_frames=data.num_frames, frame_size=data.frame_size,
-                                jitter=data.pseudo_video_jitter)
+                                sampling=FrameSampling.of(data, jitter))
 
 
 def store_dir(data, fingerprint: dict) -> Path:
@@ -78,15 +79,13 @@ def store_dir(data, fingerprint: dict) -> Path:
 def feature_source(data, env, env_dir: Path | None, *, jitter: float | None = None, cache_id: str | None = None):
     """The object runs read features from: get(sample) and get_many(samples) -> VisualTokens [T, N, D].
     jitter: the pseudo-video jitter of these samples (None: data.pseudo_video_jitter)."""
-    jitter = data.pseudo_video_jitter if jitter is None else jitter
+    sampling = FrameSampling.of(data, jitter)
     if data.features == "online":
-        return OnlineFeatures(env, data.num_frames, data.frame_size, jitter)
+        return OnlineFeatures(env, sampling)
     if data.features == "store":
-        fingerprint = store_fingerprint(env, env_dir, data)
-        fingerprint["frames"]["jitter"] = jitter
+        fingerprint = store_fingerprint(env, env_dir, data, jitter)
         return st.FeatureStore(store_dir(data, fingerprint), fingerprint)
-    cache = FeatureCache(env, cache_id or env_fingerprint(env_dir), data.num_frames, data.frame_size, jitter=jitter,
-                         cache_dir=data.cache_dir or None)
+    cache = FeatureCache(env, cache_id or env_fingerprint(env_dir), sampling, cache_dir=data.cache_dir or None)
     cache.get_many = lambda samples: [cache.get(s) for s in samples]
     return cache
 
@@ -148,10 +147,10 @@ def build_features(cfg, manifests: list[str] | None = None, out: str | Path | No
     total = sum(len(shards[j]) for j in mine)
     bar = ProgressBar(total, desc="features", unit="sample", disable=not progress or rank != 0)
 
+    sampling = FrameSampling.of(cfg.data)
+
     def encode(sample: Sample) -> VisualTokens:
-        frames = load_frames(sample, cfg.data.num_frames, cfg.data.frame_size, cfg.data.pseudo_video_jitter)
-        with torch.inference_mode():
-            return env.encode(frames)
+        return encode_clip(env, sample, sampling)
 
     done = [0]
 
@@ -200,7 +199,7 @@ def _say_estimate(env, cfg, shards, store: Path, done_before: int) -> None:
         return
     try:
         with torch.inference_mode():
-            tokens = env.encode(load_frames(first, cfg.data.num_frames, cfg.data.frame_size))
+            tokens = encode_clip(env, first, FrameSampling.of(cfg.data))
     except DataError:
         return
     kinds = [s.kind for shard in shards for s in shard]

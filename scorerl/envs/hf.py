@@ -303,7 +303,7 @@ class HFVideoEnv(VideoEnv):
         """
         v = request.visual
         key = (request.prompt, request.target if with_target else None, tuple(v.features.shape[:2]), v.grid,
-               0 if v.suffix is None else v.suffix.shape[0])
+               0 if v.suffix is None else v.suffix.shape[0], v.meta.get("second_per_grid_t"))
         if key not in self._layouts:
             before, after = self.text_around_video(request.prompt)
             before_ids, after_ids = self._ids(before), self._ids(after)

@@ -32,8 +32,9 @@ class LlavaOneVisionEnv(HFVideoEnv):
         x = normalize_frames(frames, self.settings["image_mean"], self.settings["image_std"], self.device)
         return {"pixel_values_videos": resize_frames(x, size, size)[None].to(self.dtype)}
 
-    def encode_batch(self, frames: list) -> list[VisualTokens]:
-        return [self._encode_one(f) for f in frames]  # the tower pools per video; nothing to gain from a batch
+    def encode_batch(self, frames: list, seconds_per_frame: list | None = None) -> list[VisualTokens]:
+        # The tower pools per video, so a batch gains nothing; positions are 1-D, so frame timing plays no part.
+        return [self._encode_one(f) for f in frames]
 
     def _encode_one(self, frames) -> VisualTokens:
         inputs = self.preprocess(frames)

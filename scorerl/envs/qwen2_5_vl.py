@@ -88,9 +88,11 @@ class Qwen25VLEnv(HFVideoEnv):
         return {"pixel_values_videos": patches[0].to(self.dtype),
                 "video_grid_thw": torch.tensor([[t, h, w]], device=self.device)}
 
-    def encode_batch(self, frames: list) -> list[VisualTokens]:
+    def encode_batch(self, frames: list, seconds_per_frame: list | None = None) -> list[VisualTokens]:
         """Visual tokens of several videos with ONE vision-tower call (its attention never crosses a video, so
-        batching changes nothing); with gradients when self.grad (the world's environment fit)."""
+        batching changes nothing); with gradients when self.grad (the world's environment fit). A video's
+        seconds_per_frame becomes its second_per_grid_t (temporal_patch_size frames per unit), as the model's own
+        processor passes it."""
         inputs = [self.preprocess(f) for f in frames]
         pixels = torch.cat([x["pixel_values_videos"] for x in inputs])  # [sum t*h*w, C*tp*p*p]
         grid_thw = torch.cat([x["video_grid_thw"] for x in inputs])  # [B, 3]
@@ -98,10 +100,14 @@ class Qwen25VLEnv(HFVideoEnv):
         with torch.set_grad_enabled(self.grad):
             pooled = self.model.model.get_video_features(pixel_values_videos=pixels,
                                                          video_grid_thw=grid_thw).pooler_output
+        timing = seconds_per_frame or [None] * len(frames)
         out = []
-        for tokens, (t, h, w) in zip(pooled, grid_thw.tolist()):  # tokens [t * (h/m) * (w/m), D]
+        for tokens, (t, h, w), spf in zip(pooled, grid_thw.tolist(), timing):  # tokens [t * (h/m) * (w/m), D]
+            meta = {"grid_thw": [t, h, w]}
+            if spf is not None:
+                meta["second_per_grid_t"] = spf * self._vision.temporal_patch_size
             out.append(VisualTokens(features=tokens.reshape(t, (h // m) * (w // m), -1),  # [T, N, D], (t, row, col)
-                                    grid=(h // m, w // m), meta={"grid_thw": [t, h, w]}))
+                                    grid=(h // m, w // m), meta=meta))
         return out
 
     # ---------------------------------------------------------------- positions
@@ -115,7 +121,7 @@ class Qwen25VLEnv(HFVideoEnv):
     def full_positions(self, input_ids: torch.Tensor, visual: VisualTokens) -> torch.Tensor:
         ids = input_ids[None]  # [1, L]
         mm_types = (ids == self.video_token_id).int() * 2  # 0 text, 1 image, 2 video
-        sec = self.settings.get("second_per_grid_t")
+        sec = visual.meta.get("second_per_grid_t", self.settings.get("second_per_grid_t"))  # the clip's own first
         positions, _ = self.model.model.get_rope_index(
             ids, mm_token_type_ids=mm_types, video_grid_thw=self.grid_thw(visual),
             second_per_grid_ts=None if sec is None else torch.tensor([float(sec)]))

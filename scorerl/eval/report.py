@@ -47,8 +47,7 @@ def eval_markdown(result: dict) -> str:
     media = len(meta.get("skipped_media") or [])
     lines.append(f"{n} samples; env `{env.get('arch', '?')}` at `{env.get('path', '?')}`; {meta.get('num_frames')} "
                  f"frames at {meta.get('frame_size')} px; skipped lines: {meta.get('skipped', 0)}"
-                 + (f", unreadable media: {media}" if media else "") + ". "
-                 f"Cells: accuracy % (relative to `full` %).")
+                 + (f", unreadable media: {media}" if media else "") + ". Cells: accuracy % (relative to `full` %).")
     lines.append("")
     lines.append("| method | " + " | ".join(_ratio_label(r) for r in ratios) + " |")
     lines.append("|---|" + "---|" * len(ratios))

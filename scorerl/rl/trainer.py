@@ -373,14 +373,14 @@ def _items(picks, stage_samples: dict, features, first_position: int) -> list[Ro
 def _readable(cfg: Config, stage_samples: dict, report: dict) -> dict:
     """data.skip_bad: decode every sample's media once up front and leave out (and report) what cannot be read,
     so no process meets an unreadable video mid-run."""
-    from scorerl.data.cache import load_frames
+    from scorerl.data.frames import FrameSampling, load_clip
     from scorerl.data.manifest import usable_media
 
-    d = cfg.data
+    sampling = FrameSampling.of(cfg.data)
     out = {}
     for stage, samples in stage_samples.items():
-        out[stage], report[stage]["skipped_media"] = usable_media(
-            samples, lambda s: load_frames(s, d.num_frames, d.frame_size, d.pseudo_video_jitter), skip_bad=True)
+        out[stage], report[stage]["skipped_media"] = usable_media(samples, lambda s: load_clip(s, sampling),
+                                                                  skip_bad=True)
         if not out[stage]:
             raise DataError(f"{report[stage]['manifest']}: no readable sample left (see {DATA_REPORT})")
     return out

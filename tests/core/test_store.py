@@ -65,13 +65,14 @@ def test_store_layout_dtype_and_static_images_at_one_unit(assets, reference):
         assert f.get_tensor("0.features").shape == (1, 4, 64) and f.get_tensor("0.features").dtype == torch.float32
     # Read back, every sample is the very tensor the per-sample cache holds (the folded image expanded again).
     from scorerl.data.cache import FeatureCache
+    from scorerl.data.frames import FrameSampling
     from scorerl.envs import load_env
     from scorerl.data.manifest import read_manifest
 
     cfg = make_cfg(assets)
     env = load_env(cfg.env)
     store = st.FeatureStore(reference, store_fingerprint(env, assets["env"], cfg.data))
-    cache = FeatureCache(env, "x", 4, 32, cache_dir=assets["root"] / "cache")
+    cache = FeatureCache(env, "x", FrameSampling.of(cfg.data), cache_dir=assets["root"] / "cache")
     for manifest in ("static_train.jsonl", "train.jsonl"):
         for sample in read_manifest(assets["data"] / manifest)[0]:
             a, b = store.get(sample), cache.get(sample)
@@ -177,7 +178,7 @@ def test_a_copied_model_folder_opens_the_store_and_another_processor_setting_is_
     env = load_env(cfg.env)
     with pytest.raises(DataError, match=r"other settings: processor.image_mean"):
         st.FeatureStore(reference, store_fingerprint(env, copied, cfg.data))
-    with pytest.raises(DataError, match=r"frames.frame_size \(32 in the store, 48 now\)"):
+    with pytest.raises(DataError, match=r"frames.size \(32 in the store, 48 now\)"):
         st.FeatureStore(reference, store_fingerprint(load_env(cfg.env), copied, make_cfg(assets, "data.frame_size=48")
                                                      .data))
 

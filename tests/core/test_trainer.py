@@ -303,13 +303,14 @@ def test_two_processes_follow_the_single_process_trajectory(assets, tmp_path):
 def rollout_setup(assets):
     from scorerl.compress.policy import TokenPolicy
     from scorerl.data.cache import FeatureCache
+    from scorerl.data.frames import FrameSampling
     from scorerl.data.manifest import read_manifest
     from scorerl.envs import load_env
     from scorerl.rl.rollout import RolloutItem
 
     cfg = make_cfg(assets, assets["root"] / "unused")
     env = load_env(cfg.env)
-    cache = FeatureCache(env, "rollout-test", 4, 32, cache_dir=assets["root"] / "rollout_features")
+    cache = FeatureCache(env, "rollout-test", FrameSampling(num_frames=4, size=32), cache_dir=assets["root"] / "rollout_features")
     samples, _ = read_manifest(assets["world"] / "train.jsonl")
     items = [RolloutItem(s, cache.get(s), position=p, key=s.id) for p, s in enumerate(samples[:4])]
     torch.manual_seed(0)
