@@ -179,8 +179,9 @@ class ScoreCompressor:
         ScoreCompressor.baseline("vidcom2").select(V, 0.1, grid)             # the same call for a baseline
 
     V is the projected visual tokens [T, N, D] of ONE video, T temporal units of N = rows x cols tokens; a kept
-    index is t * N + n. Exactly ceil(ratio * T * N) tokens are kept (per unit when the policy was trained with
-    policy.topk_scope: per_unit).
+    index is t * N + n. A policy keeps exactly ceil(ratio * T * N) tokens (per unit when it was trained with
+    policy.topk_scope: per_unit); the published baselines keep what their own budget rules give (dycoke, vidcom2:
+    scorerl/compress/baselines/).
     """
 
     def __init__(self, policy=None, *, baseline=None, info: dict | None = None, source: str = ""):
@@ -198,7 +199,7 @@ class ScoreCompressor:
     @classmethod
     def baseline(cls, name: str, **options) -> "ScoreCompressor":
         """A training-free method by name (scorerl.compress.baselines: full, uniform, random, pool, framediff,
-        dycoke, vidcom2), with its options."""
+        dycoke, dycoke_ttm+topk, vidcom2), with its options."""
         from scorerl.compress.baselines import get_compressor
 
         return cls(baseline=get_compressor(name, **options), source=f"baseline:{name}")

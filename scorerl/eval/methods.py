@@ -3,7 +3,9 @@
     masks = method_masks("framediff", items, rho=0.1, ctx=MethodContext(env=env, seed=0))  # list of bool [T, N]
 
 Names:
-  full, uniform, random, pool, framediff, dycoke, vidcom2   training-free baselines (scorerl.compress.baselines)
+  full, uniform, random, pool, framediff, dycoke, dycoke_ttm+topk, vidcom2
+          training-free baselines (scorerl.compress.baselines; dycoke and vidcom2 match the official code on
+          the fixtures of tests/core/test_parity.py)
   fastv   keep the top-k visual tokens by the attention the last prompt token pays them in LLM layer K
           (Chen et al., "An Image is Worth 1/2 Tokens After Layer 2", ECCV 2024, arXiv 2403.06764), then answer
           with only those tokens. K counts layers from 1 as FastV does: its code ranks tokens, on reaching layer
@@ -17,7 +19,10 @@ Names:
   score   the trained SCORE policy: surprise state -> MLP keep logits -> deterministic top-k at rho
 
 Every method keeps exactly k = ceil(rho * T * N) tokens (`full` all; `score` with a per-unit policy
-ceil(rho * N) per temporal unit). Randomised methods are seeded per (seed, sample id, rho), so a mask does not
+ceil(rho * N) per temporal unit), except the two published methods whose own budget rules decide: `vidcom2`
+(per-frame budgets rounded one by one: a few tokens off k) and `dycoke` (its retention is fixed by T and its
+pruning ratio and cannot go below about 31% at 16 units; `dycoke_ttm+topk` is our named variant that reaches k).
+Every row reports the kept fraction it measured. Randomised methods are seeded per (seed, sample id, rho), so a mask does not
 depend on batch size, order or `eval.limit`.
 """
 

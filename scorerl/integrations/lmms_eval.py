@@ -9,7 +9,7 @@ policy or a baseline at a keep ratio, evaluated by the harness this field report
 It registers through lmms-eval's entry-points group `lmms_eval.models` (pyproject.toml), as a "simple" model:
 each request's visuals come from the task's `doc_to_visual` (video paths, or images as static pseudo-videos), are
 encoded once by the frozen model, compressed by `compressor` (a policy folder, run or checkpoint; or a baseline
-name: uniform, random, pool, framediff, dycoke, vidcom2; `full` or ratio=1 keeps everything) and answered with the
+name: uniform, random, pool, framediff, dycoke, dycoke_ttm+topk, vidcom2; `full` or ratio=1 keeps everything) and answered with the
 kept tokens at their original positions: `loglikelihood` scores the continuation by teacher forcing (one prefill),
 `generate_until` decodes greedily and cuts at the task's stop strings.
 """

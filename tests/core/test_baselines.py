@@ -5,12 +5,17 @@ import math
 import pytest
 import torch
 
-from scorerl.compress.baselines import (CompressorError, allocate, available, dycoke_threshold_keep, evenly_spaced,
-                                        get_compressor, keep_count, per_frame_topk, pool_features)
+from scorerl.compress.baselines import (CompressorError, allocate, available, evenly_spaced, get_compressor,
+                                        keep_count, per_frame_topk, pool_features)
+from scorerl.compress.baselines.dycoke import dycoke_ttm, ttm_layout
 from scorerl.compress.baselines.pool import pool_regions
+from scorerl.compress.baselines.vidcom2 import frame_budgets, vidcom2_steps
 from scorerl.errors import ScoreRLError
 
-SELECTORS = [n for n in available() if n != "full"]  # every method bound to keep exactly ceil(rho * T * N)
+# The faithful re-implementations keep what the published method keeps at rho (their own count, tested below and
+# in test_parity.py); dycoke_ttm+topk keeps exactly k but, like DyCoke's TTM, needs T >= 5.
+OWN_COUNT = ("dycoke", "vidcom2")
+SELECTORS = [n for n in available() if n not in ("full", "dycoke_ttm+topk", *OWN_COUNT)]  # exactly ceil(rho*T*N)
 
 
 def unit(deg: float) -> list[float]:
@@ -26,8 +31,10 @@ def kept(keep: torch.Tensor) -> set[tuple[int, int]]:
 
 
 def test_registry_names_and_unknown():
-    assert available() == ["dycoke", "framediff", "full", "pool", "random", "uniform", "vidcom2"]
-    assert get_compressor("DyCoke", window=2).window == 2
+    assert available() == ["dycoke", "dycoke_ttm+topk", "framediff", "full", "pool", "random", "uniform", "vidcom2"]
+    assert get_compressor("DyCoke").name == "dycoke" and get_compressor("vidcom2", temperature=0.05).temperature == 0.05
+    with pytest.raises(ScoreRLError, match="dycoke"):
+        get_compressor("dycoke", window=2)  # the official TTM's groups of 4 are fixed
     with pytest.raises(ScoreRLError, match="did you mean 'pool'"):
         get_compressor("pol")
     with pytest.raises(ScoreRLError, match="evaluation harness"):
@@ -87,6 +94,61 @@ def test_bfloat16_features_work():
     features = torch.randn(4, 6, 8).to(torch.bfloat16)
     for name in SELECTORS:
         assert int(get_compressor(name).select(features, 0.3, (2, 3)).sum()) == 8
+    features = torch.randn(6, 6, 8).to(torch.bfloat16)
+    assert int(get_compressor("dycoke_ttm+topk").select(features, 0.3, (2, 3)).sum()) == 11
+    assert int(get_compressor("dycoke").select(features, 0.3, (2, 3)).sum()) == 12  # 2 whole + 4 x 0 -> min 12
+    keep = get_compressor("vidcom2").select(features, 0.3, (2, 3))  # computed in float32, like the official runs
+    assert torch.equal(keep, vidcom2_steps(features.float(), 0.3).keep) and int(keep.sum()) >= 6
+
+
+@pytest.mark.parametrize("rho", [0.05, 0.1, 0.25, 0.5, 1.0])
+@pytest.mark.parametrize("T, grid", [(5, (2, 3)), (6, (2, 2)), (8, (4, 4)), (9, (1, 7)), (16, (2, 3))])
+@pytest.mark.parametrize("content", ["random", "static", "zeros"])
+def test_dycoke_counts_follow_the_rho_to_K_rule(rho, T, grid, content):
+    N = grid[0] * grid[1]
+    g = torch.Generator().manual_seed(T * 100 + N)
+    features = {"random": torch.randn(T, N, 5, generator=g),
+                "static": torch.randn(1, N, 5, generator=g).expand(T, N, 5).clone(),
+                "zeros": torch.zeros(T, N, 5)}[content]
+    k = keep_count(rho, T * N)
+    layout = ttm_layout(T)
+    W, P, top = layout.whole, layout.pruned, layout.count(N, N)
+    keep = get_compressor("dycoke").select(features, rho, grid)
+    m = min(N, max(0, math.ceil((k - W * N) / P)))  # the fewest tokens per pruned frame keeping >= k
+    assert int(keep.sum()) == W * N + P * m and keep.sum(dim=1).tolist() == \
+        [{"whole": N, "pruned": m, "dropped": 0}[r] for r in layout.roles]
+    assert int(keep.sum()) >= min(k, top) and (int(keep.sum()) < k + P or m == 0)  # k or a bit more, or its floor
+    if k <= top:  # the variant: exactly k, inside the TTM's output
+        exact = get_compressor("dycoke_ttm+topk").select(features, rho, grid)
+        assert int(exact.sum()) == k and bool((exact <= keep).all())
+    else:  # odd T at high rho: the dropped last frame makes k unreachable
+        with pytest.raises(CompressorError, match="at most"):
+            get_compressor("dycoke_ttm+topk").select(features, rho, grid)
+
+
+@pytest.mark.parametrize("rho", [0.05, 0.1, 0.25, 0.5, 1.0])
+@pytest.mark.parametrize("T, grid", [(1, (1, 1)), (3, (2, 2)), (5, (2, 3)), (8, (4, 4)), (2, (1, 7))])
+@pytest.mark.parametrize("content", ["random", "static", "zeros"])
+def test_vidcom2_keeps_its_per_frame_budgets(rho, T, grid, content):
+    N = grid[0] * grid[1]
+    g = torch.Generator().manual_seed(T * 100 + N)
+    features = {"random": torch.randn(T, N, 5, generator=g),
+                "static": torch.randn(1, N, 5, generator=g).expand(T, N, 5).clone(),
+                "zeros": torch.zeros(T, N, 5)}[content]
+    keep = get_compressor("vidcom2").select(features, rho, grid)
+    budgets = vidcom2_steps(features, rho).budgets
+    assert keep.dtype == torch.bool and keep.shape == (T, N)
+    assert keep.sum(dim=1).tolist() == budgets.tolist() and bool((budgets >= 1).all()) and bool((budgets <= N).all())
+    # sum_t scale_t = rho * T; rounding moves each frame by <= 0.5 and the floor of 1 by < 1, so the total is
+    # within T of rho * T * N (below it only where the cap at 1 binds, which needs rho > 0.5)
+    assert int(keep.sum()) <= rho * T * N + T and (rho > 0.5 or int(keep.sum()) >= rho * T * N - T)
+
+
+@pytest.mark.parametrize("name", ["dycoke", "dycoke_ttm+topk"])
+@pytest.mark.parametrize("T", [1, 2, 4])
+def test_dycoke_needs_five_frames(name, T):
+    with pytest.raises(CompressorError, match="T >= 5"):
+        get_compressor(name).select(torch.randn(T, 4, 3), 0.5, (2, 2))
 
 
 # ------------------------------------------------------------------------------------------- allocate
@@ -166,51 +228,99 @@ def test_framediff_keeps_the_tokens_that_changed():
         {(1, 2), (2, 0), (0, 0)}
 
 
-def _repeating_video() -> torch.Tensor:
-    """[T=4, N=4, D=2]: frame 0 repeated, except token 3 turns by 90 degrees at t=2 and stays turned at t=3."""
-    frame = torch.tensor([unit(0), unit(30), unit(60), unit(120)])
-    video = frame.repeat(4, 1, 1)
-    video[2:, 3] = torch.tensor(unit(210))
-    return video
+def _turned(frame: torch.Tensor, turns: dict[int, float]) -> torch.Tensor:
+    """A copy of frame [N, 2] (unit vectors) with token i turned by turns[i] degrees."""
+    out = frame.clone()
+    for i, deg in turns.items():
+        angle = math.degrees(math.atan2(float(frame[i, 1]), float(frame[i, 0]))) + deg
+        out[i] = torch.tensor(unit(angle))
+    return out
 
 
-def test_dycoke_prunes_repeated_tokens():
-    video = _repeating_video()
-    # k = 5: the anchor frame, then the one token that differs from its previous frame; (3, 3) repeats (2, 3).
-    keep = get_compressor("dycoke").select(video, 5 / 16, (2, 2))
-    assert kept(keep) == {(0, 0), (0, 1), (0, 2), (0, 3), (2, 3)}
-    # The paper's threshold rule keeps the same tokens, at a count it chooses itself.
-    assert torch.equal(dycoke_threshold_keep(video, threshold=0.9), keep)
-    # reference=anchor: frame 3 is compared with frame 0, so its turned token is new again.
-    keep = get_compressor("dycoke", reference="anchor").select(video, 6 / 16, (2, 2))
-    assert kept(keep) == {(0, 0), (0, 1), (0, 2), (0, 3), (2, 3), (3, 3)}
+def _dycoke_video() -> torch.Tensor:
+    """[T=6, N=4, D=2]. Cosine with the reference is cos(turn): frame 1 vs 0, 2 vs 0, 3 vs 2 (unpruned), 5 vs 4."""
+    f0 = torch.tensor([unit(0), unit(30), unit(60), unit(120)])
+    f1 = _turned(f0, {1: 90, 2: 45})  # vs frame 0: token 1 (cos 0), then token 2 (0.71)
+    f2 = _turned(f0, {3: 180, 0: 60})  # vs frame 0: token 3 (-1), token 0 (0.5); vs frame 1 token 1 would win
+    f3 = _turned(f2, {2: 120, 1: 30})  # vs frame 2 as it was: token 2 (-0.5), token 1 (0.87)
+    f4 = _turned(f0, {2: 170, 0: 100})  # whole; vs frame 0 (the variant's rule): token 2 (-0.98), token 0 (-0.17)
+    f5 = _turned(f4, {0: 90, 3: 10})  # vs frame 4: token 0 (0), token 3 (0.98)
+    return torch.stack([f0, f1, f2, f3, f4, f5])
 
 
-def test_dycoke_ranks_anchors_before_other_frames():
-    video = _repeating_video()
-    # window=2: frame 2 is an anchor, so all of it outranks frame 1 and 3 (which repeat their references anyway);
-    # within frame 2 the turned token (distance 1 to frame 1) goes first.
-    keep = get_compressor("dycoke", window=2).select(video, 5 / 16, (2, 2))
-    assert kept(keep) == {(0, 0), (0, 1), (0, 2), (0, 3), (2, 3)}
-    assert get_compressor("dycoke", window=2).select(video, 8 / 16, (2, 2)).sum(dim=1).tolist() == [4, 0, 4, 0]
-    # k < N: first-frame tokens by distance to their frame's mean (direction ~50 deg): 120 deg is farthest.
-    assert kept(get_compressor("dycoke").select(video, 1 / 16, (2, 2))) == {(0, 3)}
+def test_dycoke_ttm_by_hand():
+    video = _dycoke_video()
+    ttm = dycoke_ttm(video, 0.5)  # m = int(0.5 * 4) = 2 per pruned frame
+    assert ttm.layout.roles == ("whole", "pruned", "pruned", "pruned", "whole", "pruned")
+    assert ttm.layout.reference == (None, 0, 0, 2, None, 4)
+    # frames ascending; whole frames in raster order; pruned ones most-changed first
+    assert [(i // 4, i % 4) for i in ttm.order.tolist()] == [
+        (0, 0), (0, 1), (0, 2), (0, 3), (1, 1), (1, 2), (2, 3), (2, 0), (3, 2), (3, 1),
+        (4, 0), (4, 1), (4, 2), (4, 3), (5, 0), (5, 3)]
+    assert torch.equal(get_compressor("dycoke").select(video, 16 / 24, (2, 2)), ttm.keep)  # rho -> m = 2
+    assert dycoke_ttm(video, 0.7).keep_per_pruned == 1  # int(0.3 * 4): truncated, as the official code
+    # rho below its minimum (2 whole frames of 6): K = 1, only the whole frames, 8 tokens for k = 2
+    assert get_compressor("dycoke").select(video, 2 / 24, (2, 2)).sum(dim=1).tolist() == [4, 0, 0, 0, 4, 0]
+    # k = 17 -> m = ceil((17 - 8) / 4) = 3 -> 20 tokens: the smallest count >= k that DyCoke can keep
+    assert get_compressor("dycoke").select(video, 17 / 24, (2, 2)).sum(dim=1).tolist() == [4, 3, 3, 3, 4, 3]
+
+
+def test_dycoke_edge_frames_follow_the_official_loops():
+    assert ttm_layout(8).roles == ("whole", "pruned", "pruned", "pruned", "whole", "pruned", "whole", "pruned")
+    assert ttm_layout(16).roles[14] == "whole" and ttm_layout(16).whole == 5  # frame T - 2 never pruned
+    odd = ttm_layout(7)  # the last frame of an odd T is dropped
+    assert odd.roles == ("whole", "pruned", "pruned", "pruned", "whole", "pruned", "dropped")
+    assert ttm_layout(5).roles == ("whole", "pruned", "pruned", "pruned", "dropped")
+    video = torch.cat([_dycoke_video(), torch.randn(1, 4, 2)])  # T = 7
+    assert dycoke_ttm(video, 0.0).keep.sum(dim=1).tolist() == [4, 4, 4, 4, 4, 4, 0]
+    assert int(get_compressor("dycoke").select(video, 1.0, (2, 2)).sum()) == 24  # its maximum, 6 of 7 frames
+
+
+def test_dycoke_variant_ranks_inside_the_ttm():
+    video = _dycoke_video()
+    topk = get_compressor("dycoke_ttm+topk")
+    # Below the minimum: frame 0 first, by similarity to frame 1 (token 1, then 2) ...
+    assert kept(topk.select(video, 2 / 24, (2, 2))) == {(0, 1), (0, 2)}
+    # ... then the other whole frame by similarity to the previous whole frame (frame 4 vs 0: tokens 2, 0)
+    assert kept(topk.select(video, 6 / 24, (2, 2))) == {(0, 0), (0, 1), (0, 2), (0, 3), (4, 2), (4, 0)}
+    # Above it: the TTM at m = 1 keeps 12; the variant trims to the 2 least similar pruned tokens of the 4.
+    keep = topk.select(video, 10 / 24, (2, 2))
+    assert kept(keep) - kept(dycoke_ttm(video, keep_per_pruned=0).keep) == {(2, 3), (3, 2)}
+    assert bool((keep <= get_compressor("dycoke").select(video, 10 / 24, (2, 2))).all())
+
+
+def _vidcom2_video(seed: int) -> torch.Tensor:
+    """[T=4, N=4, D=4]: frame 2 points elsewhere on channels 0-1; channels 2-3 are loud noise (variance ~100)."""
+    common = torch.tensor([unit(0), unit(10), unit(20), unit(30)])
+    unique = torch.tensor([unit(90), unit(100), unit(170), unit(180)])
+    noise = 10 * torch.randn(4, 4, 2, generator=torch.Generator().manual_seed(seed))
+    return torch.cat([torch.stack([common, common, unique, common]), noise], dim=-1)
 
 
 def test_vidcom2_gives_the_unique_frame_more_budget():
-    common = torch.tensor([unit(0), unit(10), unit(20), unit(30)])
-    unique = torch.tensor([unit(90), unit(100), unit(170), unit(180)])
-    video = torch.stack([common, common, unique, common])  # [T=4, N=4, D=2]
-    for spread in ("offset", "softmax"):
-        per_frame = get_compressor("vidcom2", spread=spread).select(video, 0.5, (2, 2)).sum(dim=1).tolist()
-        assert sum(per_frame) == 8 and per_frame[2] == max(per_frame) and per_frame[2] > per_frame[3]
-    # softmax at low temperature puts (nearly) all weight on frame 2: it is kept whole, the rest spill over.
-    assert get_compressor("vidcom2", spread="softmax").select(video, 0.5, (2, 2)).sum(dim=1).tolist() == \
-        [2, 1, 4, 1]
-    # k = 1 goes to frame 2 under softmax. Its tokens at 90 and 180 deg are equally far (45 deg) from the frame
-    # mean (135 deg), but 180 deg is much farther from the video mean (~35 deg, pulled by the 3 common frames).
-    keep = get_compressor("vidcom2", spread="softmax").select(video, 1 / 16, (2, 2))
-    assert kept(keep) == {(2, 3)}
+    video = _vidcom2_video(0)
+    steps = vidcom2_steps(video, 0.25)
+    assert steps.selected_channels.tolist() == [0, 1]  # the lowest-variance half: the noise never scores
+    assert int(steps.frame_uniqueness.argmax()) == 2
+    # p ~ [0, 0, 1, 0]: scale = 0.25 * (1 + p - 1/4) -> [0.1875, 0.1875, 0.4375, 0.1875] -> x 4 tokens, rounded
+    assert steps.budgets.tolist() == [1, 1, 2, 1]
+    keep = get_compressor("vidcom2").select(video, 0.25, (2, 2))
+    assert int(keep.sum()) == 5 != keep_count(0.25, 16)  # sum of the budgets, not ceil(rho * T * N) = 4
+    # Frame 2 keeps 180 and 170 deg: farthest from the video centre (pulled to ~15 deg by 3 common frames);
+    # common frames keep 0 deg, as far from their frame centre (15 deg) as 30 deg but farther from the video's.
+    assert kept(keep) == {(0, 0), (1, 0), (2, 3), (2, 2), (3, 0)}
+    assert torch.equal(keep, get_compressor("vidcom2").select(_vidcom2_video(1), 0.25, (2, 2)))  # other noise
+    # the floor of 1: at R = 0.05 every frame still keeps a token (4, where ceil(0.05 * 16) = 1)
+    assert get_compressor("vidcom2").select(video, 0.05, (2, 2)).sum(dim=1).tolist() == [1, 1, 1, 1]
+
+
+def test_vidcom2_budgets_round_half_to_even_per_frame():
+    u = torch.zeros(2)  # equal uniqueness: p = [0.5, 0.5], scale = R
+    assert frame_budgets(u, 0.625, 4)[2].tolist() == [2, 2]  # 2.5 -> 2
+    assert frame_budgets(u, 0.875, 4)[2].tolist() == [4, 4]  # 3.5 -> 4
+    assert frame_budgets(u, 0.1, 4)[2].tolist() == [1, 1]  # 0.4 -> 0 -> the floor of 1
+    p, scales, budgets = frame_budgets(torch.tensor([0.0, 1.0]), 0.9, 10)  # p ~ [0, 1]: the cap at 1
+    assert scales.tolist() == pytest.approx([0.45, 1.0]) and budgets.tolist() == [4, 10]  # round(4.5) -> 4
 
 
 def test_pool_keeps_one_representative_per_window():

@@ -81,7 +81,14 @@ def test_baseline_and_full(task):
     full = ScoreRLModel(pretrained=str(root / "env"), compressor="full", num_frames=4, frame_size=32,
                         dtype="float32", device="cpu")
     assert full._request(task_dict["tiny"]["test"][0]["visual"], "q", "").keep is None
+    uniform = ScoreRLModel(pretrained=str(root / "env"), compressor="uniform", ratio=0.25, num_frames=4,
+                           frame_size=32, dtype="float32", device="cpu")
+    assert uniform._request(task_dict["tiny"]["test"][0]["visual"], "q", "").keep.float().mean() == 0.25
     vidcom2 = ScoreRLModel(pretrained=str(root / "env"), compressor="vidcom2", ratio=0.25, num_frames=4,
                            frame_size=32, dtype="float32", device="cpu")
-    assert vidcom2._request(task_dict["tiny"]["test"][0]["visual"], "q", "").keep.float().mean() == 0.25
+    request = vidcom2._request(task_dict["tiny"]["test"][0]["visual"], "q", "")
+    from scorerl.compress.baselines import vidcom2_steps
+
+    budgets = vidcom2_steps(request.visual.features.float(), 0.25).budgets  # the published per-frame budgets
+    assert request.keep.sum(1).tolist() == [int(b) for b in budgets]
     assert cut_at_stops("A. red\nB.", ["\n"]) == "A. red" and cut_at_stops("xyz", "y") == "x"

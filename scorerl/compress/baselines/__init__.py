@@ -1,17 +1,22 @@
 """Training-free token-compression baselines behind one interface, by name.
 
     from scorerl.compress.baselines import get_compressor
-    keep = get_compressor("dycoke", window=4).select(visual.features, rho, visual.grid)  # bool [T, N]
+    keep = get_compressor("vidcom2").select(visual.features, rho, visual.grid)  # bool [T, N]
 
-Every method keeps exactly ceil(rho * T * N) tokens (except `full`, which keeps all) and only *selects* tokens,
-so the environment scores them at their original positions (see base.py). Names:
+Every method keeps exactly ceil(rho * T * N) tokens except `full` (all) and the two official re-implementations,
+`dycoke` and `vidcom2`, which keep the count their published method keeps at that ratio (their docstrings say
+how; the harness reports the real kept fraction). All only *select* tokens, so the environment scores them at
+their original positions (see base.py). Names:
   full       all tokens (the uncompressed reference)
   uniform    evenly spaced whole frames
   random     uniformly random tokens (pass a seeded torch.Generator)
   pool       spatial average pooling, one representative token per region (pool.pool_features: the means)
   framediff  top-k of |v[t] - v[t-1]|
-  dycoke     DyCoke's temporal pruning against the same position of a reference frame (Tao et al., CVPR 2025)
-  vidcom2    frame-uniqueness budgets + distinctive tokens (Liu et al., arXiv 2505.14454)
+  dycoke     DyCoke's official TTM stage, rho -> its pruning ratio K; keeps >= its minimum W/T of the tokens,
+             needs T >= 5 (Tao et al., CVPR 2025)
+  dycoke_ttm+topk  [ours] the official TTM (K = 1 below its minimum), then exactly ceil(rho*T*N) of its tokens
+  vidcom2    the official VidCom2 at R = rho: frame-uniqueness budgets, each frame's most distinctive tokens;
+             keeps sum of its per-frame budgets (Liu et al., arXiv 2505.14454)
 
 `fastv` (attention at LLM layer K) is not here: it needs the frozen LLM's attention, so the evaluation harness
 provides it on top of the environment.
@@ -23,14 +28,14 @@ import difflib
 
 from scorerl.compress.baselines.base import (Compressor, CompressorError, allocate, evenly_spaced, keep_count,
                                              per_frame_topk, keep_top)
-from scorerl.compress.baselines.dycoke import DyCoke, dycoke_threshold_keep
+from scorerl.compress.baselines.dycoke import DyCoke, DyCokeTopK, dycoke_ttm
 from scorerl.compress.baselines.framediff import FrameDiff
 from scorerl.compress.baselines.pool import Pool, pool_features
 from scorerl.compress.baselines.simple import Full, RandomTokens, Uniform
-from scorerl.compress.baselines.vidcom2 import VidCom2
+from scorerl.compress.baselines.vidcom2 import VidCom2, vidcom2_steps
 
 _REGISTRY: dict[str, type[Compressor]] = {
-    cls.name: cls for cls in (Full, Uniform, RandomTokens, Pool, FrameDiff, DyCoke, VidCom2)
+    cls.name: cls for cls in (Full, Uniform, RandomTokens, Pool, FrameDiff, DyCoke, DyCokeTopK, VidCom2)
 }
 
 # Names that are baselines but live elsewhere, with where to find them.
@@ -60,6 +65,6 @@ def get_compressor(name: str, **kwargs) -> Compressor:
 
 __all__ = [
     "Compressor", "CompressorError", "available", "get_compressor", "allocate", "keep_count", "keep_top",
-    "per_frame_topk", "evenly_spaced", "pool_features", "dycoke_threshold_keep",
-    "Full", "Uniform", "RandomTokens", "Pool", "FrameDiff", "DyCoke", "VidCom2",
+    "per_frame_topk", "evenly_spaced", "pool_features", "dycoke_ttm", "vidcom2_steps",
+    "Full", "Uniform", "RandomTokens", "Pool", "FrameDiff", "DyCoke", "DyCokeTopK", "VidCom2",
 ]

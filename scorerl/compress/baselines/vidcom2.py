@@ -1,57 +1,127 @@
 """VidCom2: give unique frames more tokens, then keep each frame's most distinctive tokens.
 
-After Xuyang Liu, Yiyu Wang, Junpeng Ma, Linfeng Zhang, "Video Compression Commander: Plug-and-Play Inference
-Acceleration for Video Large Language Models", arXiv 2505.14454, 2025. A re-implementation of the described
-idea, not a port of the authors' code.
+Xuyang Liu, Yiyu Wang, Junpeng Ma, Linfeng Zhang, "Video Compression Commander: Plug-and-Play Inference
+Acceleration for Video Large Language Models", arXiv 2505.14454, 2025. This is the official algorithm
+(xuyang-liu16/VidCom2, `vidcom2_compression`, as the LLaVA-OneVision and Qwen-VL integrations call it on one
+clip's features flattened frame-major), re-implemented from its description and checked token for token against
+data-only fixtures of the official outputs (tests/core/test_parity.py, shared/parity/README.md). No code was
+copied. With R the retention ratio (the harness's keep ratio: R = rho):
 
-Stage 1, frame compression adjustment. g = mean of all T * N tokens (the video representation). A frame's
-uniqueness u[t] = mean over its tokens of 1 - cos(v[t, i], g) (the paper averages token-to-video similarity; a
-frame far from the video's average content is unique). sigma = softmax(u / temperature). Per-frame budgets are
-proportional to
-  - `spread="offset"` (default): 1 + sigma[t] - 1/T, i.e. every frame starts at the mean budget k/T and is moved
-    by how far its softmax weight is from uniform. This is our reading of the paper's retention ratio
-    r_t = r * (1 + sigma_t - 1/T); it was not re-checked against the paper's text for this re-implementation.
-  - `spread="softmax"`: sigma[t] alone (sharper: at low temperature the most unique frames take almost all).
-`allocate` turns either into integers that sum to exactly k with at most N per frame (budget above N spills to
-the other frames by weight).
+  1. channels: the half of the D channels (int(D / 2), at least 1) with the lowest variance over all T * N tokens
+     (population variance). Low, not high: channels with massive activations never enter a score.
+  2. every token is L2-normalised over those channels (a zero token stays zero).
+  3. video centre c = mean of all normalised tokens; frame centre c_t = mean of frame t's. Not renormalised, and
+     both include the token itself.
+  4. similarity to a centre: sum over bandwidths a in {1/8, 1/4, 1/2, 1, 2} of exp(-|x - c|^2 / (2a)).
+  5. frame uniqueness u_t = -mean over frame t's tokens of their similarity to c (a frame far from the rest of
+     the video is unique).
+  6. budgets: p = softmax(u / 0.01); scale_t = min(1, R * (1 + p_t - mean(p))); k_t = max(1, round(scale_t * N))
+     with round half to even, each frame rounded on its own.
+  7. token score = similarity to c + similarity to c_t; frame t keeps its k_t lowest-scoring (most distinctive)
+     tokens. Exact score ties (e.g. all-zero features) go to the lower token index.
 
-Stage 2, adaptive token compression. Within frame t a token's uniqueness is its cosine distance to the frame's
-mean token plus its distance to g (distinct within the frame and within the video); the top budgets[t] are kept.
+The count is NOT ceil(rho * T * N): VidCom2 keeps sum_t k_t, a few tokens more or fewer than R * T * N (154
+instead of 156.8 on one fixture clip), and at least one token per frame. That is the published method, so the
+harness gets exactly the official kept set and `kept_fraction` in the results says what was really kept. At
+R = 1 it keeps about N * (1 - 1/T) in most frames, not everything (use `full` for that).
+
+`vidcom2_steps` exposes every intermediate (channels, uniqueness, softmax, scales, budgets, scores) so tests can
+pin each step.
 """
 
 from __future__ import annotations
 
-import torch
+from dataclasses import dataclass
 
-from scorerl.compress.baselines.base import (Compressor, CompressorError, allocate, cosine_distance,
-                                             per_frame_topk)
+import torch
+import torch.nn.functional as F
+
+from scorerl.compress.baselines.base import Compressor, CompressorError, check_inputs, check_rho, per_frame_topk
+
+BANDWIDTHS = (0.125, 0.25, 0.5, 1.0, 2.0)  # the official Gaussian kernel bandwidths a
+TEMPERATURE = 0.01  # the official softmax temperature over frame uniqueness
+CHANNEL_RATIO = 0.5  # the official share of (lowest-variance) channels scored
+
+
+@dataclass(frozen=True)
+class VidCom2Steps:
+    """Every intermediate of one VidCom2 call on features [T, N, D]."""
+
+    selected_channels: torch.Tensor  # int64 [C], ascending
+    frame_uniqueness: torch.Tensor  # [T], higher = more unique = larger budget
+    softmax_probs: torch.Tensor  # [T]
+    scales: torch.Tensor  # [T], per-frame retention before rounding, <= 1
+    budgets: torch.Tensor  # int64 [T], k_t
+    scores: torch.Tensor  # [T, N], lower = more distinctive = kept first
+    keep: torch.Tensor  # bool [T, N], budgets[t] True in row t
+
+
+def low_variance_channels(tokens: torch.Tensor, ratio: float = CHANNEL_RATIO) -> torch.Tensor:
+    """tokens [M, D] -> int64 [C] channels of lowest population variance, lowest first; C = max(1, int(D * ratio))."""
+    count = max(1, int(tokens.shape[-1] * ratio))
+    variance = tokens.var(dim=0, unbiased=False)  # [D]
+    return torch.topk(variance, count, largest=False).indices
+
+
+def gaussian_similarity(x: torch.Tensor, centre: torch.Tensor, bandwidths=BANDWIDTHS) -> torch.Tensor:
+    """x [..., C], centre broadcastable to it -> [...]: sum_a exp(-|x - centre|^2 / (2a))."""
+    dist2 = (x - centre).pow(2).sum(dim=-1)
+    sim = torch.zeros_like(dist2)
+    for a in bandwidths:
+        sim = sim + torch.exp(-dist2 / (2.0 * a))
+    return sim
+
+
+def frame_budgets(uniqueness: torch.Tensor, R: float, N: int, temperature: float = TEMPERATURE):
+    """uniqueness [T] -> (softmax p [T], scales [T], budgets int64 [T]) per step 6 of the module docstring.
+
+    Rounding is torch.round (half to even) frame by frame, so the budgets need not sum to R * T * N.
+    """
+    p = torch.softmax((uniqueness - uniqueness.max()) / temperature, dim=0)  # [T]; shift first: the fixtures' bits
+    scales = (R * (1.0 + p - p.mean())).clamp(max=1.0)  # [T]
+    budgets = torch.round(scales * N).clamp(min=1).long()  # [T]
+    return p, scales, budgets
+
+
+def vidcom2_steps(features: torch.Tensor, R: float, *, temperature: float = TEMPERATURE,
+                  channel_ratio: float = CHANNEL_RATIO) -> VidCom2Steps:
+    """features [T, N, D], retention ratio R in (0, 1] -> VidCom2Steps (official algorithm; float32 or wider)."""
+    T, N, D = features.shape
+    x = features.to(torch.promote_types(features.dtype, torch.float32))
+    channels = low_variance_channels(x.reshape(T * N, D), channel_ratio)  # [C], lowest variance first
+    z = F.normalize(x[..., channels], dim=-1)  # [T, N, C]
+    video_centre = z.reshape(T * N, -1).mean(dim=0)  # [C]
+    frame_centre = z.mean(dim=1, keepdim=True)  # [T, 1, C]
+    to_video = gaussian_similarity(z, video_centre)  # [T, N]
+    uniqueness = -to_video.mean(dim=1)  # [T]
+    p, scales, budgets = frame_budgets(uniqueness, R, N, temperature)
+    scores = to_video + gaussian_similarity(z, frame_centre)  # [T, N]
+    keep = per_frame_topk(-scores, budgets)  # lowest scores; ties -> lower token index
+    return VidCom2Steps(torch.sort(channels).values, uniqueness, p, scales, budgets, scores, keep)
 
 
 class VidCom2(Compressor):
-    """Frame budgets from frame uniqueness, tokens from within-frame uniqueness; exactly k via `allocate`."""
+    """The official VidCom2 at R = rho; keeps sum_t k_t tokens (its own per-frame budgets), not ceil(rho*T*N)."""
 
     name = "vidcom2"
 
-    def __init__(self, temperature: float = 0.01, spread: str = "offset"):
-        if not temperature > 0:
+    def __init__(self, temperature: float = TEMPERATURE):
+        if isinstance(temperature, bool) or not isinstance(temperature, (int, float)) or not temperature > 0:
             raise CompressorError(f"vidcom2: temperature must be > 0, got {temperature!r}")
-        if spread not in ("offset", "softmax"):
-            raise CompressorError(f"vidcom2: spread must be offset or softmax, not {spread!r}")
         self.temperature = float(temperature)
-        self.spread = spread
+
+    def select(self, features, rho, grid, *, generator=None) -> torch.Tensor:
+        """features [T, N, D] -> keep bool [T, N]: the official kept set at R = rho (sum of its budgets)."""
+        check_inputs(features, rho, grid)
+        return self.steps(features, rho).keep
+
+    def steps(self, features: torch.Tensor, rho: float) -> VidCom2Steps:
+        """All intermediates at R = rho (see VidCom2Steps)."""
+        return vidcom2_steps(features, check_rho(rho), temperature=self.temperature)
+
+    def expected_count(self, rho, T, N):
+        raise CompressorError("vidcom2 keeps the sum of its per-frame budgets, which depends on the features: "
+                              "use VidCom2().steps(features, rho).budgets")
 
     def _keep(self, features, k, grid, generator):
-        T, N, _ = features.shape
-        v = features.float()
-        video_mean = v.mean(dim=(0, 1))  # [D]
-        to_video = cosine_distance(v, video_mean)  # [T, N]
-        budgets = allocate(k, self.frame_weights(to_video.mean(dim=1)), N)  # [T], sums to k
-        to_frame = cosine_distance(v, v.mean(dim=1, keepdim=True))  # [T, N]
-        return per_frame_topk(to_frame + to_video, budgets)
-
-    def frame_weights(self, uniqueness: torch.Tensor) -> torch.Tensor:
-        """uniqueness [T] -> non-negative budget weights [T] (see `spread`)."""
-        sigma = torch.softmax(uniqueness.double() / self.temperature, dim=0)  # float64: tiny temperatures
-        if self.spread == "softmax":
-            return sigma
-        return 1.0 + sigma - 1.0 / uniqueness.numel()
+        raise CompressorError("vidcom2 has no exact-k mode: select() keeps its own per-frame budgets")
