@@ -34,10 +34,9 @@ from functools import partial
 from pathlib import Path
 from typing import Any, Callable, Iterable, NamedTuple
 
+from scorerl.data.manifest import LETTERS, answer_index
 from scorerl.errors import DataError, ScoreRLError
 from scorerl.io.atomic import write_bytes, write_text
-
-LETTERS = tuple("ABCDEFGHIJ")  # manifest v2: up to 10 options
 ANSWER_FORMATS = ("auto", "letter", "index", "text")
 
 
@@ -639,11 +638,11 @@ def _text_index(answer: Any, options: list[str]) -> int | None:
 
 
 def _auto_index(answer: Any, options: list[str]) -> int | None:
-    if isinstance(answer, str) and answer in LETTERS[:len(options)]:
-        return LETTERS.index(answer)
-    if isinstance(answer, int) and not isinstance(answer, bool):
-        return _index_index(answer, options)
-    found = _text_index(answer, options) if isinstance(answer, str) else None
+    """The manifest's own rule (letter, int index, exact text), then an option's text with spaces trimmed, then a
+    digit string or a whole float as an index."""
+    found = answer_index(options, answer)
+    if found is None and isinstance(answer, str):
+        found = _text_index(answer, options)
     return found if found is not None else _index_index(answer, options)
 
 

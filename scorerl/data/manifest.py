@@ -86,16 +86,23 @@ def _answer(rec: dict) -> tuple[list[str], str, int]:
     if len(set(options)) != len(options):
         raise ValueError("options must be distinct")
     letters = LETTERS[:len(options)]
-    if isinstance(answer, str) and answer in letters:
-        index = letters.index(answer)
-    elif isinstance(answer, int) and not isinstance(answer, bool) and 0 <= answer < len(options):
-        index = answer
-    elif isinstance(answer, str) and answer in options:
-        index = options.index(answer)
-    else:
+    index = answer_index(options, answer)
+    if index is None:
         raise ValueError(f"answer {answer!r} is neither a letter {letters[0]}-{letters[-1]}, an index "
                          f"0-{len(options) - 1} nor one of the {len(options)} options' texts")
     return list(options), letters[index], index
+
+
+def answer_index(options: list[str], answer) -> int | None:
+    """The option an answer names, in this order: its letter ("C"), its 0-based int index, its exact text; None
+    when it names none. The one rule manifests are read by (and converters follow)."""
+    if isinstance(answer, str) and answer in LETTERS[:len(options)]:
+        return LETTERS.index(answer)
+    if isinstance(answer, int) and not isinstance(answer, bool):
+        return answer if 0 <= answer < len(options) else None
+    if isinstance(answer, str) and answer in options:
+        return options.index(answer)
+    return None
 
 
 def _clip(rec: dict, kind: str) -> tuple[float | None, float | None, float | None]:

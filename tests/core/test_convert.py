@@ -325,6 +325,13 @@ def test_imageqa_saved_dataset_writes_pngs_next_to_the_manifest(tmp_path):
             assert im.format == "PNG"
             np.testing.assert_array_equal(np.asarray(im), pictures[line["id"]])  # lossless, same pixels
     assert report.skipped == []
+    # Stage 1: each photograph becomes a static pseudo-video, its frames identical copies.
+    from scorerl.data.frames import FrameSampling, load_clip
+
+    samples, _ = read_manifest(out)
+    clip = load_clip(samples[0], FrameSampling(num_frames=4, size=64))
+    assert clip.frames.shape == (4, 64, 64, 3) and clip.seconds_per_frame is None
+    assert all((clip.frames[t] == clip.frames[0]).all() for t in range(4)) and clip.frames.std() > 10
     assert_reads_back(report)
 
 
