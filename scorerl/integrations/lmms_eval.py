@@ -6,13 +6,13 @@ policy or a baseline at a keep ratio, evaluated by the harness this field report
         --model_args pretrained=/models/Qwen2.5-VL-7B-Instruct,arch=qwen2_5_vl,compressor=runs/quickstart/policy,ratio=0.1 \\
         --tasks mvbench --batch_size 1
 
-It registers through lmms-eval's entry-points group `lmms_eval.models` (pyproject.toml), as a "simple" model:
-each request's visuals come from the task's `doc_to_visual` (video paths, or images as static pseudo-videos), are
-encoded once by the frozen model, sampled by `num_frames`, or by `fps` up to `max_frames` (with the real time between frames in the model's
-positions), compressed by `compressor` (a policy folder, run or checkpoint; or a baseline
-name: uniform, random, pool, framediff, dycoke, dycoke_ttm+topk, vidcom2; `full` or ratio=1 keeps everything) and answered with the
-kept tokens at their original positions: `loglikelihood` scores the continuation by teacher forcing (one prefill),
-`generate_until` decodes greedily and cuts at the task's stop strings.
+It registers through lmms-eval's entry-points group `lmms_eval.models` (pyproject.toml), as a "simple" model.
+Each request's visual comes from the task's `doc_to_visual` (a video path, or an image as a static pseudo-video),
+is sampled by `num_frames`, or by `fps` up to `max_frames` (the real time between frames reaching the model's
+positions), encoded once by the frozen model, compressed by `compressor` (a policy folder, run or checkpoint; or a
+baseline name: uniform, random, pool, framediff, dycoke, dycoke_ttm+topk, vidcom2; `full` or ratio=1 keeps
+everything) and answered with the kept tokens at their original positions: `loglikelihood` scores the
+continuation by teacher forcing (one prefill), `generate_until` decodes greedily and cuts at the task's stops.
 """
 
 from __future__ import annotations
