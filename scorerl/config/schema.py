@@ -254,6 +254,22 @@ class BenchSection:
     """Timed runs; the median is reported."""
     random_init: dict = opt(factory=dict)
     """Build the architecture from this config dict with random weights instead of loading env.path."""
+    static_shapes: bool = False
+    """Pad each prefill's length up to a bucket (LEFT padding, mask 0) so repeated calls see few shapes."""
+    bucket: int = opt(64, ge=0)
+    """static_shapes: the padded length is the next multiple of this; 0 = the next power of two."""
+    static_max_tokens: int = opt(16384, ge=1)
+    """static_shapes: forwards above this many tokens (rows x padded length) stay eager at their exact length."""
+    compile: bool = False
+    """static_shapes on CUDA: torch.compile(mode="reduce-overhead"), one CUDA graph per bucket; skipped elsewhere."""
+    ttft: bool = False
+    """Also report time to first token: frame decoding + vision tower + policy + prefill, full vs each ratio."""
+    ttft_ratio: float = opt(0.1, gt=0, le=1)
+    """ttft: besides full, the pipeline at the bench ratio nearest this one is also run end to end once."""
+
+    def validate(self, err):
+        if self.compile and not self.static_shapes:
+            err("compile", "needs bench.static_shapes: true (a CUDA graph holds one shape)")
 
 
 CORE_SECTIONS: dict[str, type] = {

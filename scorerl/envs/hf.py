@@ -99,6 +99,41 @@ def left_pad(seqs: list[Sequence]) -> tuple[torch.Tensor, torch.Tensor, torch.Te
     return embeds, mask, positions
 
 
+@dataclass
+class StaticShapes:
+    """How the static-shape prefill pads and (on CUDA) compiles. Why: eager transformers at batch 1 spends a short
+    prefill mostly launching kernels; CUDA graphs remove that, but a graph holds one shape, so every forward's
+    length is rounded up to a few bucket lengths first."""
+
+    bucket: int = 64  # padded length = the next multiple of bucket; 0 = the next power of two
+    compile: bool = False  # CUDA only: torch.compile(mode="reduce-overhead") = CUDA graphs, one per bucket
+    max_tokens: int = 16384  # rows x padded length above this stay eager at their exact length (compute-bound)
+
+
+def bucket_length(n: int, bucket: int) -> int:
+    """n rounded up to its bucket: the next multiple of `bucket`, or (bucket 0) the next power of two."""
+    if n < 1 or bucket < 0:
+        raise ValueError(f"need n >= 1 and bucket >= 0, got n={n}, bucket={bucket}")
+    if bucket == 0:
+        return 1 << (n - 1).bit_length()
+    return -(-n // bucket) * bucket
+
+
+def pad_left_to(embeds: torch.Tensor, mask: torch.Tensor, positions: torch.Tensor,
+                width: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """left_pad's output [B, L, D], [B, L], [P, B, L] padded further on the LEFT to width W >= L: embeddings 0,
+    attention mask 0, positions 1 (as left_pad fills them), so the real tokens stay right-aligned."""
+    extra = width - embeds.shape[1]
+    if extra < 0:
+        raise ValueError(f"cannot pad length {embeds.shape[1]} down to {width}")
+    if extra == 0:
+        return embeds, mask, positions
+    F = torch.nn.functional
+    return (F.pad(embeds, (0, 0, extra, 0)),  # [B, W, D]
+            F.pad(mask, (extra, 0)),  # [B, W]
+            F.pad(positions, (extra, 0), value=1))  # [P, B, W]
+
+
 def _ones_mask(seq: Sequence) -> torch.Tensor:
     """attention_mask [1, L'] of ones. Always pass one: without it transformers 5 reads position-id jumps (our
     dropped tokens) as packed-sequence boundaries and blocks attention across them (1-D RoPE models)."""
@@ -144,6 +179,9 @@ class HFVideoEnv(VideoEnv):
 
     arch: str = ""
     model_type: str = ""  # config.json `model_type` a checkpoint folder of this arch must have
+    static_shapes: StaticShapes | None = None  # set by use_static_shapes; None = eager, exact-length forwards
+    _compiled = None  # the torch.compile'd model (CUDA graphs) while static_shapes.compile is in effect
+    _compile_cache = None  # kept once built: a later run reuses its graphs instead of compiling again
 
     def __init__(self, model, tokenizer, token_budget: int = 32768, settings: dict | None = None):
         self.model = model.eval().requires_grad_(False)
@@ -346,10 +384,62 @@ class HFVideoEnv(VideoEnv):
 
     def _forward(self, seqs: list[Sequence], logits_to_keep: int) -> torch.Tensor:
         """One left-padded forward -> logits [B, logits_to_keep, V] of the last columns."""
+        if self.static_shapes is not None:
+            return self._static_forward(seqs, logits_to_keep)
         embeds, mask, positions = left_pad(seqs)
         out = self.model(inputs_embeds=embeds, attention_mask=mask, position_ids=self.model_positions(positions),
                          use_cache=False, logits_to_keep=logits_to_keep)
         return out.logits
+
+    # ---------------------------------------------------------------- static-shape prefill
+
+    def use_static_shapes(self, settings: StaticShapes | None) -> dict:
+        """Turn the static-shape forward on (settings) or off (None); returns what took effect, for the record.
+
+        compile wraps the model in torch.compile(mode="reduce-overhead", dynamic=False): one CUDA graph per
+        bucket length. It is applied on CUDA only (on a CPU there is no graph to replay), else recorded as skipped.
+        """
+        self.static_shapes, self._compiled = settings, None
+        if settings is None:
+            return {"static_shapes": False, "compile": "off"}
+        compiled = "off"
+        if settings.compile and self.device.type != "cuda":
+            compiled = f"skipped: CUDA graphs need a CUDA device, the model is on {self.device.type}"
+        elif settings.compile:
+            self._compiled = self._compiled_model()
+            compiled = "reduce-overhead"
+        return {"static_shapes": True, "bucket": settings.bucket, "max_tokens": settings.max_tokens,
+                "compile": compiled}
+
+    def _compiled_model(self):
+        """torch.compile(model, mode="reduce-overhead", dynamic=False), built once per environment."""
+        if self._compile_cache is None:
+            import torch._dynamo
+
+            # one compiled graph per bucket: raise the recompile limit above the few buckets a run sees
+            for name in ("recompile_limit", "cache_size_limit"):
+                if hasattr(torch._dynamo.config, name):
+                    setattr(torch._dynamo.config, name, max(64, getattr(torch._dynamo.config, name)))
+            self._compile_cache = torch.compile(self.model, mode="reduce-overhead", dynamic=False)
+        return self._compile_cache
+
+    def _static_forward(self, seqs: list[Sequence], logits_to_keep: int) -> torch.Tensor:
+        """_forward with the padded length rounded up to its bucket (LEFT padding, mask 0): repeated calls see a
+        few shapes, so a compiled model replays one CUDA graph per bucket. Forwards over max_tokens keep their
+        exact length and run eager. -> logits [B, logits_to_keep, V]."""
+        settings = self.static_shapes
+        embeds, mask, positions = left_pad(seqs)  # [B, L, D], [B, L], [P, B, L]
+        B, L = mask.shape
+        width = bucket_length(L, settings.bucket)
+        static = B * width <= settings.max_tokens
+        embeds, mask, positions = pad_left_to(embeds, mask, positions, width if static else L)  # [B, W, ...]
+        model = self._compiled if static and self._compiled is not None else self.model  # CUDA graphs or eager
+        if model is not self.model:
+            torch.compiler.cudagraph_mark_step_begin()  # a new replay: earlier graph outputs may be overwritten
+        out = model(inputs_embeds=embeds, attention_mask=mask, position_ids=self.model_positions(positions),
+                    use_cache=False, logits_to_keep=logits_to_keep)
+        # a CUDA graph's output buffer is reused by the next replay: copy what the caller keeps
+        return out.logits if model is self.model else out.logits.clone()
 
     def _last_logits(self, seqs: list[Sequence], need: list[int]) -> list[torch.Tensor]:
         """For each sequence i, logits [need[i], V] at its last need[i] positions; chunked by token_budget."""

@@ -9,7 +9,13 @@ Recipe (run_bench):
      full-sequence position ids, then one LLM forward that also yields the answer's likelihood)
   4. each ratio: policy time (surprise state + MLP + top-k) + the prefill over the kept tokens only
   5. median of bench.repeats timed runs after bench.warmup untimed ones; CUDA is synchronised around each run
-  6. analytic prefill FLOPs (flops.py) next to the times; FILE.json + FILE.md
+  6. analytic prefill FLOPs (flops.py) next to the times, and how much of that limit the speed-up reaches;
+     FILE.json + FILE.md
+
+Options: bench.static_shapes pads each prefill up to a bucket length (few shapes) and bench.compile adds
+torch.compile(mode="reduce-overhead") on CUDA (CUDA graphs): the eager floor of short prefills is kernel launches.
+bench.ttft adds time to first token: a synthetic clip written at bench start is decoded (decord, else PyAV), then
+vision tower + policy + prefill; full vs each ratio, and the pipeline at bench.ttft_ratio run end to end once.
 
 With no --policy a fresh policy of cfg.policy is timed: its cost depends on its sizes, not on training.
 """
@@ -20,6 +26,7 @@ import logging
 import os
 import platform
 import statistics
+import tempfile
 import time
 from datetime import datetime, timezone
 from pathlib import Path
@@ -53,52 +60,107 @@ def run_bench(cfg: Config, out: str | Path, policy_dir: str | Path | None = None
         source = "in-memory environment"
     device = _env_device(env)
     sync = _synchronizer(device)
+    static = static_setup(env, b)
 
-    frames = np.random.default_rng(cfg.run.seed).integers(0, 256, (b.num_frames, b.frame_size, b.frame_size, 3),
-                                                           dtype=np.uint8)  # content does not change the cost
-    with torch.inference_mode():
-        vision_times = time_runs(lambda: env.encode(frames), b.warmup, b.repeats, sync)
-        visual = env.encode(frames)
-    T, N, D = visual.features.shape
-    suffix = 0 if visual.suffix is None else int(visual.suffix.shape[0])
+    with tempfile.TemporaryDirectory(prefix="scorerl_bench_") as tmp:
+        clip = write_bench_clip(Path(tmp) / "clip.mp4", b.num_frames, b.frame_size) if b.ttft else None
+        frames = np.random.default_rng(cfg.run.seed).integers(0, 256, (b.num_frames, b.frame_size, b.frame_size, 3),
+                                                               dtype=np.uint8)  # content does not change the cost
+        with torch.inference_mode():
+            vision_times = time_runs(lambda: env.encode(frames), b.warmup, b.repeats, sync)
+            visual = env.encode(frames)
+        T, N, D = visual.features.shape
+        suffix = 0 if visual.suffix is None else int(visual.suffix.shape[0])
 
-    policy, policy_source = _bench_policy(cfg, policy_dir, D, device)
-    prompt = bench_prompt(env, b.prompt_tokens)
-    n_text = text_tokens(env, ScoreRequest(visual=visual, prompt=prompt, target=_TARGET))
-    scope = policy.config.topk_scope
+        policy, policy_source = _bench_policy(cfg, policy_dir, D, device)
+        prompt = bench_prompt(env, b.prompt_tokens)
+        n_text = text_tokens(env, ScoreRequest(visual=visual, prompt=prompt, target=_TARGET))
+        scope = policy.config.topk_scope
+        last: dict = {}  # the last prefill's score tensor, read after timing (no extra sync inside a timed run)
 
-    def prefill(keep):
-        return env.score([ScoreRequest(visual=visual, prompt=prompt, target=_TARGET, keep=keep)])
+        def prefill(keep, v=visual):
+            last["nll"] = env.score([ScoreRequest(visual=v, prompt=prompt, target=_TARGET, keep=keep)])
+            return last["nll"]
 
-    def select(rho):
-        from scorerl.compress.policy import keep_logits
+        def select(rho, v=visual):
+            from scorerl.compress.policy import keep_logits
 
-        return topk_mask(keep_logits(policy, visual.features, visual.grid), rho, scope)
+            return topk_mask(keep_logits(policy, v.features, v.grid), rho, scope)
 
-    dims = _dims(env)
-    with torch.inference_mode():
-        full_times = time_runs(lambda: prefill(None), b.warmup, b.repeats, sync)
-        full = {"visual_tokens": T * N + suffix, "text_tokens": n_text, "prefill_s": _median(full_times),
-                "prefill_times_s": full_times, "flops": _flops(dims, T * N + suffix + n_text)}
-        rows = []
-        for rho in sorted({float(r) for r in b.ratios}):
-            policy_times = time_runs(lambda: select(rho), b.warmup, b.repeats, sync)
-            keep = select(rho)
-            kept = int(keep.sum())
-            prefill_times = time_runs(lambda: prefill(keep), b.warmup, b.repeats, sync)
-            rows.append(_ratio_row(rho, kept, suffix, n_text, policy_times, prefill_times, full, dims,
-                                   policy, T * N))
+        dims = _dims(env)
+        with torch.inference_mode():
+            n_full = T * N + suffix + n_text
+            full_times, full_first = time_prefill(lambda: prefill(None), _warmup(b, static, n_full), b.repeats, sync)
+            full = {"visual_tokens": T * N + suffix, "text_tokens": n_text, "prefill_s": _median(full_times),
+                    "prefill_times_s": full_times, "first_call_s": full_first, "flops": _flops(dims, n_full),
+                    "padded_tokens": padded_tokens(n_full, static), "nll": float(last["nll"][0])}
+            rows = []
+            for rho in sorted({float(r) for r in b.ratios}):
+                policy_times = time_runs(lambda: select(rho), b.warmup, b.repeats, sync)
+                keep = select(rho)
+                kept = int(keep.sum())
+                n_kept = kept + suffix + n_text
+                prefill_times, first = time_prefill(lambda: prefill(keep), _warmup(b, static, n_kept), b.repeats,
+                                                    sync)
+                row = _ratio_row(rho, kept, suffix, n_text, policy_times, prefill_times, full, dims, policy, T * N)
+                row.update(first_call_s=first, padded_tokens=padded_tokens(n_kept, static),
+                           nll=float(last["nll"][0]))
+                rows.append(row)
+            ttft = None
+            if b.ttft:
+                pipeline = _pipeline(env, frames, select, prefill)
+                ttft = ttft_block(clip, _median(vision_times), full, rows, pipeline, b, sync)
 
     result = {
         "meta": _meta(cfg, env, source, device, policy, policy_source, (T, N, D), visual.grid, dims),
+        "static": static,
         "vision_s": _median(vision_times),
         "vision_times_s": vision_times,
         "full": full,
         "results": rows,
     }
+    if ttft is not None:
+        result["ttft"] = ttft
     paths = write_bench_report(result, out)
     log.info("wrote %s and %s", paths["json"], paths["md"])
     return result
+
+
+# --------------------------------------------------------------------------------------------- static shapes
+
+
+def static_setup(env: VideoEnv, b) -> dict:
+    """Put the environment in the mode bench asks for (every run sets it: an env passed in may come from a run
+    in the other mode) -> the record of what took effect."""
+    if not hasattr(env, "use_static_shapes"):
+        if b.static_shapes:
+            return {"static_shapes": False, "compile": "off",
+                    "reason": f"{type(env).__name__} has no static-shape forward"}
+        return {"static_shapes": False, "compile": "off"}
+    from scorerl.envs.hf import StaticShapes
+
+    settings = StaticShapes(bucket=b.bucket, compile=b.compile, max_tokens=b.static_max_tokens) \
+        if b.static_shapes else None
+    return env.use_static_shapes(settings)
+
+
+def _warmup(b, static: dict, tokens: int) -> int:
+    """Untimed runs before timing a prefill: a compiled one needs 3 (compile, record the CUDA graph, replay)."""
+    from scorerl.envs.hf import bucket_length
+
+    compiled = static.get("compile") == "reduce-overhead" and bucket_length(tokens, static["bucket"]) <= static[
+        "max_tokens"]
+    return max(b.warmup, 3) if compiled else b.warmup
+
+
+def padded_tokens(tokens: int, static: dict) -> int:
+    """The sequence length the model actually runs on: tokens, or its bucket under static shapes."""
+    from scorerl.envs.hf import bucket_length
+
+    if not static.get("static_shapes"):
+        return tokens
+    width = bucket_length(tokens, static["bucket"])
+    return width if width <= static["max_tokens"] else tokens
 
 
 # --------------------------------------------------------------------------------------------- timing
@@ -118,6 +180,12 @@ def time_runs(fn, warmup: int, repeats: int, sync) -> list[float]:
     return times
 
 
+def time_prefill(fn, warmup: int, repeats: int, sync) -> tuple[list[float], float | None]:
+    """time_runs, with the first warm-up call timed apart (it holds a compile, when there is one)."""
+    first = time_runs(fn, 0, 1, sync)[0] if warmup > 0 else None
+    return time_runs(fn, max(warmup - 1, 0), repeats, sync), first
+
+
 def _median(xs: list[float]) -> float:
     return float(statistics.median(xs))
 
@@ -134,16 +202,20 @@ def _ratio_row(rho, kept, suffix, n_text, policy_times, prefill_times, full, dim
     if flops is not None:
         flops["policy"] = policy_flops(total, policy.state_dim, policy.config.hidden, policy.config.layers)
         flops["total"] += flops["policy"]
+    speedup = full["prefill_s"] / (policy_s + prefill_s)  # what a user sees: policy cost included
+    flops_speedup = None if flops is None else full["flops"]["total"] / flops["total"]
     return {
         "ratio": rho,
         "visual_tokens": kept + suffix,
         "policy_s": policy_s,
         "prefill_s": prefill_s,
         "total_s": policy_s + prefill_s,
-        "speedup": full["prefill_s"] / (policy_s + prefill_s),  # what a user sees: policy cost included
+        "speedup": speedup,
         "prefill_speedup": full["prefill_s"] / prefill_s,
         "flops": flops,
-        "flops_speedup": None if flops is None else full["flops"]["total"] / flops["total"],
+        "flops_speedup": flops_speedup,
+        # the FLOPs ratio is the limit pruning could reach: how much of it the measured speed-up gets
+        "limit_pct": None if flops_speedup is None else 100 * speedup / flops_speedup,
         "policy_times_s": policy_times,
         "prefill_times_s": prefill_times,
     }
@@ -156,6 +228,95 @@ def _flops(dims, tokens: int) -> dict | None:
 def _dims(env: VideoEnv):
     model = getattr(env, "model", None)
     return None if model is None else lm_dims(model.config)
+
+
+# --------------------------------------------------------------------------------------------- time to first token
+
+
+def synthetic_clip(num_frames: int, size: int) -> np.ndarray:
+    """uint8 [F, size, size, 3]: gradients sliding with time (cheap to encode, unlike noise, so writing the clip
+    stays short; decoding cost depends on the size, frame count and codec)."""
+    y, x = np.mgrid[0:size, 0:size].astype(np.int64)  # [size, size] each
+    out = np.empty((num_frames, size, size, 3), dtype=np.uint8)
+    for t in range(num_frames):  # one frame at a time: a 320-frame 448 px clip stays ~190 MB
+        out[t, ..., 0] = (x + 3 * t) % 256
+        out[t, ..., 1] = (y + 2 * t) % 256
+        out[t, ..., 2] = (x + y + t) // 2 % 256
+    return out
+
+
+def write_bench_clip(path: Path, num_frames: int, size: int) -> dict:
+    """Write the clip that time-to-first-token decodes -> {"path"} or {"path": None, "reason"} when it cannot be
+    written (PyAV missing: decoding is then reported as n/a, not skipped silently)."""
+    from scorerl.data.video_io import write_mp4
+
+    try:
+        t0 = time.perf_counter()
+        write_mp4(path, synthetic_clip(num_frames, size + size % 2))  # yuv420p needs even sides
+        return {"path": str(path), "frames": num_frames, "size": size, "write_s": time.perf_counter() - t0,
+                "bytes": path.stat().st_size}
+    except Exception as e:  # ImportError (no PyAV) or an encoder failure
+        return {"path": None, "reason": f"the clip could not be written: {type(e).__name__}: {e}"}
+
+
+def decoder_name() -> str:
+    """Which reader frames.read_clip uses here: decord when installed, else PyAV."""
+    import importlib.util
+
+    return "decord" if importlib.util.find_spec("decord") is not None else "PyAV"
+
+
+def _decode_fn(clip: dict | None, num_frames: int, size: int):
+    """() -> frames [F, size, size, 3] decoded from the clip; None when there is no clip to decode."""
+    if clip is None or clip.get("path") is None:
+        return None
+    from scorerl.data.frames import FrameSampling, read_clip
+
+    return lambda: read_clip(clip["path"], FrameSampling(num_frames=num_frames, size=size)).frames
+
+
+def _pipeline(env, frames, select, prefill):
+    """(rho or None = full, decode or None) -> one run of decode + vision tower + policy + prefill; without a
+    decoder the in-memory frames go to the vision tower."""
+
+    def run(rho, decode):
+        visual = env.encode(frames if decode is None else decode())
+        prefill(None if rho is None else select(rho, visual), visual)
+
+    return run
+
+
+def ttft_block(clip, vision_s, full, rows, pipeline, b, sync) -> dict:
+    """Time to first token per arm = decode + vision tower + policy + prefill (medians of their own runs), and the
+    arm at b.ttft_ratio (and full) run end to end once as a check of that sum."""
+    decode = _decode_fn(clip, b.num_frames, b.frame_size)
+    decode_s, reason = None, None
+    if decode is None:
+        reason = (clip or {}).get("reason", "no clip")
+    else:
+        try:
+            decode_s = _median(time_runs(decode, b.warmup, b.repeats, lambda: None))
+        except Exception as e:  # DataError: neither decord nor PyAV could read it
+            reason = f"decoding failed: {type(e).__name__}: {e}"
+    d = decode_s or 0.0
+    full_ttft = d + vision_s + full["prefill_s"]
+    arms = [{"arm": "full", "decode_s": decode_s, "vision_s": vision_s, "policy_s": 0.0,
+             "prefill_s": full["prefill_s"], "ttft_s": full_ttft, "speedup": 1.0}]
+    for r in rows:
+        total = d + vision_s + r["policy_s"] + r["prefill_s"]
+        arms.append({"arm": r["ratio"], "decode_s": decode_s, "vision_s": vision_s, "policy_s": r["policy_s"],
+                     "prefill_s": r["prefill_s"], "ttft_s": total, "speedup": full_ttft / total})
+    e2e_rho = min((r["ratio"] for r in rows), key=lambda x: abs(x - b.ttft_ratio), default=None)
+    decode = decode if decode_s is not None else None  # a clip that failed to decode is not decoded again
+    for arm in arms:
+        if arm["arm"] == "full" or arm["arm"] == e2e_rho:
+            rho = None if arm["arm"] == "full" else arm["arm"]
+            arm["e2e_s"] = time_runs(lambda: pipeline(rho, decode), 0, 1, sync)[0]
+    clip = {k: v for k, v in (clip or {}).items() if k != "path"}  # a temporary file: gone once bench ends
+    return {"decoder": decoder_name() if decode_s is not None else None, "decode_s": decode_s,
+            "decode_na_reason": reason, "clip": clip, "e2e_ratio": e2e_rho, "arms": arms,
+            "note": "TTFT is the sum of each stage's median; end-to-end is one synchronised run of the whole chain"
+                    + ("" if decode_s is not None else " (decoding n/a: not included)")}
 
 
 # --------------------------------------------------------------------------------------------- inputs
@@ -259,6 +420,9 @@ def _meta(cfg: Config, env, source, device, policy, policy_source, shape, grid, 
         "features": {"T": T, "N": N, "D": D, "grid": list(grid)},
         "prompt_tokens": cfg.bench.prompt_tokens,
         "warmup": cfg.bench.warmup,
+        "options": {"static_shapes": cfg.bench.static_shapes, "bucket": cfg.bench.bucket,
+                    "static_max_tokens": cfg.bench.static_max_tokens, "compile": cfg.bench.compile,
+                    "ttft": cfg.bench.ttft, "ttft_ratio": cfg.bench.ttft_ratio},
         "repeats": cfg.bench.repeats,
         "batch_size": 1,
         "seed": cfg.run.seed,

@@ -124,23 +124,64 @@ def _x(speedup: float | None) -> str:
     return "n/a" if speedup is None else f"{speedup:.2f}"
 
 
+def _limit_pct(r: dict) -> str:
+    pct = r.get("limit_pct")  # results written before this column existed lack it
+    return "n/a" if pct is None else f"{pct:.0f}%"
+
+
+def _static_line(result: dict) -> str | None:
+    """How the prefills ran (static shapes, compile), or None for the plain eager mode."""
+    static = result.get("static") or {}
+    if not static.get("static_shapes"):
+        return static.get("reason")
+    bucket = "the next power of two" if static["bucket"] == 0 else f"a multiple of {static['bucket']}"
+    return (f"Static shapes: each prefill padded on the left to {bucket} (forwards over {static['max_tokens']} "
+            f"tokens stay exact and eager); compile: {static['compile']}.")
+
+
 def bench_markdown(result: dict) -> str:
-    """One row per keep ratio: kept tokens, policy / prefill / total latency, speed-ups, FLOPs ratio."""
+    """One row per keep ratio: kept tokens, policy / prefill / total latency, speed-ups, FLOPs ratio (the limit) and
+    the share of it reached; then time to first token when measured."""
     meta, full = result["meta"], result["full"]
     lines = [f"# Prefill latency: {meta['model']['source']}", ""]
     lines.append(f"{meta['machine']['device_name']}, {meta['dtype']}, torch {meta['versions']['torch']}; "
                  f"{meta['num_frames']} frames at {meta['frame_size']} px = {full['visual_tokens']} visual + "
                  f"{full['text_tokens']} text tokens; median of {meta['repeats']} after {meta['warmup']} warm-up. "
                  f"Vision tower (shared by all methods, not in the prefill times): {_ms(result['vision_s'])} ms.")
+    static = _static_line(result)
+    if static:
+        lines += ["", static]
     lines += ["", "| ratio | visual tokens | policy ms | prefill ms | total ms | speed-up | prefill speed-up "
-              "| GFLOPs | FLOPs speed-up |", "|---|---|---|---|---|---|---|---|---|"]
+              "| GFLOPs | FLOPs speed-up | % of FLOPs limit |", "|---|---|---|---|---|---|---|---|---|---|"]
     lines.append(f"| full | {full['visual_tokens']} | - | {_ms(full['prefill_s'])} | {_ms(full['prefill_s'])} | 1.00 "
-                 f"| 1.00 | {_flops_cell(full['flops'])} | 1.00 |")
+                 f"| 1.00 | {_flops_cell(full['flops'])} | 1.00 | - |")
     for r in result["results"]:
         lines.append(f"| {_ratio_label(r['ratio'])} | {r['visual_tokens']} | {_ms(r['policy_s'])} | "
                      f"{_ms(r['prefill_s'])} | {_ms(r['total_s'])} | {r['speedup']:.2f} | "
-                     f"{r['prefill_speedup']:.2f} | {_flops_cell(r['flops'])} | {_x(r['flops_speedup'])} |")
+                     f"{r['prefill_speedup']:.2f} | {_flops_cell(r['flops'])} | {_x(r['flops_speedup'])} | "
+                     f"{_limit_pct(r)} |")
+    if result.get("ttft"):
+        lines += ["", *ttft_markdown(result["ttft"])]
     return "\n".join(lines) + "\n"
+
+
+def _ms_or_na(x: float | None) -> str:
+    return "n/a" if x is None else _ms(x)
+
+
+def ttft_markdown(ttft: dict) -> list[str]:
+    """Time to first token per arm: decode + vision tower + policy + prefill, and the one end-to-end run."""
+    decoder = ttft["decoder"] or f"n/a ({ttft['decode_na_reason']})"
+    lines = ["## Time to first token", "",
+             f"Frame decoding: {decoder}. {ttft['note']}.", "",
+             "| arm | decode ms | vision ms | policy ms | prefill ms | TTFT ms | speed-up | end-to-end ms |",
+             "|---|---|---|---|---|---|---|---|"]
+    for a in ttft["arms"]:
+        arm = a["arm"] if a["arm"] == "full" else _ratio_label(a["arm"])
+        lines.append(f"| {arm} | {_ms_or_na(a['decode_s'])} | {_ms(a['vision_s'])} | "
+                     f"{'-' if a['arm'] == 'full' else _ms(a['policy_s'])} | {_ms(a['prefill_s'])} | "
+                     f"{_ms(a['ttft_s'])} | {a['speedup']:.2f} | {_ms_or_na(a.get('e2e_s'))} |")
+    return lines
 
 
 def write_bench_report(result: dict, out: str | Path) -> dict[str, Path]:

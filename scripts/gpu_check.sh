@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# GPU check (docs/bench.md, "GPU check"): every long-video speed measurement in one run on one CUDA GPU, in under
+# 8 minutes -> docs/results/gpu_check.json + .md (+ each bench run's report in docs/results/gpu_check_runs/), also
+# copied to $OUT when that folder exists.
+#
+#   bash scripts/gpu_check.sh                # on a CUDA machine (>= 48 GB; torch + transformers, no trl/datasets)
+#   bash scripts/gpu_check.sh --dry-run      # CPU, tiny random models, seconds: the same code paths
+#   bash scripts/gpu_check.sh --budget-s 300 # a tighter budget: later steps that no longer fit are skipped
+#
+# PYTHON picks the interpreter (default: .venv/bin/python if present, else python3). GPU_CHECK_WHEELS=DIR installs
+# PyAV from local wheels first (frame decoding is reported as n/a without decord or PyAV).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY="${PYTHON:-}"
+if [ -z "$PY" ]; then
+  if [ -x .venv/bin/python ]; then PY=.venv/bin/python; else PY=python3; fi
+fi
+export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"  # the package from this checkout, installed or not
+export TOKENIZERS_PARALLELISM=false
+if [ -n "${GPU_CHECK_WHEELS:-}" ]; then
+  "$PY" -m pip install -q --no-index --find-links "$GPU_CHECK_WHEELS" av \
+    || echo "gpu_check: no PyAV wheel in $GPU_CHECK_WHEELS; decoding may be n/a" >&2
+fi
+exec "$PY" scripts/gpu_check.py "$@"
