@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# GPU check (docs/bench.md, "GPU check"): every long-video speed measurement in one run on one CUDA GPU, in under
-# 8 minutes -> docs/results/gpu_check.json + .md (+ each bench run's report in docs/results/gpu_check_runs/), also
-# copied to $OUT when that folder exists.
+# GPU check (docs/bench.md, "GPU check"): every long-video speed measurement and 20 training steps of the 7B run
+# file in one run on one CUDA GPU, in under 8 minutes -> docs/results/gpu_check.{json,md} (+ each bench run's
+# report in docs/results/gpu_check_runs/) and docs/results/train_scale.{json,md}, also copied to $OUT when that
+# folder exists.
 #
 #   bash scripts/gpu_check.sh                # on a CUDA machine (>= 48 GB; torch + transformers, no trl/datasets)
 #   bash scripts/gpu_check.sh --dry-run      # CPU, tiny random models, seconds: the same code paths
@@ -21,4 +22,11 @@ if [ -n "${GPU_CHECK_WHEELS:-}" ]; then
   "$PY" -m pip install -q --no-index --find-links "$GPU_CHECK_WHEELS" av \
     || echo "gpu_check: no PyAV wheel in $GPU_CHECK_WHEELS; decoding may be n/a" >&2
 fi
-exec "$PY" scripts/gpu_check.py "$@"
+"$PY" scripts/gpu_check.py "$@"
+# Training at scale: 20 stage-2 steps of the 7B run file (random weights, bf16), K masks batched vs one per mask.
+if [[ " $* " == *" --dry-run "* ]]; then
+  exec "$PY" scripts/bench_train_scale.py configs/qwen2_5_vl_7b/stage2_video.yaml --dry-run \
+      --out outputs/train_scale_dry_run
+fi
+"$PY" scripts/bench_train_scale.py configs/qwen2_5_vl_7b/stage2_video.yaml --steps 20 --out docs/results/train_scale
+if [ -n "${OUT:-}" ] && [ -d "$OUT" ]; then cp docs/results/train_scale.json docs/results/train_scale.md "$OUT"/; fi

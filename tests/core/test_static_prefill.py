@@ -174,3 +174,21 @@ def test_gpu_check_dry_run(tmp_path):
     assert not [s for s in steps.values() if s.get("error")]
     assert "CUDA" in steps["compiled exactness"]["skipped"]  # compile is CUDA-only
     assert "| ratio |" in out.with_suffix(".md").read_text()
+
+
+def test_training_at_scale_dry_run(tmp_path):
+    """scripts/bench_train_scale.py (the GPU check's training step) on CPU with a tiny model: both modes run and
+    the batched K masks take one environment call where the per-mask mode takes K."""
+    import importlib.util
+    import json
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[2]
+    spec = importlib.util.spec_from_file_location("bench_train_scale", repo / "scripts" / "bench_train_scale.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    assert script.main([str(repo / "configs" / "qwen2_5_vl_7b" / "stage2_video.yaml"), "--dry-run",
+                        "--out", str(tmp_path / "scale")]) == 0
+    rows = json.loads((tmp_path / "scale.json").read_text())["rows"]
+    assert [r["mode"] for r in rows] == ["batched", "per_mask"] and all(r["steps"] >= 2 for r in rows)
+    assert all(0 < r["env_share"] < 1 for r in rows)
