@@ -11,6 +11,7 @@ each process takes train.batch_size whole groups of the global batch; gradients 
 
 Run folder (<run.output_dir>/<run.name>):
     config.yaml            the resolved config of the latest start
+    data_report.json       per stage: samples, skipped lines and unreadable media with reasons
     metrics.jsonl          one line per logged optimizer step (see rl/metrics.py)
     checkpoints/step-N/    atomic checkpoints (see io/checkpoint.py)
     policy/                the final policy, exported (see export.py)
