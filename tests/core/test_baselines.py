@@ -66,16 +66,21 @@ def test_bad_inputs_are_clear_errors(features, grid, match):
 # ------------------------------------------------------------------------------------------- exact budgets
 
 
+def content_features(content: str, T: int, N: int) -> torch.Tensor:
+    """[T, N, 5] features of one kind: random, static (zero residual after t=0) or zeros; seeded by (T, N)."""
+    g = torch.Generator().manual_seed(T * 100 + N)
+    return {"random": torch.randn(T, N, 5, generator=g),
+            "static": torch.randn(1, N, 5, generator=g).expand(T, N, 5).clone(),
+            "zeros": torch.zeros(T, N, 5)}[content]
+
+
 @pytest.mark.parametrize("name", SELECTORS)
 @pytest.mark.parametrize("rho", [0.05, 0.1, 0.25, 0.5, 1.0])
 @pytest.mark.parametrize("T, grid", [(1, (1, 1)), (3, (2, 2)), (5, (2, 3)), (8, (4, 4)), (4, (3, 4)), (2, (1, 7))])
 @pytest.mark.parametrize("content", ["random", "static", "zeros"])
 def test_every_method_keeps_exactly_k(name, rho, T, grid, content):
     N = grid[0] * grid[1]
-    g = torch.Generator().manual_seed(T * 100 + N)
-    features = {"random": torch.randn(T, N, 5, generator=g),
-                "static": torch.randn(1, N, 5, generator=g).expand(T, N, 5).clone(),  # zero residual after t=0
-                "zeros": torch.zeros(T, N, 5)}[content]
+    features = content_features(content, T, N)
     keep = get_compressor(name).select(features, rho, grid, generator=torch.Generator().manual_seed(0))
     assert keep.dtype == torch.bool and keep.shape == (T, N)
     assert int(keep.sum()) == math.ceil(round(rho * T * N, 9)) == keep_count(rho, T * N)
@@ -106,10 +111,7 @@ def test_bfloat16_features_work():
 @pytest.mark.parametrize("content", ["random", "static", "zeros"])
 def test_dycoke_counts_follow_the_rho_to_K_rule(rho, T, grid, content):
     N = grid[0] * grid[1]
-    g = torch.Generator().manual_seed(T * 100 + N)
-    features = {"random": torch.randn(T, N, 5, generator=g),
-                "static": torch.randn(1, N, 5, generator=g).expand(T, N, 5).clone(),
-                "zeros": torch.zeros(T, N, 5)}[content]
+    features = content_features(content, T, N)
     k = keep_count(rho, T * N)
     layout = ttm_layout(T)
     W, P, top = layout.whole, layout.pruned, layout.count(N, N)
@@ -131,10 +133,7 @@ def test_dycoke_counts_follow_the_rho_to_K_rule(rho, T, grid, content):
 @pytest.mark.parametrize("content", ["random", "static", "zeros"])
 def test_vidcom2_keeps_its_per_frame_budgets(rho, T, grid, content):
     N = grid[0] * grid[1]
-    g = torch.Generator().manual_seed(T * 100 + N)
-    features = {"random": torch.randn(T, N, 5, generator=g),
-                "static": torch.randn(1, N, 5, generator=g).expand(T, N, 5).clone(),
-                "zeros": torch.zeros(T, N, 5)}[content]
+    features = content_features(content, T, N)
     keep = get_compressor("vidcom2").select(features, rho, grid)
     budgets = vidcom2_steps(features, rho).budgets
     assert keep.dtype == torch.bool and keep.shape == (T, N)
