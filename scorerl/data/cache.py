@@ -92,6 +92,9 @@ class FeatureCache:
             self._memory[key] = tokens
         return tokens
 
+    def get_many(self, samples) -> list[VisualTokens]:
+        return [self.get(s) for s in samples]
+
 
 def _write(path: Path, tokens: VisualTokens) -> None:
     meta = {"grid": json.dumps(list(tokens.grid)), "meta": json.dumps(tokens.meta), "format": str(FORMAT_VERSION)}

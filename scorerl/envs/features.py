@@ -51,15 +51,22 @@ class OnlineFeatures:
 
 
 def env_identity(env, env_dir: Path | None) -> str:
-    """The weights' content digest (folder), or for an in-memory model a hash of its tensors."""
+    """Identity of the environment's weights, for feature caches and stores: its folder's content digest
+    (env_fingerprint: no paths, no mtimes), or for an in-memory model without a folder a hash of its tensors (so
+    two different models never share features)."""
     if env_dir is not None and Path(env_dir).is_dir():
-        return st.weights_digest(env_dir)
+        return env_fingerprint(env_dir)
+    model = getattr(env, "model", None)
+    if model is None:
+        raise ConfigError(f"env.path {str(env_dir)!r} is not a folder and the environment exposes no weights to "
+                          f"identify its features by")
     import hashlib
 
     h = hashlib.sha256(type(env).__name__.encode())
-    for name, t in sorted(env.model.state_dict().items()):
-        h.update(name.encode() + t.detach().float().cpu().numpy().tobytes())
-    return "weights-" + h.hexdigest()[:24]
+    for name, t in sorted(model.state_dict().items()):
+        h.update(name.encode())
+        h.update(t.detach().float().cpu().numpy().tobytes())
+    return "weights-" + h.hexdigest()[:16]
 
 
 def store_fingerprint(env, env_dir: Path | None, data, jitter: float | None = None) -> dict:
@@ -85,9 +92,7 @@ def feature_source(data, env, env_dir: Path | None, *, jitter: float | None = No
     if data.features == "store":
         fingerprint = store_fingerprint(env, env_dir, data, jitter)
         return st.FeatureStore(store_dir(data, fingerprint), fingerprint)
-    cache = FeatureCache(env, cache_id or env_fingerprint(env_dir), sampling, cache_dir=data.cache_dir or None)
-    cache.get_many = lambda samples: [cache.get(s) for s in samples]
-    return cache
+    return FeatureCache(env, cache_id or env_identity(env, env_dir), sampling, cache_dir=data.cache_dir or None)
 
 
 # --------------------------------------------------------------------------------------------- building a store

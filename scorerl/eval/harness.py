@@ -16,7 +16,6 @@ gives the same results as batch 1.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from datetime import datetime, timezone
 from pathlib import Path
@@ -30,6 +29,7 @@ from scorerl.envs.base import VideoEnv
 from scorerl.types import ScoreRequest
 from scorerl.errors import CheckpointError, ConfigError, DataError, EnvError
 from scorerl.eval.methods import EvalItem, MethodContext, check_methods, method_masks
+from scorerl.envs.features import env_identity
 from scorerl.export import load_policy
 from scorerl.io.atomic import ensure_writable_dir
 from scorerl.eval.report import write_eval_report
@@ -73,7 +73,7 @@ def run_eval(cfg: Config, policy_dir: str | Path | None = None, out: str | Path 
     if "fastv" in methods:
         _check_fastv_layer(env, cfg.eval.fastv_layer)
     env_dir = _env_dir(cfg)
-    env_id = _env_id(env, env_dir)
+    env_id = env_identity(env, env_dir)
     samples, items, skipped_media = encode_samples(env, env_id, samples, cfg, env_dir)
     if policy is not None and policy.feature_dim != items[0].visual.features.shape[-1]:
         raise CheckpointError(f"{policy_dir}: the policy takes D={policy.feature_dim} features, but this "
@@ -219,24 +219,6 @@ def _env_dir(cfg: Config) -> Path:
         return resolve_env_path(cfg.env.path)
     except EnvError:
         return Path(cfg.env.path).expanduser()
-
-
-def _env_id(env: VideoEnv, env_dir: Path) -> str:
-    """Feature-cache identity of the environment: its folder's fingerprint, or for an in-memory environment
-    without one, a hash of its weights (so two different models never share cached features)."""
-    from scorerl.data.cache import env_fingerprint
-
-    if env_dir.is_dir():
-        return env_fingerprint(env_dir)
-    model = getattr(env, "model", None)
-    if model is None:
-        raise ConfigError(f"env.path {str(env_dir)!r} is not a folder and the environment exposes no weights to "
-                          f"identify its cached features by")
-    h = hashlib.sha256(type(env).__name__.encode())
-    for name, t in sorted(model.state_dict().items()):
-        h.update(name.encode())
-        h.update(t.detach().float().cpu().numpy().tobytes())
-    return "weights-" + h.hexdigest()[:16]
 
 
 def _check_fastv_layer(env: VideoEnv, k: int) -> None:
