@@ -24,19 +24,8 @@ import numpy as np
 import torch
 
 REPO = Path(__file__).resolve().parents[1]
-
-
-class PerMaskEnv:
-    """The same environment, but each request of a score() call gets its own forward (the unbatched baseline)."""
-
-    def __init__(self, env):
-        self._env = env
-
-    def score(self, requests):
-        return torch.cat([self._env.score([r]) for r in requests])
-
-    def __getattr__(self, name):
-        return getattr(self._env, name)
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_train_throughput import PerRequestEnv  # noqa: E402  (one forward per mask: the unbatched baseline)
 
 
 def build_env(cfg, dry_run: bool):
@@ -80,7 +69,7 @@ def run_case(config: str, mode: str, steps: int, dry_run: bool, root: Path, env)
                       "train.grad_accum=1"]
     cfg = load_config(config, overrides)
     real_load, real_clip = scorerl.envs.load_env, features.load_clip
-    scorerl.envs.load_env = lambda section: env if mode == "batched" else PerMaskEnv(env)
+    scorerl.envs.load_env = lambda section: env if mode == "batched" else PerRequestEnv(env)
     features.load_clip = lambda sample, sampling: random_clip(frames, size)
     if torch.cuda.is_available():
         torch.cuda.reset_peak_memory_stats()
