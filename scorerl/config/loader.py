@@ -110,7 +110,17 @@ def _describe_pattern(pattern: str) -> str:
         pattern, pattern.replace("(:\\d+)?", "[:N]").replace("|", " | "))
 
 
+# Keys that existed once, and what replaced them: an old run file gets told, not just refused.
+REMOVED = {
+    "train.deepspeed_config": "removed: the policy trains with plain DDP (DeepSpeed ZeRO over a small MLP gained "
+                              "nothing and lost the exact optimizer state); DeepSpeed now partitions the frozen "
+                              "environment instead: env.placement=zero3 (env.zero3_config for its settings)",
+}
+
+
 def _unknown(key: str, valid: list[str], prefix: str, fail, hint: str = ""):
+    if prefix + key in REMOVED:
+        fail(prefix + key, REMOVED[prefix + key])
     near = difflib.get_close_matches(key, valid, n=1, cutoff=0.5)
     suggestion = f"; did you mean {prefix + near[0]!r}?" if near else f"; valid keys: {', '.join(valid)}"
     fail(prefix + key, f"unknown {'key' if prefix else 'section'}{suggestion}{hint}")

@@ -62,6 +62,13 @@ class EnvSection:
     system_prompt: str = ""
     """System turn of the chat template; empty = the folder's own (its scorerl_env.json, else the template's
     default)."""
+    placement: Literal["replicate", "zero3", "device_map"] = opt("replicate", inert=True)
+    """Where the model's weights live: replicate = whole on every process; zero3 = the language model partitioned
+    across all processes with DeepSpeed ZeRO-3 (a 72B on 8 GPUs; needs 2+ processes and deepspeed); device_map =
+    split over one node's GPUs by accelerate, one process per node. Scores are the same in all three."""
+    zero3_config: str = opt("", inert=True)
+    """JSON file with DeepSpeed's zero_optimization block for placement zero3 (e.g. offload_param); empty =
+    scorerl's defaults (envs/partition.py)."""
 
 
 @dataclass
@@ -203,8 +210,6 @@ class TrainSection:
     """Gradient clipping norm (0 = off)."""
     mixed_precision: Literal["no", "bf16", "fp16"] = "no"
     """accelerate mixed precision."""
-    deepspeed_config: str = ""
-    """Path of a DeepSpeed JSON config passed through to accelerate (empty = no DeepSpeed)."""
     checkpoint_every: int = opt(50, ge=1, inert=True)
     """Write a checkpoint every N optimizer steps (and always at the end)."""
     keep_last: int = opt(3, ge=1, inert=True)

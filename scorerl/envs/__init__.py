@@ -56,11 +56,17 @@ def check_answer_format(env: VideoEnv, answer_format: str) -> None:
 
 def load_env(env_section) -> VideoEnv:
     """Load the frozen environment an EnvSection describes (arch, path, dtype, device, attention, budget, system
-    prompt)."""
+    prompt, placement: see envs/partition.py)."""
+    from scorerl.envs.partition import check_launch, partition_zero3
+
+    check_launch(env_section.placement)
     cls = env_class(env_section.arch)
     env = cls.from_pretrained(resolve_env_path(env_section.path), dtype=env_section.dtype,
                               device=env_section.device, attn_implementation=env_section.attn_implementation,
-                              token_budget=env_section.token_budget)
+                              token_budget=env_section.token_budget,
+                              device_map="auto" if env_section.placement == "device_map" else None)
     if env_section.system_prompt:
         env.settings["system_prompt"] = env_section.system_prompt
+    if env_section.placement == "zero3":
+        partition_zero3(env, env_section.zero3_config)
     return env

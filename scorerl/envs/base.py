@@ -23,6 +23,10 @@ class VideoEnv(ABC):
     """One small interface over a frozen HF video MLLM (see qwen2_5_vl.py, llava_onevision.py)."""
 
     arch: str
+    # None, or (when the LLM's weights are partitioned across processes: envs/partition.py) a function n -> the
+    # largest n over all processes. Every process must then make every scoring call the others make, with the
+    # same number of LLM forwards; `score([])` then still takes part.
+    lockstep = None
 
     @classmethod
     @abstractmethod

@@ -134,6 +134,30 @@ def pad_left_to(embeds: torch.Tensor, mask: torch.Tensor, positions: torch.Tenso
             F.pad(positions, (extra, 0), value=1))  # [P, B, W]
 
 
+def target_logprobs(seqs: list[Sequence], last_logits, with_greedy: bool = False) -> list:
+    """Each sequence's target tokens scored: last_logits(need) gives logits [need[i], V] at sequence i's last
+    need[i] positions -> log-prob [t_i] of each target token (with_greedy: and whether it is the argmax)."""
+    for i, s in enumerate(seqs):
+        if s.target.numel() == 0:
+            raise EnvError(f"request {i} has an empty target; score needs the answer text to score")
+    # target token j is predicted by the logits one position earlier: the last t+1 columns minus the last
+    logits = last_logits([s.target.numel() + 1 for s in seqs])
+    out = []
+    for s, lg in zip(seqs, logits):
+        logp = torch.log_softmax(lg[:-1].float(), dim=-1)  # [t, V]
+        chosen = logp.gather(1, s.target[:, None]).squeeze(1)
+        out.append((chosen, logp.argmax(-1) == s.target) if with_greedy else chosen)
+    return out
+
+
+def choice_scores(logits: torch.Tensor, ids: torch.Tensor, normalize: bool) -> torch.Tensor:
+    """Answer-position logits [R, V] -> [R, C] log-probs of the choice tokens `ids`: normalised over the choices
+    only (they sum to 1), or full-vocabulary log-probs."""
+    if normalize:
+        return torch.log_softmax(logits[:, ids], dim=-1).cpu()
+    return torch.log_softmax(logits, dim=-1)[:, ids].cpu()
+
+
 def _ones_mask(seq: Sequence) -> torch.Tensor:
     """attention_mask [1, L'] of ones. Always pass one: without it transformers 5 reads position-id jumps (our
     dropped tokens) as packed-sequence boundaries and blocks attention across them (1-D RoPE models)."""
@@ -182,6 +206,8 @@ class HFVideoEnv(VideoEnv):
     static_shapes: StaticShapes | None = None  # set by use_static_shapes; None = eager, exact-length forwards
     _compiled = None  # the torch.compile'd model (CUDA graphs) while static_shapes.compile is in effect
     _compile_cache = None  # kept once built: a later run reuses its graphs instead of compiling again
+    position_rows = 1  # P: rows of position ids (3 for M-RoPE)
+    text_embedding = None  # a whole copy of the embedding table when the LLM's own is partitioned (zero3)
 
     def __init__(self, model, tokenizer, token_budget: int = 32768, settings: dict | None = None):
         self.model = model.eval().requires_grad_(False)
@@ -264,7 +290,8 @@ class HFVideoEnv(VideoEnv):
 
     @classmethod
     def from_pretrained(cls, path, dtype: str = "float32", device: str = "auto", attn_implementation: str = "sdpa",
-                        token_budget: int = 32768) -> "HFVideoEnv":
+                        token_budget: int = 32768, device_map: str | None = None) -> "HFVideoEnv":
+        """device_map: None = the whole model on `device`; "auto" = split over this node's GPUs by accelerate."""
         from transformers import AutoConfig, AutoTokenizer
 
         path = Path(path)
@@ -280,7 +307,7 @@ class HFVideoEnv(VideoEnv):
             tokenizer.chat_template = _folder_chat_template(path) or tokenizer.chat_template
             model = cls.model_class().from_pretrained(
                 path, dtype=DTYPES[dtype], attn_implementation=attn_implementation, use_safetensors=True,
-                local_files_only=True, device_map=str(resolve_device(device)))
+                local_files_only=True, device_map=device_map or str(resolve_device(device)))
         except (OSError, ValueError, ImportError) as e:
             raise EnvError(f"{path}: cannot load the {cls.arch} environment: {e}") from None
         return cls(model, tokenizer, token_budget=token_budget, settings=_read_settings(path))
@@ -331,6 +358,11 @@ class HFVideoEnv(VideoEnv):
 
     # ---------------------------------------------------------------- sequence layout
 
+    def embed_text(self, ids: torch.Tensor) -> torch.Tensor:
+        """Token ids [...] -> input embeddings [..., D] (the model's table, or its whole copy under zero3)."""
+        table = self.text_embedding if self.text_embedding is not None else self.model.get_input_embeddings()
+        return table(ids.to(self.device))
+
     def _ids(self, text: str) -> torch.Tensor:
         return torch.tensor(self.tokenizer(text, add_special_tokens=False).input_ids, dtype=torch.long)
 
@@ -369,7 +401,7 @@ class HFVideoEnv(VideoEnv):
         device, dtype = self.device, self.dtype
         # embed only the text: the placeholders' embeddings would be replaced by visual tokens anyway
         text_ids = torch.cat([input_ids[:start], input_ids[end:]]).to(device)
-        text = self.model.get_input_embeddings()(text_ids)  # [L - T*N - S, D]
+        text = self.embed_text(text_ids)  # [L - T*N - S, D]
         pieces = [text[:start], visual.features.reshape(T * N, D).to(device, dtype)[kept.to(device)]]
         if visual.suffix is not None:
             pieces.append(visual.suffix.to(device, dtype))
@@ -444,12 +476,23 @@ class HFVideoEnv(VideoEnv):
     def _last_logits(self, seqs: list[Sequence], need: list[int]) -> list[torch.Tensor]:
         """For each sequence i, logits [need[i], V] at its last need[i] positions; chunked by token_budget."""
         result: list[torch.Tensor | None] = [None] * len(seqs)
-        for chunk in chunk_by_budget([len(s) for s in seqs], self.token_budget):
+        chunks = chunk_by_budget([len(s) for s in seqs], self.token_budget)
+        # Partitioned weights: agree first (a collective of its own) to run as many forwards as the busiest process.
+        fillers = 0 if self.lockstep is None else self.lockstep(len(chunks)) - len(chunks)
+        for chunk in chunks:
             k = max(need[i] for i in chunk)
             logits = self._forward([seqs[i] for i in chunk], logits_to_keep=k)  # [B, k, V]
             for row, i in enumerate(chunk):
                 result[i] = logits[row, k - need[i]:]
+        for _ in range(fillers):
+            self._forward([self._filler_sequence()], logits_to_keep=1)
         return result
+
+    def _filler_sequence(self) -> Sequence:
+        """A one-token sequence whose forward only keeps a partitioned LLM's weight gathers in step."""
+        return Sequence(embeds=torch.zeros(1, self.hidden_size, device=self.device, dtype=self.dtype),
+                        positions=torch.zeros(self.position_rows, 1, dtype=torch.long, device=self.device),
+                        target=torch.zeros(0, dtype=torch.long), visual_start=0, kept=torch.zeros(0, dtype=torch.long))
 
     def token_logprobs(self, requests: list[ScoreRequest], with_greedy: bool = False) -> list:
         """Log-probability of each target token given everything before it -> one float32 [t_r] per request;
@@ -457,20 +500,12 @@ class HFVideoEnv(VideoEnv):
         log-likelihood harnesses report."""
         with torch.set_grad_enabled(self.grad):
             seqs = [self.build_sequence(r) for r in requests]
-            for i, s in enumerate(seqs):
-                if s.target.numel() == 0:
-                    raise EnvError(f"request {i} has an empty target; score needs the answer text to score")
-            # target token j is predicted by the logits one position earlier: the last t+1 columns minus the last
-            logits = self._last_logits(seqs, [s.target.numel() + 1 for s in seqs])
-            out = []
-            for s, lg in zip(seqs, logits):
-                logp = torch.log_softmax(lg[:-1].float(), dim=-1)  # [t, V]
-                chosen = logp.gather(1, s.target[:, None]).squeeze(1)
-                out.append((chosen, logp.argmax(-1) == s.target) if with_greedy else chosen)
-            return out
+            return target_logprobs(seqs, lambda need: self._last_logits(seqs, need), with_greedy)
 
     def score(self, requests: list[ScoreRequest]) -> torch.Tensor:
         if not requests:
+            if self.lockstep is not None:
+                self._last_logits([], [])  # the other processes' forwards need this one's gathers
             return torch.zeros(0)
         return torch.stack([-lp.mean() for lp in self.token_logprobs(requests)]).cpu()
 
@@ -495,9 +530,7 @@ class HFVideoEnv(VideoEnv):
         with torch.no_grad():
             seqs = [self.build_sequence(r, with_target=False) for r in requests]
             logits = torch.stack([lg[-1] for lg in self._last_logits(seqs, [1] * len(seqs))]).float()  # [R, V]
-            if normalize:
-                return torch.log_softmax(logits[:, ids], dim=-1).cpu()
-            return torch.log_softmax(logits, dim=-1)[:, ids].cpu()
+            return choice_scores(logits, ids, normalize)
 
     def _stop_ids(self) -> set[int]:
         ids = {self.tokenizer.eos_token_id, self.tokenizer.convert_tokens_to_ids("<|endoftext|>")}
@@ -520,7 +553,6 @@ class HFVideoEnv(VideoEnv):
 
         cache_arg = "cache" if "cache" in inspect.signature(self.model.forward).parameters else "past_key_values"
         seq = self.build_sequence(request, with_target=False)
-        embed = self.model.get_input_embeddings()
         stop = self._stop_ids()
         positions = seq.positions[:, None, :]  # [P, 1, L]
         out = self.model(inputs_embeds=seq.embeds[None], attention_mask=_ones_mask(seq),
@@ -535,7 +567,7 @@ class HFVideoEnv(VideoEnv):
             if len(new) == max_new_tokens:
                 break
             last = last + 1
-            out = self.model(inputs_embeds=embed(torch.tensor([[token]], device=self.device)),
+            out = self.model(inputs_embeds=self.embed_text(torch.tensor([[token]])),
                              position_ids=self.model_positions(last), use_cache=True, logits_to_keep=1,
                              **{cache_arg: getattr(out, cache_arg)})
         return new

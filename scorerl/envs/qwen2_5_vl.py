@@ -50,6 +50,7 @@ def patchify(videos: torch.Tensor, patch_size: int, merge_size: int, temporal_pa
 class Qwen25VLEnv(HFVideoEnv):
     arch = "qwen2_5_vl"
     model_type = "qwen2_5_vl"
+    position_rows = 3  # M-RoPE: temporal, height, width
 
     def __init__(self, model, tokenizer, token_budget: int = 32768, settings: dict | None = None):
         from scorerl.envs.vision_windows import batch_vision_windows

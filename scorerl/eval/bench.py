@@ -11,6 +11,9 @@ Recipe (run_bench):
   5. median of bench.repeats timed runs after bench.warmup untimed ones; CUDA is synchronised around each run
   6. analytic prefill FLOPs (flops.py) next to the times, and how much of that limit the speed-up reaches;
      FILE.json + FILE.md
+  7. FastV at each ratio, FLOPs only (not timed): it prunes inside the LLM, so its prefill is counted as it runs,
+     the first K = eval.fastv_layer layers over every token and the rest over the kept ones
+     (flops.fastv_prefill_flops)
 
 Options: bench.static_shapes pads each prefill up to a bucket length (few shapes) and bench.compile adds
 torch.compile(mode="reduce-overhead") on CUDA (CUDA graphs): the eager floor of short prefills is kernel launches.
@@ -39,7 +42,7 @@ from scorerl.envs.base import VideoEnv
 from scorerl.types import ScoreRequest
 from scorerl.errors import ConfigError
 from scorerl.envs.build import build_random_env
-from scorerl.eval.flops import lm_dims, policy_flops, prefill_flops
+from scorerl.eval.flops import fastv_prefill_flops, lm_dims, policy_flops, prefill_flops
 from scorerl.eval.report import write_bench_report
 
 log = logging.getLogger(__name__)
@@ -50,7 +53,7 @@ _TARGET = "A"  # one answer token scored by teacher forcing: the prefill also yi
 def run_bench(cfg: Config, out: str | Path, policy_dir: str | Path | None = None, *,
               env: VideoEnv | None = None) -> dict:
     """Time the LLM prefill, full vs kept, at cfg.bench.ratios; write FILE.json and FILE.md; return the dict."""
-    from scorerl.compress.select import topk_mask
+    from scorerl.compress.select import num_keep, topk_mask
 
     b = cfg.bench
     torch.manual_seed(cfg.run.seed)
@@ -88,6 +91,7 @@ def run_bench(cfg: Config, out: str | Path, policy_dir: str | Path | None = None
             return topk_mask(keep_logits(policy, v.features, v.grid), rho, scope)
 
         dims = _dims(env)
+        fastv_layer = None if dims is None else min(cfg.eval.fastv_layer, dims.layers)
         with torch.inference_mode():
             n_full = T * N + suffix + n_text
             full_times, full_first = time_prefill(lambda: prefill(None), _warmup(b, static, n_full), b.repeats, sync)
@@ -104,7 +108,8 @@ def run_bench(cfg: Config, out: str | Path, policy_dir: str | Path | None = None
                                                     sync)
                 row = _ratio_row(rho, kept, suffix, n_text, policy_times, prefill_times, full, dims, policy, T * N)
                 row.update(first_call_s=first, padded_tokens=padded_tokens(n_kept, static),
-                           nll=float(last["nll"][0]))
+                           nll=float(last["nll"][0]),
+                           fastv=_fastv_row(dims, fastv_layer, n_full, num_keep(rho, T, N) + suffix + n_text, full))
                 rows.append(row)
             ttft = None
             if b.ttft:
@@ -219,6 +224,16 @@ def _ratio_row(rho, kept, suffix, n_text, policy_times, prefill_times, full, dim
         "policy_times_s": policy_times,
         "prefill_times_s": prefill_times,
     }
+
+
+def _fastv_row(dims, layer: int | None, n_full: int, n_kept: int, full: dict) -> dict | None:
+    """FastV's analytic prefill at this ratio: ceil(rho T N) visual tokens kept from LLM layer K on (every token
+    before), the same count a global top-k keeps; None without model dimensions."""
+    if dims is None:
+        return None
+    flops = fastv_prefill_flops(dims, n_full, n_kept, layer)
+    return {"layer": layer, "tokens_from_layer": n_kept, "flops": flops,
+            "flops_speedup": full["flops"]["total"] / flops["total"]}
 
 
 def _flops(dims, tokens: int) -> dict | None:
@@ -430,6 +445,8 @@ def _meta(cfg: Config, env, source, device, policy, policy_source, shape, grid, 
                    "topk_scope": policy.config.topk_scope,
                    "parameters": int(sum(p.numel() for p in policy.parameters()))},
         "flops_note": "2*params-style matmul FLOPs + 4*L^2*d_q attention per layer, LM head on 1 token "
-                      "(scorerl/eval/flops.py); results' totals include the policy MLP",
+                      "(scorerl/eval/flops.py); results' totals include the policy MLP; results' fastv: layers < "
+                      "K at the full length, layers >= K at the pruned one (not timed)",
+        "fastv_layer": None if dims is None else min(cfg.eval.fastv_layer, dims.layers),
     }
 

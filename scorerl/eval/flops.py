@@ -8,13 +8,15 @@ norms, activations, rotary embeddings and softmax are ignored (a few % at most).
     MLP          2 * L * d * I * 3                                   gate, up, down (SwiGLU)
 
 plus the LM head on the last `logits` tokens only (the answer's likelihood needs one prefill, `logits_to_keep`).
+FastV prunes inside the LLM, so its prefill is counted as it runs (`fastv_prefill_flops`): layers < K at the full
+length, layers >= K at the pruned length.
 The attention term counts the whole square, not the causal half, as FastV and its followers do; the ratio
 full / kept is what matters and the quadratic term is why pruning pays off more than linearly.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 
 @dataclass(frozen=True)
@@ -55,6 +57,24 @@ def prefill_flops(dims: LMDims, tokens: int, logits: int = 1) -> dict:
     attention = dims.layers * per_layer_attention
     head = 2.0 * min(logits, tokens) * d * dims.vocab
     return {"linear": linear, "attention": attention, "head": head, "total": linear + attention + head}
+
+
+def fastv_prefill_flops(dims: LMDims, full_tokens: int, kept_tokens: int, layer: int, logits: int = 1) -> dict:
+    """FLOPs of a FastV prefill -> {"linear", "attention", "head", "total"}: its first `layer` (K) layers run over
+    full_tokens, the other layers over kept_tokens (the sequence after pruning), the LM head on the last `logits`.
+
+    K = 0 is pruning at the input (prefill_flops(dims, kept_tokens)); K = dims.layers is no pruning at all
+    (prefill_flops(dims, full_tokens)). The ranking itself, one query row's attention in layer K-1, costs about
+    4 * full_tokens * d_q and is left out, like the other vector operations."""
+    if not 0 <= layer <= dims.layers:
+        raise ValueError(f"layer must be in [0, {dims.layers}], got {layer}")
+    if kept_tokens > full_tokens:
+        raise ValueError(f"kept_tokens ({kept_tokens}) cannot exceed full_tokens ({full_tokens})")
+    before = prefill_flops(replace(dims, layers=layer), full_tokens, logits=0)  # layers 0..K-1, no head
+    after = prefill_flops(replace(dims, layers=dims.layers - layer), kept_tokens, logits)  # layers K.., the head
+    out = {key: before[key] + after[key] for key in ("linear", "attention", "head")}
+    out["total"] = out["linear"] + out["attention"] + out["head"]
+    return out
 
 
 def policy_flops(num_tokens: int, state_dim: int, hidden: int, layers: int) -> float:

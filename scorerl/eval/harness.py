@@ -5,8 +5,10 @@ Recipe, top to bottom (run_eval):
   2. load the frozen environment; encode every sample once through the feature cache
   3. `full` once (all tokens; always run, listed or not, because it is the reference for `relative`), then every
      other method at every ratio: masks -> one batched prefill per batch -> the answer is the option letter with
-     the highest log-probability among the sample's options
-  4. metrics per (method, ratio): accuracy, relative = accuracy / accuracy(full), n, kept_fraction, per family
+     the highest log-probability among the sample's options. `fastv` prunes inside the LLM, so no mask describes
+     it: its batches are scored by the environment's layer-pruned pass instead (methods.layer_pruned_env)
+  4. metrics per (method, ratio): accuracy, relative = accuracy / accuracy(full), n, kept_fraction (`fastv`: the
+     fraction kept from LLM layer K on, with `kept_from_layer` = K in its rows), per family
   5. FILE.json (meta + results + per-sample predictions), FILE.md (table), FILE.png (accuracy vs ratio)
 
 Every method sees the same cached features and the same prompts, so the comparison is on equal footing. Batching
@@ -28,7 +30,8 @@ from scorerl.data.manifest import LETTERS, Sample, format_prompt, manifest_hash,
 from scorerl.envs.base import VideoEnv
 from scorerl.types import ScoreRequest
 from scorerl.errors import CheckpointError, ConfigError, DataError, EnvError
-from scorerl.eval.methods import EvalItem, MethodContext, check_methods, method_masks
+from scorerl.eval.methods import (LAYER_PRUNED, EvalItem, MethodContext, check_methods, layer_pruned_env,
+                                  layer_pruned_kept, method_masks)
 from scorerl.envs.features import env_identity
 from scorerl.export import load_policy
 from scorerl.io.atomic import ensure_writable_dir
@@ -70,8 +73,10 @@ def run_eval(cfg: Config, policy_dir: str | Path | None = None, out: str | Path 
 
         env = load_env(cfg.env)
         check_answer_format(env, cfg.data.answer_format)
-    if "fastv" in methods:
+    if {"fastv", "fastv_input"} & set(methods):
         _check_fastv_layer(env, cfg.eval.fastv_layer)
+    if "fastv" in methods:  # an environment that cannot prune inside its LLM fails now, not after `full`
+        layer_pruned_env("fastv", 1.0, MethodContext(env=env, fastv_layer=cfg.eval.fastv_layer))
     env_dir = _env_dir(cfg)
     env_id = env_identity(env, env_dir)
     samples, items, skipped_media = encode_samples(env, env_id, samples, cfg, env_dir)
@@ -139,6 +144,8 @@ def evaluate_runs(env: VideoEnv, samples: list[Sample], items: list[EvalItem], r
                 pred, kept, ce = pred + p, kept + k, ce + c
                 bar.update(1)
             rows.append(summarise(method, rho, samples, pred, kept, ce))
+            if method in LAYER_PRUNED:
+                rows[-1]["kept_from_layer"] = ctx.fastv_layer  # kept_fraction counts from this LLM layer on
             shown = [LETTERS[p] if isinstance(p, int) else p for p in pred]
             predictions[f"{method}@{rho:g}"] = "".join(shown) if all(isinstance(p, int) for p in pred) else shown
     full_acc = rows[0]["accuracy"]
@@ -150,9 +157,15 @@ def evaluate_runs(env: VideoEnv, samples: list[Sample], items: list[EvalItem], r
 def answer_batch(env: VideoEnv, samples: list[Sample], items: list[EvalItem], method: str, rho: float,
                  ctx: MethodContext) -> tuple[list, list[float], list]:
     """(answer, kept fraction, answer CE) of each sample in one batch: multiple choice -> the predicted option's
-    index from one batched prefill (CE None); open-ended -> the greedy answer text and the reference answer's CE."""
+    index from one batched prefill (CE None); open-ended -> the greedy answer text and the reference answer's CE.
+    A method that prunes inside the LLM (fastv) is scored by its layer-pruned view of the environment, on every
+    visual token at the input; its kept fraction is the one from layer K on."""
+    scorer = env
     if method == "full":
         masks = [None] * len(items)  # None = every token, the environment's uncompressed path
+    elif method in LAYER_PRUNED:
+        masks = [None] * len(items)  # every token enters the LLM; the view drops them from layer K on
+        scorer = layer_pruned_env(method, rho, ctx)
     else:
         masks = method_masks(method, items, rho, ctx)
     requests = [ScoreRequest(visual=it.visual, prompt=it.prompt, keep=m) for it, m in zip(items, masks)]
@@ -162,14 +175,17 @@ def answer_batch(env: VideoEnv, samples: list[Sample], items: list[EvalItem], me
     ce: list = [None] * len(samples)
     with torch.inference_mode():
         if closed:
-            for i, p in zip(closed, predict(env, [requests[i] for i in closed], [samples[i] for i in closed],
+            for i, p in zip(closed, predict(scorer, [requests[i] for i in closed], [samples[i] for i in closed],
                                             ctx.answer_format)):
                 answers[i] = p
         if opened:
-            texts, losses = open_answers(env, [requests[i] for i in opened], [samples[i] for i in opened])
+            texts, losses = open_answers(scorer, [requests[i] for i in opened], [samples[i] for i in opened])
             for i, text, loss in zip(opened, texts, losses):
                 answers[i], ce[i] = text, loss
-    kept = [1.0 if m is None else float(m.sum()) / m.numel() for m in masks]
+    if method in LAYER_PRUNED:
+        kept = [layer_pruned_kept(it, rho) for it in items]
+    else:
+        kept = [1.0 if m is None else float(m.sum()) / m.numel() for m in masks]
     return answers, kept, ce
 
 

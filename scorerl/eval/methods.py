@@ -1,29 +1,35 @@
-"""Compression methods by name -> keep masks for a batch of evaluation items.
+"""Compression methods by name -> keep masks for a batch of evaluation items (or, for a method that prunes inside
+the LLM, the environment view that scores with it).
 
     masks = method_masks("framediff", items, rho=0.1, ctx=MethodContext(env=env, seed=0))  # list of bool [T, N]
+    scorer = layer_pruned_env("fastv", rho=0.1, ctx=MethodContext(env=env))  # scorer.score(requests), ...
 
 Names:
   full, uniform, random, pool, framediff, dycoke, dycoke_ttm+topk, vidcom2
           training-free baselines (scorerl.compress.baselines; dycoke and vidcom2 match the official code on
           the fixtures of tests/core/test_parity.py)
-  fastv   keep the top-k visual tokens by the attention the last prompt token pays them in LLM layer K
-          (Chen et al., "An Image is Worth 1/2 Tokens After Layer 2", ECCV 2024, arXiv 2403.06764), then answer
-          with only those tokens. K counts layers from 1 as FastV does: its code ranks tokens, on reaching layer
-          index K, by the attention map the previous layer (0-based K-1) returned; K=2 is the paper's setting.
-          Realised here as two passes: one eager-attention forward up to that layer reads the map, averaged over
-          heads (env.last_token_attention), then the usual prefill runs on the kept tokens alone. Real FastV prunes
-          *inside* a single forward (layers < K see every token), so its accuracy can differ slightly and its
-          prefill saving is smaller than the kept-token prefill timed by `scorerl bench`. It is also the one
-          method here that sees the question (the attention is the prompt's) and needs attention maps, which is
-          why FlashAttention kernels cannot serve it.
+  fastv   the published FastV (Chen et al., "An Image is Worth 1/2 Tokens After Layer 2", ECCV 2024, arXiv
+          2403.06764), pruning INSIDE the LLM: layers < K see every token; the attention the last prompt token
+          pays each visual token in layer K-1 (0-based; heads averaged), the map the official code reads on
+          reaching layer K, ranks them, and from layer K on only the top ceil(rho T N) (plus every text token)
+          continue, at their original positions. rho is the fraction of visual tokens kept FROM LAYER K ON.
+          K = eval.fastv_layer (2 in the paper). No input mask describes what the model saw, so the harness scores
+          it through FastVView(env, K, rho) (scorerl/envs/layer_prune.py) and `method_masks` refuses it. It sees the
+          question (the attention is the prompt's).
+  fastv_input  [ours] FastV's ranking, pruned at the LLM INPUT: the same top-k of the same layer K-1 attention
+          (layers < K see every token in both, so the ranking is the same), read by one eager-attention pass up
+          to that layer (env.last_token_attention), then the usual prefill runs on the kept tokens alone, so
+          layers < K see only them too. The cheaper (every layer at the pruned length) and harsher variant this
+          harness called `fastv` before; a keep mask like every other method.
   score   the trained SCORE policy: surprise state -> MLP keep logits -> deterministic top-k at rho
 
-Every method keeps exactly k = ceil(rho * T * N) tokens (`full` all; `score` with a per-unit policy
-ceil(rho * N) per temporal unit), except the two published methods whose own budget rules decide: `vidcom2`
-(per-frame budgets rounded one by one: a few tokens off k) and `dycoke` (its retention is fixed by T and its
-pruning ratio and cannot go below about 31% at 16 units; `dycoke_ttm+topk` is our named variant that reaches k).
-Every row reports the kept fraction it measured. Randomised methods are seeded per (seed, sample id, rho), so a mask does not
-depend on batch size, order or `eval.limit`.
+Every method keeps exactly k = ceil(rho * T * N) tokens (`full` all; `fastv` from LLM layer K on, all before
+it; `score` with a per-unit policy ceil(rho * N) per temporal unit), except the two published methods whose own
+budget rules decide: `vidcom2` (per-frame budgets rounded one by one: a few tokens off k) and `dycoke` (its
+retention is fixed by T and its pruning ratio and cannot go below about 31% at 16 units; `dycoke_ttm+topk` is our
+named variant that reaches k). Every row reports the kept fraction it measured (`fastv`: from layer K on).
+Randomised methods are seeded per (seed, sample id, rho), so a mask does not depend on batch size, order or
+`eval.limit`.
 """
 
 from __future__ import annotations
@@ -35,17 +41,18 @@ import torch
 
 from scorerl.compress.baselines import available as baseline_names
 from scorerl.compress.baselines import get_compressor
-from scorerl.compress.select import topk_mask
+from scorerl.compress.select import num_keep, topk_mask
 from scorerl.envs.base import VideoEnv
 from scorerl.types import ScoreRequest, VisualTokens
 from scorerl.errors import ConfigError
 from scorerl.rng import sample_generator
 
-HARNESS_METHODS = ("fastv", "score")  # methods that need the environment or a trained policy
+HARNESS_METHODS = ("fastv", "fastv_input", "score")  # methods that need the environment or a trained policy
+LAYER_PRUNED = ("fastv",)  # methods that prune inside the LLM: the harness scores them through layer_pruned_env
 
 
 def available_methods() -> list[str]:
-    """Every name `method_masks` accepts."""
+    """Every method name the harness accepts (`method_masks`; LAYER_PRUNED ones through `layer_pruned_env`)."""
     return sorted(set(baseline_names()) | set(HARNESS_METHODS))
 
 
@@ -80,7 +87,7 @@ class MethodContext:
     env: VideoEnv | None = None
     policy: object | None = None  # TokenPolicy, for `score`
     seed: int = 0
-    fastv_layer: int = 2  # FastV's K (1-based): the attention of 0-based layer K-1 ranks the tokens
+    fastv_layer: int = 2  # FastV's K: 0-based layer K-1's attention ranks the tokens; layers >= K see the kept ones
     answer_format: str = "letter"  # data.answer_format: how an option is chosen (eval/answer.py)
     # (method, sample id) -> token scores [T, N]; attention maps and policy logits do not depend on rho, so they
     # are computed once per sample and reused at every ratio.
@@ -89,7 +96,10 @@ class MethodContext:
 
 def method_masks(name: str, items: list[EvalItem], rho: float, ctx: MethodContext) -> list[torch.Tensor]:
     """Keep masks, one bool [T, N] (on the CPU) per item, for method `name` at keep ratio rho."""
-    if name == "fastv":
+    if name in LAYER_PRUNED:
+        raise ConfigError(f"method {name} prunes inside the LLM, so no input keep mask describes it: score it "
+                          f"through layer_pruned_env({name!r}, rho, ctx) (fastv_input is FastV pruned at the input)")
+    if name == "fastv_input":
         return [topk_mask(_cached(ctx, name, it, _fastv_scores), rho, "global") for it in items]
     if name == "score":
         if ctx.policy is None:
@@ -101,6 +111,28 @@ def method_masks(name: str, items: list[EvalItem], rho: float, ctx: MethodContex
                               generator=sample_generator(ctx.seed, it.id, rho)).cpu() for it in items]
 
 
+def layer_pruned_env(name: str, rho: float, ctx: MethodContext):
+    """For a method of LAYER_PRUNED: the environment view that scores with its pruning inside the LLM (same
+    score / choice_logprobs / token_logprobs / generate as the environment)."""
+    if name != "fastv":
+        raise ValueError(f"{name!r} does not prune inside the LLM (LAYER_PRUNED: {', '.join(LAYER_PRUNED)})")
+    from scorerl.envs.hf import HFVideoEnv
+    from scorerl.envs.layer_prune import FastVView
+
+    if ctx.env is None:
+        raise ConfigError("method fastv needs the environment (it prunes inside its LLM)")
+    if not isinstance(ctx.env, HFVideoEnv):
+        raise ConfigError(f"method fastv drives the decoder layers of a transformers environment (HFVideoEnv); "
+                          f"{type(ctx.env).__name__} is not one (fastv_input needs only last_token_attention)")
+    return FastVView(ctx.env, ctx.fastv_layer, rho)
+
+
+def layer_pruned_kept(item: EvalItem, rho: float) -> float:
+    """The fraction of an item's visual tokens a LAYER_PRUNED method keeps from layer K on: ceil(rho T N) / T N."""
+    T, N = item.visual.features.shape[:2]
+    return num_keep(rho, T, N) / (T * N)
+
+
 def _cached(ctx: MethodContext, name: str, item: EvalItem, compute) -> torch.Tensor:
     key = (name, item.id)
     if key not in ctx.scores:
@@ -109,9 +141,10 @@ def _cached(ctx: MethodContext, name: str, item: EvalItem, compute) -> torch.Ten
 
 
 def _fastv_scores(ctx: MethodContext, item: EvalItem) -> torch.Tensor:
-    """Attention [T, N] from the last prompt token to each visual token in LLM layer K (heads averaged)."""
+    """Attention [T, N] from the last prompt token to each visual token in LLM layer K (1-based; heads averaged):
+    FastV's ranking, for fastv_input."""
     if ctx.env is None:
-        raise ConfigError("method fastv needs the environment (its LLM attention)")
+        raise ConfigError("method fastv_input needs the environment (its LLM attention)")
     request = ScoreRequest(visual=item.visual, prompt=item.prompt)
     attn = ctx.env.last_token_attention(request, ctx.fastv_layer - 1)  # env layers are 0-based
     T, N = item.visual.features.shape[:2]

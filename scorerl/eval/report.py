@@ -57,6 +57,11 @@ def eval_markdown(result: dict) -> str:
             row = cell.get((m, r))
             cells.append("-" if row is None else f"{_pct(row['accuracy'])} ({_pct(row['relative'])})")
         lines.append(f"| {m} | " + " | ".join(cells) + " |")
+    pruned = {r["method"]: r["kept_from_layer"] for r in rows if "kept_from_layer" in r}
+    for m, k in pruned.items():  # a ratio that does not mean the same thing as in the other rows
+        first = "its first layer sees" if k == 1 else f"its first {k} layers see"
+        lines += ["", f"`{m}` prunes inside the LLM: {first} every visual token; its ratio is the fraction kept in "
+                      f"the layers after."]
 
     families = sorted({f for r in rows for f in r.get("families", {})})
     if families:
@@ -160,9 +165,29 @@ def bench_markdown(result: dict) -> str:
                      f"{_ms(r['prefill_s'])} | {_ms(r['total_s'])} | {r['speedup']:.2f} | "
                      f"{r['prefill_speedup']:.2f} | {_flops_cell(r['flops'])} | {_x(r['flops_speedup'])} | "
                      f"{_limit_pct(r)} |")
+    lines += fastv_markdown(result, full)
     if result.get("ttft"):
         lines += ["", *ttft_markdown(result["ttft"])]
     return "\n".join(lines) + "\n"
+
+
+def fastv_markdown(result: dict, full: dict) -> list[str]:
+    """FastV's analytic prefill FLOPs at each ratio (rows written before it existed, or without model sizes, have
+    no `fastv`: no table)."""
+    rows = [r for r in result["results"] if r.get("fastv")]
+    if not rows:
+        return []
+    k = rows[0]["fastv"]["layer"]
+    lines = ["", "## FastV at the same ratios (FLOPs only, not timed)", "",
+             f"FastV prunes inside the LLM: its first {k} layers run over all {full['visual_tokens']} visual tokens, "
+             "the others over the kept ones (`scorerl/eval/flops.py`, `fastv_prefill_flops`).", "",
+             "| ratio | visual tokens after pruning | GFLOPs | FLOPs speed-up |", "|---|---|---|---|"]
+    for r in rows:
+        f = r["fastv"]
+        visual = f["tokens_from_layer"] - full["text_tokens"]
+        lines.append(f"| {_ratio_label(r['ratio'])} | {visual} | {_flops_cell(f['flops'])} | "
+                     f"{_x(f['flops_speedup'])} |")
+    return lines
 
 
 def _ms_or_na(x: float | None) -> str:

@@ -63,7 +63,7 @@ def base_ce(env: VideoEnv, items: list[RolloutItem], cache: dict[str, float],
         if it.key not in cache:
             missing.setdefault(it.key, it)  # a sample can come twice in a batch when an epoch wraps
     new = {}
-    if missing:
+    if missing or env.lockstep is not None:  # a partitioned env: every process takes part in every scoring call
         requests = [ScoreRequest(it.visual, format_prompt(it.sample, fmt), target=answer_target(it.sample, fmt), keep=None)
                     for it in missing.values()]
         ce = env.score(requests).detach().float().cpu()  # [M]

@@ -67,7 +67,7 @@ def train(cfg: Config, resume: str | None = None, force: bool = False) -> Path:
     if cfg.data.cache_dir:
         atomic.ensure_writable_dir(cfg.data.cache_dir, "data.cache_dir")
 
-    # ---- 1. accelerate: processes, gradient accumulation, mixed precision, trackers, optional DeepSpeed
+    # ---- 1. accelerate: processes, gradient accumulation, mixed precision, trackers
     accelerator = _make_accelerator(cfg, run_dir)
     rank, world_size, is_main = accelerator.process_index, accelerator.num_processes, accelerator.is_main_process
 
@@ -93,7 +93,8 @@ def train(cfg: Config, resume: str | None = None, force: bool = False) -> Path:
     # ---- 3. seeds: each process its own stream for anything incidental; masks are seeded per sample (rollout.py)
     set_seed(cfg.run.seed + rank)
 
-    # ---- 4. the frozen environment, on this process's device; never prepared/wrapped (it has no gradients)
+    # ---- 4. the frozen environment, on this process's device (or partitioned: env.placement, envs/partition.py);
+    #         never prepared/wrapped (it has no gradients)
     from scorerl.envs import check_answer_format, load_env
 
     env_section = cfg.env
@@ -238,42 +239,25 @@ def train(cfg: Config, resume: str | None = None, force: bool = False) -> Path:
 
 
 def _make_accelerator(cfg: Config, run_dir: Path):
-    """Accelerator with gradient accumulation, mixed precision, trackers and, when configured, DeepSpeed."""
+    """Accelerator with gradient accumulation, mixed precision and trackers; the policy is plain DDP."""
     from accelerate import Accelerator
+    from accelerate.utils import DistributedType
 
     T = cfg.train
-    kwargs = dict(gradient_accumulation_steps=T.grad_accum, mixed_precision=T.mixed_precision,
-                  # Without CUDA, cpu=True lets a torchrun-style launch (`accelerate launch --multi_gpu`, `torchrun`)
-                  # form a gloo process group: accelerate only detects MULTI_CPU when told it runs on CPU. Not with
-                  # DeepSpeed, which accelerate switches off under cpu=True (DeepSpeed picks its CPU backend itself).
-                  cpu=not torch.cuda.is_available() and not T.deepspeed_config,
-                  # The schedule is counted in optimizer steps: accelerate would otherwise step it once per
-                  # process per optimizer step, and a 2-process run would warm up twice as fast as a 1-process one.
-                  step_scheduler_with_optimizer=False,
-                  **tracker_kwargs(run_dir, T.trackers))
-    if T.deepspeed_config:
-        kwargs["deepspeed_plugin"] = _deepspeed_plugin(cfg)
-    return Accelerator(**kwargs)
-
-
-def _deepspeed_plugin(cfg: Config):
-    """accelerate's DeepSpeedPlugin over train.deepspeed_config (imported only here: deepspeed is optional)."""
-    T = cfg.train
-    path = Path(T.deepspeed_config).expanduser()
-    if not path.is_file():
-        raise ConfigError(f"train.deepspeed_config: {path} not found")
-    try:
-        import deepspeed  # noqa: F401
-    except ImportError:
-        raise ConfigError(f"train.deepspeed_config is set ({path}) but deepspeed is not installed: "
-                          "pip install scorerl[deepspeed]") from None
-    from accelerate.utils import DeepSpeedPlugin
-
-    plugin = DeepSpeedPlugin(hf_ds_config=str(path), gradient_accumulation_steps=T.grad_accum,
-                             gradient_clipping=T.max_grad_norm if T.max_grad_norm > 0 else None)
-    # There is no dataloader for accelerate to infer the micro-batch from, and DeepSpeed refuses "auto" there.
-    plugin.deepspeed_config["train_micro_batch_size_per_gpu"] = T.batch_size
-    return plugin
+    accelerator = Accelerator(
+        gradient_accumulation_steps=T.grad_accum, mixed_precision=T.mixed_precision,
+        # Without CUDA, cpu=True lets a torchrun-style launch (`accelerate launch --multi_gpu`, `torchrun`) form a
+        # gloo process group: accelerate only detects MULTI_CPU when told it runs on CPU.
+        cpu=not torch.cuda.is_available(),
+        # The schedule is counted in optimizer steps: accelerate would otherwise step it once per process per
+        # optimizer step, and a 2-process run would warm up twice as fast as a 1-process one.
+        step_scheduler_with_optimizer=False,
+        **tracker_kwargs(run_dir, T.trackers))
+    if accelerator.distributed_type == DistributedType.DEEPSPEED:
+        raise ConfigError("this launch asks accelerate for DeepSpeed, but the policy trains with plain DDP (exact "
+                          "optimizer state in checkpoints); launch with configs/accelerate/multi_gpu.yaml, and set "
+                          "env.placement=zero3 to partition the frozen environment with DeepSpeed")
+    return accelerator
 
 
 def _warmup(warmup_steps: int):
@@ -318,10 +302,10 @@ def _restore(start: ckpt.Checkpoint, accelerator, policy, optimizer, scheduler, 
             raise CheckpointError(f"{start.path}: rl.kl_coef > 0 needs the initial policy, which this checkpoint "
                                   "lacks (it was written with kl_coef = 0)")
         ref_policy.load_state_dict(start.tensors["ref_policy"])
-    if "optimizer" in start.tensors:
-        optimizer.load_state_dict(codec.unflatten_optimizer_state(start.tensors["optimizer"], state["optimizer"]))
-    else:
-        warnings.warn(f"{start.path}: no optimizer state (DeepSpeed ZeRO >= 1 run); Adam moments restart")
+    if "optimizer" not in start.tensors:  # written by a DeepSpeed-ZeRO policy run of an earlier version
+        raise CheckpointError(f"{start.path}: holds no optimizer state, so the run cannot continue exactly; start "
+                              "over, or --force to start fresh in this run folder")
+    optimizer.load_state_dict(codec.unflatten_optimizer_state(start.tensors["optimizer"], state["optimizer"]))
     scheduler.load_state_dict(state["scheduler"])
     curriculum.load_state_dict(state["curriculum"])
     if start.rng is not None:
@@ -339,11 +323,7 @@ def _save(run_dir: Path, step: int, cfg: Config, accelerator, policy, optimizer,
     state = {"step": step, "config": cfg.to_dict(), "feature_dim": feature_dim, "env": env_info,
              "scheduler": scheduler.state_dict(), "curriculum": curriculum.state_dict(),
              "ce_base": ce_base_cache, "world_size": accelerator.num_processes}
-    try:
-        tensors["optimizer"], state["optimizer"] = codec.flatten_optimizer_state(optimizer.state_dict())
-    except TypeError:
-        # A DeepSpeed ZeRO >= 1 optimizer holds partitioned state objects that are not plain tensors.
-        tensors.pop("optimizer", None)
+    tensors["optimizer"], state["optimizer"] = codec.flatten_optimizer_state(optimizer.state_dict())
     if ref_policy is not None:
         tensors["ref_policy"] = ref_policy.state_dict()
     return ckpt.save_checkpoint(run_dir, step, tensors=tensors, state=state, rng=codec.capture_rng_state(),

@@ -42,6 +42,10 @@ def _check_result(result: dict, ratios, T: int, N: int, suffix: int = 0):
         assert r["speedup"] == pytest.approx(full["prefill_s"] / r["total_s"])
         assert r["prefill_speedup"] == pytest.approx(full["prefill_s"] / r["prefill_s"])
         assert r["flops_speedup"] > 1 and len(r["prefill_times_s"]) == result["meta"]["repeats"]
+        fastv = r["fastv"]  # analytic: layers < K over every token, the rest over the kept ones
+        assert fastv["layer"] == result["meta"]["fastv_layer"]
+        assert fastv["tokens_from_layer"] == num_keep(r["ratio"], T, N) + suffix + full["text_tokens"]
+        assert fastv["flops_speedup"] >= 1
     meta = result["meta"]
     assert meta["machine"]["device_name"] and meta["versions"]["torch"] == torch.__version__
 
@@ -56,6 +60,8 @@ def test_bench_random_init_tiny(tmp_path):
     assert result["meta"]["policy"]["source"] == "random (cfg.policy)"
     assert json.loads((tmp_path / "bench.json").read_text()) == json.loads(json.dumps(result))
     assert "| 0.1 |" in (tmp_path / "bench.md").read_text()
+    assert "## FastV at the same ratios" in (tmp_path / "bench.md").read_text()
+    assert result["meta"]["fastv_layer"] == 2  # eval.fastv_layer, within the 2 layers
 
 
 def test_bench_saved_env_and_policy(tmp_path):

@@ -20,7 +20,7 @@ from scorerl.eval.harness import encode_samples, run_eval
 from scorerl.eval.methods import MethodContext, method_masks
 
 FRAMES, SIZE = 4, 64  # tiny Qwen2.5-VL: patch 8, merge 2, one unit per frame -> T=4, N=16
-METHODS = ["full", "uniform", "random", "framediff", "fastv", "score"]
+METHODS = ["full", "uniform", "random", "framediff", "fastv", "fastv_input", "score"]
 
 
 def _line(i: int, **over) -> str:
@@ -54,7 +54,8 @@ def _cfg(root: Path, *overrides: str):
     return load_config(None, [f"env.path={root / 'env'}", "env.device=cpu", f"data.num_frames={FRAMES}",
                               f"data.frame_size={SIZE}", f"data.cache_dir={root / 'cache'}",
                               f"data.eval_manifest={root / 'test.jsonl'}", f"eval.methods={','.join(METHODS)}",
-                              "eval.ratios=[0.25,0.5]", *overrides])
+                              # K=1 on this 2-layer model: fastv's second layer really sees the pruned set
+                              "eval.ratios=[0.25,0.5]", "eval.fastv_layer=1", *overrides])
 
 
 @pytest.mark.parametrize("answer_format", ["letter", "option"])
@@ -83,13 +84,16 @@ def test_report_files_and_schema(world, tmp_path):
     full = rows[0]
     assert full["relative"] == 1.0 and full["kept_fraction"] == 1.0 and full["n"] == 8
     for r in rows:
-        assert set(r) == {"method", "ratio", "accuracy", "relative", "n", "kept_fraction", "families"}
+        extra = {"kept_from_layer"} if r["method"] == "fastv" else set()  # fastv keeps its fraction from layer K on
+        assert set(r) == {"method", "ratio", "accuracy", "relative", "n", "kept_fraction", "families"} | extra
+        assert r.get("kept_from_layer", 1) == 1
         assert set(r["families"]) == {"f", "g"} and sum(f["n"] for f in r["families"].values()) == 8
         if r["method"] != "full":
             assert r["kept_fraction"] == pytest.approx(num_keep(r["ratio"], FRAMES, 16) / (FRAMES * 16))
             assert r["relative"] == pytest.approx(r["accuracy"] / full["accuracy"])
     md = (tmp_path / "res.md").read_text()
     assert "| method | 0.25 | 0.5 | 1 |" in md and "| score |" in md
+    assert "`fastv` prunes inside the LLM: its first layer sees every visual token" in md
     assert (tmp_path / "res.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
@@ -118,17 +122,17 @@ def _items(world):
     return env, encode_samples(env, "test-env", samples[:3], cfg)[1]
 
 
-def test_fastv_keeps_exactly_k_most_attended(world):
+def test_fastv_input_keeps_exactly_k_most_attended(world):
     env, items = _items(world)
     ctx = MethodContext(env=env, fastv_layer=2)
     for rho in (0.05, 0.1, 0.3, 1.0):
-        for item, mask in zip(items, method_masks("fastv", items, rho, ctx)):
+        for item, mask in zip(items, method_masks("fastv_input", items, rho, ctx)):
             T, N = mask.shape
             assert mask.dtype == torch.bool and int(mask.sum()) == num_keep(rho, T, N)
     # The kept tokens are the ones the last prompt token attends to most in layer K (0-based K-1).
     item = items[0]
     attn = env.last_token_attention(ScoreRequest(visual=item.visual, prompt=item.prompt), 1)
-    mask = method_masks("fastv", [item], 0.25, ctx)[0]
+    mask = method_masks("fastv_input", [item], 0.25, ctx)[0]
     assert attn[mask].min() >= attn[~mask].max()
 
 

@@ -15,7 +15,7 @@ WORLD_CLIENTS = ("scorerl.world", "scorerl.cli", "scorerl.__main__")
 # The floors, bottom up; a module may import its own floor and the ones below. rl and eval share a floor but
 # neither imports the other (the folder-cycle test would also catch a two-way pair).
 FLOORS = [
-    {"scorerl.types", "scorerl.errors", "scorerl.paths", "scorerl.rng", "scorerl.version"},
+    {"scorerl.types", "scorerl.errors", "scorerl.paths", "scorerl.rng", "scorerl.version", "scorerl.budget"},
     {"scorerl.config"},
     {"scorerl.io"},
     {"scorerl.data"},

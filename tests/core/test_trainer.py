@@ -363,16 +363,84 @@ def test_one_scoring_call_per_step_and_ce_base_once_per_sample(rollout_setup, mo
     policy.zero_grad()
 
 
-def test_deepspeed_config_without_deepspeed_says_how_to_install(assets, tmp_path):
-    pytest.importorskip("accelerate")
-    try:
-        import deepspeed  # noqa: F401
-        pytest.skip("deepspeed is installed")
-    except ImportError:
-        pass
+def test_removed_deepspeed_config_key_says_what_replaced_it(assets, tmp_path):
     from scorerl.errors import ConfigError
 
-    ds = tmp_path / "ds.json"
-    ds.write_text('{"zero_optimization": {"stage": 2}}')
-    with pytest.raises(ConfigError, match=r"pip install scorerl\[deepspeed\]"):
-        train(make_cfg(assets, tmp_path, f"train.deepspeed_config={ds}"))
+    with pytest.raises(ConfigError, match=r"command line: train.deepspeed_config: removed: .*env.placement=zero3"):
+        make_cfg(assets, tmp_path, "train.deepspeed_config=ds.json")
+
+
+# ------------------------------------------------------------------------------------- ZeRO-3 environment
+
+def _zero3_overrides(tmp_path: Path) -> list[str]:
+    """env.placement=zero3 with every tensor partitioned (the defaults keep tensors under 1e5 elements whole,
+    which is every tensor of the tiny model)."""
+    ds = tmp_path / "zero3.json"
+    ds.write_text(json.dumps({"zero_optimization": {"stage": 3, "stage3_param_persistence_threshold": 0}}))
+    return ["env.placement=zero3", f"env.zero3_config={ds}"]
+
+
+def _launch_two(cfg, tmp_path: Path, name: str, *args: str) -> subprocess.Popen:
+    """`accelerate launch` of `scorerl train` on 2 CPU processes (gloo)."""
+    cfg_file = tmp_path / f"{name}.yaml"
+    cfg_file.write_text(cfg.to_yaml())
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+           "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port",
+           str(29500 + (os.getpid() + len(name)) % 1000), "-m", "scorerl", "train", str(cfg_file), *args]
+    return subprocess.Popen(cmd, env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def _finish(proc: subprocess.Popen) -> None:
+    out, _ = proc.communicate(timeout=300)
+    assert proc.returncode == 0, out[-4000:]
+
+
+def test_zero3_environment_follows_one_process_and_resumes_exactly_after_a_kill(assets, tmp_path):
+    """The frozen environment partitioned across 2 CPU processes with DeepSpeed ZeRO-3: the same CE_base, rewards
+    and losses as one process with the whole model (to float rounding, as the replicated 2-process run), and a run
+    killed (SIGKILL) after its step-2 checkpoint resumes to the uninterrupted zero3 run's policy bit for bit."""
+    pytest.importorskip("deepspeed")
+    import signal
+    import time
+
+    steps = 6
+    common = [f"train.max_steps={steps}", "train.checkpoint_every=1", "train.keep_last=10"]
+    single = train(make_cfg(assets, tmp_path / "one", "train.batch_size=4", *common))
+    zero3 = [*common, "train.batch_size=2", *_zero3_overrides(tmp_path)]
+    uninterrupted = _launch_two(make_cfg(assets, tmp_path / "z3", *zero3), tmp_path, "z3")
+    _finish(uninterrupted)
+    z3 = tmp_path / "z3" / "run"
+    for a, b in zip(read_metrics(single), read_metrics(z3), strict=True):
+        for key in ("ce_base", "loss", "reward", "kept_fraction", "grad_norm"):
+            assert abs(a[key] - b[key]) <= 1e-5, (a["step"], key, a[key], b[key])
+    assert max_diff(params(single), params(z3)) <= PARAM_TOL
+
+    # Killed: SIGSTOP the moment checkpoint 2 is complete (so it cannot finish first), then SIGKILL everything.
+    cfg = make_cfg(assets, tmp_path / "killed", *zero3)
+    victim = _launch_two(cfg, tmp_path, "killed")
+    killed = tmp_path / "killed" / "run"
+    deadline = time.monotonic() + 300
+    while not [c for c in ckpt.list_checkpoints(killed) if c.name >= "step-000002"]:
+        assert victim.poll() is None, victim.communicate()[0][-4000:]
+        assert time.monotonic() < deadline, "no checkpoint 2 within 300 s"
+        time.sleep(0.02)
+    # torchrun starts each worker in a session of its own: stop and kill the launcher's whole process tree.
+    import psutil  # a dependency of accelerate
+
+    tree = [psutil.Process(victim.pid), *psutil.Process(victim.pid).children(recursive=True)]
+    for sig in (signal.SIGSTOP, signal.SIGKILL):
+        for p in tree:
+            try:
+                p.send_signal(sig)
+            except psutil.NoSuchProcess:
+                pass
+    victim.communicate()
+    reached = max(int(c.name.split("-")[1]) for c in ckpt.list_checkpoints(killed))
+    assert reached < steps and not (killed / "policy").exists(), "the run finished before it was killed"
+
+    _finish(_launch_two(cfg, tmp_path, "killed", "--resume", "auto"))
+    assert max_diff(params(killed), params(z3)) == 0.0
+    got, want = read_metrics(killed), read_metrics(z3)
+    assert [r["step"] for r in got] == list(range(1, steps + 1))
+    assert [r["loss"] for r in got] == [r["loss"] for r in want]
