@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Train a run file on all GPUs of this machine (data-parallel policy; each GPU holds the whole frozen environment).
+# Train a run file on all GPUs of this machine (data-parallel policy; the frozen environment whole on each GPU, or
+# partitioned across them when the run file sets env.placement: zero3, as configs/qwen2_5_vl_72b/ does).
 #   bash scripts/train_multi_gpu.sh configs/qwen2_5_vl_7b/stage2_video.yaml [--resume auto] [section.key=value ...]
 # GPU-only: on a CPU machine use configs/accelerate/cpu_2proc.yaml (README, "Real 7B models, many GPUs").
 set -euo pipefail

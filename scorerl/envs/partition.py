@@ -83,7 +83,8 @@ def partition_zero3(env, config_path: str = "") -> None:
 
     if not (dist.is_available() and dist.is_initialized()):
         raise EnvError("env.placement: zero3 partitions the environment across processes, so it needs a "
-                       "distributed launch (accelerate launch / torchrun) of 2 or more processes")
+                       "distributed launch (accelerate launch / torchrun); for a single-process command (eval, "
+                       "bench) use env.placement=device_map")
     try:
         import deepspeed
     except ImportError:

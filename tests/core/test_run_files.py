@@ -50,3 +50,38 @@ def test_every_file_the_docs_and_configs_name_exists():
     missing = sorted({f"{doc.relative_to(REPO)}: {name}" for doc in DOCS for name in NAMED.findall(doc.read_text())
                       if not (REPO / name).exists()})
     assert missing == []
+
+
+def _memory_plan():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("memory_plan", REPO / "scripts" / "memory_plan.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_72b_run_file_partitions_its_environment_and_fits_80gb_only_so():
+    cfg = load_config(REPO / "configs" / "qwen2_5_vl_72b" / "stage2_video.yaml")
+    assert cfg.env.placement == "zero3" and cfg.env.dtype == "bfloat16"
+    memory_plan = _memory_plan()
+    model, hf = memory_plan.build_on_meta(cfg)
+    params = sum(p.numel() for p in model.parameters())
+    assert 73e9 < params < 74e9 and hf.text_config.num_hidden_layers == 80  # Qwen2.5-VL-72B: 73.4 B
+    zero3 = memory_plan.plan(cfg, gpus=8)
+    assert zero3["fits_80gb"] and zero3["partitioned_gb"] == pytest.approx(
+        (params - sum(p.numel() for p in model.model.visual.parameters())) * 2 / 8 / 1e9)
+    whole = memory_plan.plan(load_config(REPO / "configs" / "qwen2_5_vl_72b" / "stage2_video.yaml",
+                                         ["env.placement=replicate"]), gpus=8)
+    assert not whole["fits_80gb"] and whole["weights_gb"] == pytest.approx(params * 2 / 1e9)
+    assert memory_plan.plan(cfg, gpus=16)["total_gb"] < zero3["total_gb"]  # more GPUs, smaller shares
+
+
+def test_the_readme_memory_table_is_the_scripts_output():
+    """The README's table is computed by scripts/memory_plan.py, not typed in: every row matches its output."""
+    memory_plan = _memory_plan()
+    rows = [line for line in (REPO / "README.md").read_text().splitlines() if line.startswith("| configs/")]
+    assert len(rows) == 3
+    for row in rows:
+        path = row.split("|")[1].strip()
+        assert row == memory_plan.markdown(path, memory_plan.plan(load_config(REPO / path), gpus=8))

@@ -385,8 +385,9 @@ def _launch_two(cfg, tmp_path: Path, name: str, *args: str) -> subprocess.Popen:
     cfg_file = tmp_path / f"{name}.yaml"
     cfg_file.write_text(cfg.to_yaml())
     env = dict(os.environ, PYTHONPATH=str(REPO))
-    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
-           "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port",
+    # the README's CPU launch: configs/accelerate/cpu_2proc.yaml (torchrun launcher; gloo without CUDA)
+    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--config_file",
+           str(REPO / "configs" / "accelerate" / "cpu_2proc.yaml"), "--main_process_port",
            str(29500 + (os.getpid() + len(name)) % 1000), "-m", "scorerl", "train", str(cfg_file), *args]
     return subprocess.Popen(cmd, env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
