@@ -7,6 +7,7 @@ world's commands read them, so no change here blocks `scorerl train --resume`.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 from scorerl.config.schema import opt
 
@@ -25,6 +26,17 @@ class WorldSection:
     """Rendered frame side in pixels."""
     seed: int = opt(0, ge=0)
     """Seed of the world generator."""
+    version: Literal[3, 4] = 3
+    """3: each video holds only what its question is about (the default; `world:<split>`). 4: the same plus a
+    random subset of nuisances per video, each with its probability below (`world_v4:<split>`; docs/world.md)."""
+    nuisance_flicker: float = opt(0.5, ge=0, le=1)
+    """Version 4: probability that a video has a flickering textured patch (a screen or foliage)."""
+    nuisance_camera: float = opt(0.5, ge=0, le=1)
+    """Version 4: probability that a video's background pans and/or shakes (videos only)."""
+    nuisance_overlay: float = opt(0.5, ge=0, le=1)
+    """Version 4: probability that a video has a corner logo and a ticking timestamp."""
+    nuisance_movers: float = opt(0.5, ge=0, le=1)
+    """Version 4: probability that a video has 1-2 grey shapes crossing it."""
 
 
 @dataclass

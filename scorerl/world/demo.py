@@ -29,6 +29,10 @@ def run_demo(config_path: str | None = None, overrides: list[str] = ()) -> dict:
 
     _banner("1/4 world: rendering the synthetic video-QA world (cached)")
     w = cfg.world
+    if w.version != 3:
+        # the demo's run files (quickstart, configs/world/env.yaml) read world:<split> and env.path world
+        raise ConfigError(f"world.version: `scorerl demo` runs on world version 3, got {w.version}; for version 4 "
+                          "fit its environment with `scorerl env fit configs/world/env_v4.yaml`")
     build_world(world_dir(), train=w.train, test=w.test, static_train=w.static_train, frames=w.frames,
                 size=w.size, seed=w.seed)
 

@@ -273,8 +273,9 @@ def fit_env(cfg: Config, out: str | Path | None = None, resume: str | None = Non
     """
     from scorerl.world.paths import world_env_dir
 
-    out = Path(out).expanduser() if out is not None else world_env_dir()
+    out = Path(out).expanduser() if out is not None else world_env_dir(cfg.world.version)
     _check_cfg(cfg)
+    _ensure_world_v4(cfg)
     if is_fitted(cfg, out):
         log.info("environment in %s is already fitted with this config and data; nothing to do", out)
         return out
@@ -376,6 +377,16 @@ def _load_train(cfg: Config) -> FitData:
     if cfg.fit.image_data:
         parts.append(load_split(cfg.data.stage1_manifest, cfg.data.num_frames, cfg.data.frame_size, "images"))
     return concat_data(parts)
+
+
+def _ensure_world_v4(cfg: Config) -> None:
+    """A version-4 fit renders its world first (a no-op when it is built): world.* in the fit's config is the
+    only description of it. Not for version 3, whose world `scorerl data synthetic` may have built with other
+    parameters than the config's world section: rebuilding would replace it."""
+    if cfg.world.version == 4:
+        from scorerl.world.synthetic import build_from_section
+
+        build_from_section(cfg.world)
 
 
 def _device(cfg: Config) -> torch.device:

@@ -7,6 +7,7 @@ import numpy as np
 
 from scorerl.errors import DataError
 from scorerl.world.scenes import COLORS, COUNT_RANGE, DIRECTIONS, half_window, coloured
+from scorerl.world.scenes_v4 import scene_version
 
 # --------------------------------------------------------------------------------------------- questions
 
@@ -27,6 +28,14 @@ QUESTIONS = {  # family -> (video question, image question)
     "count": ("How many colored objects appear during the video?", "How many colored objects are in the image?"),
     "static_attr": ("What color is the colored object that stays in place?", "What color is the colored object?"),
 }
+# World v4 (nuisances.py) has grey movers that also move, cross the view briefly, and a static logo: every question
+# names "the colored object", which no nuisance is (all are grey), so each answer stays about one object.
+QUESTIONS_V4 = {
+    **QUESTIONS,
+    "moving_color": ("What color is the colored object that moves?", None),
+    "direction": ("In which direction does the colored object travel?", None),
+    "event": ("What color is the colored object that appears only briefly?", None),
+}
 
 
 def make_question(rng: np.random.Generator, scene: dict, family: str, letter: int) -> tuple[str, list[str], str]:
@@ -38,7 +47,8 @@ def make_question(rng: np.random.Generator, scene: dict, family: str, letter: in
     if family not in QUESTIONS:
         raise DataError(f"world: unknown question family {family!r}")
     video = scene["kind"] == "video"
-    question = QUESTIONS[family][0 if video else 1]
+    texts = QUESTIONS_V4 if scene_version(scene) >= 4 else QUESTIONS
+    question = texts[family][0 if video else 1]
     if question is None:
         raise DataError(f"world: family {family!r} needs a video scene")
     keys = coloured(scene)

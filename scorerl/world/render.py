@@ -1,65 +1,43 @@
 """The world's pixels: a scene dict -> uint8 frames, a pure function of the scene (the background is seeded by it).
+
+Draw order (world v4, render_nuisances.py): background (v4: scenery, moved by the camera) -> flicker patch -> grey
+movers -> the coloured objects -> logo and timestamp. The coloured objects are above every nuisance but the
+overlay, and the scene layout keeps them clear of the overlay, so no nuisance ever hides one.
 """
 
 from __future__ import annotations
 
-import functools
-
 import numpy as np
 
+from scorerl.world import render_nuisances as rn
 from scorerl.world.scenes import COLORS, TRAIL
-
+from scorerl.world.scenes_v4 import scene_version
+from scorerl.world.textures import render_background, shape_mask  # noqa: F401  (shape_mask: part of this API)
 
 
 # --------------------------------------------------------------------------------------------- rendering
 
 
-@functools.lru_cache(maxsize=256)
-def shape_mask(shape: str, side: int) -> np.ndarray:
-    """Boolean [side, side] footprint of a shape."""
-    c = (side - 1) / 2
-    y, x = np.mgrid[0:side, 0:side].astype(np.float32)
-    if shape == "circle":
-        mask = (x - c) ** 2 + (y - c) ** 2 <= (side / 2) ** 2
-    elif shape == "square":
-        mask = np.ones((side, side), bool)
-    elif shape == "triangle":  # apex up; half-width grows linearly to side/2 at the base row
-        mask = np.abs(x - c) <= (y + 1) / side * side / 2
-    elif shape == "cross":
-        arm = max(1.0, side / 3) / 2
-        mask = (np.abs(x - c) <= arm) | (np.abs(y - c) <= arm)
-    else:
-        raise ValueError(f"unknown shape {shape!r}")
-    mask.setflags(write=False)
-    return mask
-
-
-def _upsample(coarse: np.ndarray, size: int) -> np.ndarray:
-    """Bilinear upsampling of a small 2-D grid to size x size (smooth, low-frequency texture)."""
-    g = coarse.shape[0] - 1
-    pos = np.linspace(0, g, size, dtype=np.float32)
-    i0 = np.minimum(pos.astype(int), g - 1)
-    f = pos - i0
-    rows = coarse[i0] * (1 - f)[:, None] + coarse[i0 + 1] * f[:, None]
-    return rows[:, i0] * (1 - f)[None, :] + rows[:, i0 + 1] * f[None, :]
-
-
-def render_background(seed: int, size: int) -> np.ndarray:
-    """Float32 [size, size, 3]: mid grey with a faint tint, soft blotches and fine static grain. Kept calm on
-    purpose: with strong per-video tints and blotches (+-8 and +-12 grey levels) the fit separated only two or
-    three of the six colours in its budget (docs/world.md)."""
-    rng = np.random.default_rng(seed)
-    base = rng.uniform(115, 135) + rng.uniform(-2, 2, 3)
-    grid = max(2, size // 16)
-    blotches = _upsample(rng.uniform(-5, 5, (grid + 1, grid + 1)).astype(np.float32), size)
-    grain = rng.uniform(-2, 2, (size, size)).astype(np.float32)
-    return (base.astype(np.float32)[None, None, :] + (blotches + grain)[..., None]).astype(np.float32)
-
-
 def _render(scene: dict, frames: int) -> np.ndarray:
     size = scene["size"]
-    bg = render_background(scene["background_seed"], size)
-    out = np.broadcast_to(bg, (frames, size, size, 3)).copy()
+    if scene_version(scene) >= 4:
+        out = rn.background_frames(scene, frames)  # float32 [F, H, W, 3]: scenery, moved by the camera
+        rn.draw_under(out, scene["nuisances"])  # flicker patch, grey movers
+    else:  # version 3: one static background (this branch must stay bit-identical: tests/world/test_world_v4.py)
+        bg = render_background(scene["background_seed"], size)
+        out = np.broadcast_to(bg, (frames, size, size, 3)).copy()
+    _draw_objects(out, scene)
+    if scene_version(scene) >= 4:
+        rn.draw_over(out, scene["nuisances"])  # logo, timestamp: on top, as broadcast graphics are
+    if scene.get("noise_std", 0) > 0:
+        # Seeded from the scene too (a stream independent of the background's), so rendering stays pure.
+        rng = np.random.default_rng([scene["background_seed"], 1])
+        out += rng.standard_normal((frames, size, size, 1), dtype=np.float32) * np.float32(scene["noise_std"])
+    return np.clip(np.rint(out), 0, 255).astype(np.uint8)
+
+
+def _draw_objects(out: np.ndarray, scene: dict) -> None:
+    """Paint the scene's objects into float frames out [F, H, W, 3], in place."""
     for o in scene["objects"]:
         mask, color = shape_mask(o["shape"], o["size"]), np.asarray(COLORS[o["color"]], np.float32)
         side = o["size"]
@@ -72,11 +50,6 @@ def _render(scene: dict, frames: int) -> np.ndarray:
                         ghost = frame[gy:gy + side, gx:gx + side]
                         ghost[mask] = (1 - TRAIL[back - 1]) * ghost[mask] + TRAIL[back - 1] * color
             frame[y:y + side, x:x + side][mask] = color
-    if scene.get("noise_std", 0) > 0:
-        # Seeded from the scene too (a stream independent of the background's), so rendering stays pure.
-        rng = np.random.default_rng([scene["background_seed"], 1])
-        out += rng.standard_normal((frames, size, size, 1), dtype=np.float32) * np.float32(scene["noise_std"])
-    return np.clip(np.rint(out), 0, 255).astype(np.uint8)
 
 
 def render_video(scene: dict) -> np.ndarray:

@@ -83,10 +83,11 @@ def _obj(role, color, shape, side, first, positions, **extra) -> dict:
 
 
 class _Layout:
-    """Places non-overlapping boxes in a size x size frame (a box is reserved for all frames)."""
+    """Places non-overlapping boxes in a size x size frame (a box is reserved for all frames). `reserved`: boxes
+    already taken (world v4's overlay and flicker patch), which the placed boxes keep clear of too."""
 
-    def __init__(self, rng, size: int):
-        self.rng, self.size, self.gap, self.boxes = rng, size, _gap(size), []
+    def __init__(self, rng, size: int, reserved=()):
+        self.rng, self.size, self.gap, self.boxes = rng, size, _gap(size), list(reserved)
         self.area = (self.gap, self.gap, size - self.gap, size - self.gap)
 
     def place(self, w: int, h: int):
@@ -140,8 +141,8 @@ def _count_starts(rng, n: int, frames: int) -> list[int]:
     return [BRIEF * int(k) for k in rng.choice(frames // BRIEF, size=n, replace=False)]
 
 
-def _video_objects(rng, family: str, frames: int, size: int) -> list[dict]:
-    layout = _Layout(rng, size)
+def _video_objects(rng, family: str, frames: int, size: int, reserved=()) -> list[dict]:
+    layout = _Layout(rng, size, reserved)
     if family == "count":
         n = int(rng.integers(COUNT_RANGE[0], COUNT_RANGE[1] + 1))
         colors = rng.permutation(list(COLORS))[:n]
@@ -182,16 +183,25 @@ def sample_image_scene(rng: np.random.Generator, family: str, size: int) -> dict
     """An image scene: one coloured object (`static_attr`) or 1-4 of different colours (`count`)."""
     if family not in IMAGE_FAMILIES:
         raise DataError(f"world: family {family!r} needs a video scene")
-    n = int(rng.integers(COUNT_RANGE[0], COUNT_RANGE[1] + 1)) if family == "count" else 1
+    n = image_object_count(rng, family)
     for _ in range(500):
-        layout = _Layout(rng, size)
         try:
-            objects = [_still(rng, layout, c, "static", 0, 1) for c in rng.permutation(list(COLORS))[:n]]
+            objects = _image_objects(rng, n, size)
         except _NoRoom:
             continue
         return {"kind": "image", "frames": 1, "size": size, "background_seed": int(rng.integers(2**31)),
                 "noise_std": 0.0, "objects": objects}
     raise DataError(f"world: could not place a {family!r} image in {size}x{size} px")
+
+
+def image_object_count(rng: np.random.Generator, family: str) -> int:
+    return int(rng.integers(COUNT_RANGE[0], COUNT_RANGE[1] + 1)) if family == "count" else 1
+
+
+def _image_objects(rng, n: int, size: int, reserved=()) -> list[dict]:
+    """n still objects of different colours in one image (raises _NoRoom when they do not fit)."""
+    layout = _Layout(rng, size, reserved)
+    return [_still(rng, layout, c, "static", 0, 1) for c in rng.permutation(list(COLORS))[:n]]
 
 
 def coloured(scene: dict) -> list[dict]:

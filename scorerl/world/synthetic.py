@@ -15,6 +15,11 @@ after the first frame).
 
 The static pseudo-video split (curriculum stage 1) is single images with image QA: `static_attr`, `count`.
 
+Versions: 3 (`WORLD_VERSION`, the default, unchanged and pinned bit for bit by tests/world/test_world_v4.py) and 4
+(`version=4`): the same families and objects plus a random subset of nuisances per sample, salient things no
+question is about (flicker, camera motion, a logo and a ticking timestamp, grey movers; nuisances.py says why and
+how). A v4 world lives in its own folder (paths.world_dir(4), manifests `world_v4:<split>`).
+
 Public entry point: `build_world`. The pieces live beside it: scenes.py (what a sample holds), questions.py (what
 is asked about it), render.py (its pixels, a pure function of the scene); tests check answers against the scene.
 """
@@ -32,14 +37,18 @@ from scorerl.data.manifest import LETTERS
 from scorerl.data.video_io import write_mp4, write_png
 from scorerl.errors import DataError
 from scorerl.io import atomic
+from scorerl.world.nuisances import check_probs
 from scorerl.world.questions import make_question
 from scorerl.world.render import render_image, render_video
 from scorerl.world.scenes import (BRIEF, COLORS, IMAGE_FAMILIES, NOISE_STD, SHAPES, VIDEO_FAMILIES, sample_image_scene,
                                   sample_video_scene)
+from scorerl.world.scenes_v4 import MIN_SIZE as V4_MIN_SIZE
+from scorerl.world.scenes_v4 import VERSION as V4, sample_image_scene_v4, sample_video_scene_v4
 
 log = logging.getLogger(__name__)
 
 WORLD_VERSION = 3  # bump when rendering, sampling or question text changes: invalidates cached worlds
+VERSIONS = (WORLD_VERSION, V4)  # what world.version may be; 4 adds the nuisances (nuisances.py)
 
 FPS = 8
 CRF = 18
@@ -68,12 +77,19 @@ def _plan(split: str, n: int, seed: int) -> list[tuple[str, int]]:
     return list(zip(fams, letters))
 
 
-def make_sample(split: str, index: int, family: str, letter: int, seed: int, frames: int, size: int):
-    """(manifest record without the media key, pixels) for one sample; deterministic in its arguments."""
+def make_sample(split: str, index: int, family: str, letter: int, seed: int, frames: int, size: int,
+                version: int = WORLD_VERSION, nuisances: dict[str, float] | None = None):
+    """(manifest record without the media key, pixels) for one sample; deterministic in its arguments.
+    version 4: `nuisances` are the probabilities of each nuisance (nuisances.TOGGLES; None: the defaults)."""
     kind, code = SPLITS[split]
     rng = np.random.default_rng([seed, code, 1, index])  # per-sample stream: independent of other samples
-    scene = (sample_video_scene(rng, family, frames, size) if kind == "video"
-             else sample_image_scene(rng, family, size))
+    if version == WORLD_VERSION:
+        scene = (sample_video_scene(rng, family, frames, size) if kind == "video"
+                 else sample_image_scene(rng, family, size))
+    elif version == V4:
+        scene = _scene_v4(rng, kind, code, index, family, seed, frames, size, nuisances)
+    else:
+        raise DataError(f"world: version must be one of {', '.join(map(str, VERSIONS))}, got {version!r}")
     question, options, variant = make_question(rng, scene, family, letter)
     if variant:
         scene["variant"] = variant
@@ -83,17 +99,34 @@ def make_sample(split: str, index: int, family: str, letter: int, seed: int, fra
     return record, pixels
 
 
+def _scene_v4(rng, kind: str, code: int, index: int, family: str, seed: int, frames: int, size: int,
+              nuisances: dict[str, float] | None) -> dict:
+    """A v4 scene: the nuisances come from a stream of their own ([seed, split, 4, index]), so a video's subset
+    does not depend on its family's draws."""
+    probs = check_probs(nuisances or {})
+    nrng = np.random.default_rng([seed, code, 4, index])
+    if kind == "video":
+        return sample_video_scene_v4(rng, nrng, probs, family, frames, size)
+    return sample_image_scene_v4(rng, nrng, probs, family, size)
+
+
 # --------------------------------------------------------------------------------------------- build
 
 
 def world_params(train: int, test: int, static_train: int, frames: int, size: int, seed: int,
-                 static_test: int | None = None) -> dict:
-    """Everything the rendered world depends on; world.json stores it and the cache compares it."""
+                 static_test: int | None = None, version: int = WORLD_VERSION,
+                 nuisances: dict[str, float] | None = None) -> dict:
+    """Everything the rendered world depends on; world.json stores it and the cache compares it. A version-3
+    world's params are exactly what they were before version 4 existed (so its cache stays valid)."""
     if static_test is None:
         static_test = min(200, static_train // 5)
-    params = {"version": WORLD_VERSION, "train": train, "test": test, "static_train": static_train,
+    if version not in VERSIONS:
+        raise DataError(f"world: version must be one of {', '.join(map(str, VERSIONS))}, got {version!r}")
+    params = {"version": version, "train": train, "test": test, "static_train": static_train,
               "static_test": static_test, "frames": frames, "size": size, "seed": seed, "fps": FPS, "crf": CRF,
               "noise_std": NOISE_STD}
+    if version == V4:
+        params["nuisances"] = check_probs(nuisances or {})
     _check_params(params)
     return params
 
@@ -107,6 +140,9 @@ def _check_params(p: dict):
                         f"got {p['frames']}")
     if p["size"] < 16 or p["size"] % 2:
         raise DataError(f"world: size must be even (yuv420p) and >= 16, got {p['size']}")
+    if p["version"] == V4 and p["size"] < V4_MIN_SIZE:
+        raise DataError(f"world v4: size must be >= {V4_MIN_SIZE} (room for the overlay and the flicker patch "
+                        f"beside the objects), got {p['size']}")
 
 
 def _is_built(out: Path, params: dict) -> bool:
@@ -136,7 +172,8 @@ def _build_split(out: Path, split: str, n: int, params: dict, bar) -> None:
     kind, _ = SPLITS[split]
     lines = []
     for index, (family, letter) in enumerate(_plan(split, n, params["seed"])):
-        record, pixels = make_sample(split, index, family, letter, params["seed"], params["frames"], params["size"])
+        record, pixels = make_sample(split, index, family, letter, params["seed"], params["frames"], params["size"],
+                                     params["version"], params.get("nuisances"))
         if kind == "video":
             rel = f"videos/{record['id']}.mp4"
             write_mp4(out / rel, pixels, fps=params["fps"], crf=params["crf"])
@@ -150,15 +187,17 @@ def _build_split(out: Path, split: str, n: int, params: dict, bar) -> None:
 
 
 def build_world(out: str | Path, train: int = 3000, test: int = 500, static_train: int = 1000, frames: int = 16,
-                size: int = 64, seed: int = 0, progress: bool = True, static_test: int | None = None) -> Path:
+                size: int = 64, seed: int = 0, progress: bool = True, static_test: int | None = None,
+                version: int = WORLD_VERSION, nuisances: dict[str, float] | None = None) -> Path:
     """Render the world into `out`: videos/*.mp4, images/*.png, {train,test,static_train,static_test}.jsonl.
 
     A no-op when out/world.json already records the same parameters (the world is a cache). world.json is written
-    last, so an interrupted build is never mistaken for a finished one.
+    last, so an interrupted build is never mistaken for a finished one. version 4 adds nuisances, each with its
+    probability in `nuisances` (nuisances.TOGGLES; None: 0.5 each).
     """
     from tqdm.auto import tqdm
 
-    params = world_params(train, test, static_train, frames, size, seed, static_test)
+    params = world_params(train, test, static_train, frames, size, seed, static_test, version, nuisances)
     out = Path(out).expanduser()
     if _is_built(out, params):
         log.info("world in %s is up to date", out)
@@ -175,3 +214,19 @@ def build_world(out: str | Path, train: int = 3000, test: int = 500, static_trai
             "shapes": list(SHAPES)}
     atomic.write_text(out / "world.json", json.dumps(info, indent=2) + "\n")
     return out
+
+
+def build_from_section(world, progress: bool = True) -> Path:
+    """Render the world a `world` config section describes into its version's folder (paths.world_dir)."""
+    from scorerl.world.paths import world_dir
+
+    return build_world(world_dir(world.version), train=world.train, test=world.test, static_train=world.static_train,
+                       frames=world.frames, size=world.size, seed=world.seed, progress=progress,
+                       version=world.version, nuisances=nuisance_probs(world))
+
+
+def nuisance_probs(world) -> dict[str, float]:
+    """The nuisance probabilities of a `world` config section (world.nuisance_<toggle>)."""
+    from scorerl.world.nuisances import TOGGLES
+
+    return {k: getattr(world, f"nuisance_{k}") for k in TOGGLES}
