@@ -97,10 +97,18 @@ def cmd_eval(args):
         cfg.eval.ratios = args.ratios
     if args.skip_bad:
         cfg.data.skip_bad = True
-    result = run_eval(cfg, policy_dir=args.policy, out=args.out, manifest=args.manifest)
+    result = run_eval(cfg, policy_dir=_policies(args.policy), out=args.out, manifest=args.manifest)
     print(eval_markdown(result), end="")
     paths = output_paths(args.out)
     _done(f"results in {paths['json']}, {paths['md']}, {paths['png']}")
+
+
+def _policies(values: list[str] | None) -> list[str] | None:
+    """--policy A --policy B, or --policy A,B: one folder per training seed. A value that names an existing path
+    is taken whole, so a folder whose name holds a comma still works."""
+    if not values:
+        return None
+    return [p for v in values for p in ([v] if Path(v).expanduser().exists() else _names(v))]
 
 
 def cmd_bench(args):
@@ -214,13 +222,19 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("eval", help="accuracy of compression methods at keep ratios",
                        description=f"Accuracy of compression methods at keep ratios, all on the same cached "
-                                   f"features. Methods: {_method_list()}.",
-                       epilog="example:\n  scorerl eval configs/quickstart.yaml --policy runs/quickstart "
-                              "--methods full,uniform,vidcom2,score --ratios 0.05,0.1 --out results/q.json",
+                                   f"features, each with a 95% bootstrap interval over the questions and paired "
+                                   f"intervals of its difference to full and score (eval.bootstrap resamples). "
+                                   f"Methods: {_method_list()}.",
+                       epilog="examples:\n  scorerl eval configs/quickstart.yaml --policy runs/quickstart "
+                              "--methods full,uniform,vidcom2,score --ratios 0.05,0.1 --out results/q.json\n"
+                              "  scorerl eval configs/quickstart.yaml --policy runs/seed0 --policy runs/seed1 "
+                              "--policy runs/seed2 --out results/seeds.json   score over 3 training seeds",
                        formatter_class=raw)
     _add_config_args(p)
-    p.add_argument("--policy", default=None,
-                   help="exported policy folder, run folder or checkpoint folder (needed by method `score`)")
+    p.add_argument("--policy", action="append", default=None,
+                   help="exported policy folder, run folder or checkpoint folder (needed by method `score`); "
+                        "repeat it or give a comma list for several training seeds: `score` is then their mean, "
+                        "with an interval over questions and seeds, and each seed's accuracy")
     p.add_argument("--methods", type=_names, default=None,
                    help=f"comma-separated, from: {_method_list()} (default: eval.methods)")
     p.add_argument("--ratios", type=_floats, default=None, help="comma-separated keep ratios in (0, 1]")

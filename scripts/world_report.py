@@ -62,6 +62,24 @@ def _pct(x) -> str:
     return "-" if x is None else f"{100 * x:.1f}%"
 
 
+def _pct_ci(x, ci) -> str:
+    """accuracy % [95% bootstrap interval] (the harness's `ci95`; none when eval.bootstrap is 0)."""
+    return _pct(x) if x is None or not ci else f"{_pct(x)} [{100 * ci[0]:.1f}, {100 * ci[1]:.1f}]"
+
+
+def interval_note(meta: dict, results: list[dict]) -> str:
+    """How the intervals were computed and how many training seeds each row stands for."""
+    boot = meta.get("bootstrap") or {}
+    seeds = {r["method"]: len(r.get("seeds") or []) for r in results}
+    learned = ", ".join(f"{m}: {k} training seed{'s' if k > 1 else ''}" for m, k in seeds.items() if k)
+    seed_text = (f"learned rows pool {learned}" if learned else
+                 "every row is training-free (one run each, no training seed)")
+    if not boot.get("resamples"):
+        return f"No intervals (eval.bootstrap 0); {seed_text}."
+    return (f"[lo, hi]: 95% percentile bootstrap interval over the questions ({boot['resamples']} resamples, seed "
+            f"{boot.get('seed')}; eval/stats.py); {seed_text}.")
+
+
 def _row(results: list[dict], method: str, ratio: float) -> dict | None:
     for r in results:
         if r["method"] == method and (method == "full" or abs(r["ratio"] - ratio) < 1e-9):
@@ -77,14 +95,15 @@ def accuracy_table(results: list[dict], ratio: float) -> list[str]:
              "|---|---:|---:|---:|---:|---:|---:|"]
 
     def cells(fam: str | None) -> str:
-        def acc(row):
+        def acc(row):  # (accuracy, its interval) overall or in one family
             if row is None:
-                return None
-            return row["accuracy"] if fam is None else row["families"].get(fam, {}).get("accuracy")
+                return None, None
+            cell = row if fam is None else row["families"].get(fam, {})
+            return cell.get("accuracy"), cell.get("ci95")
 
-        f, u, r = acc(full), acc(uni), acc(rnd)
+        (f, f_ci), (u, u_ci), (r, r_ci) = acc(full), acc(uni), acc(rnd)
         rel = lambda x: None if x is None or not f else x / f  # noqa: E731
-        return f"{_pct(f)} | {_pct(u)} | {_pct(rel(u))} | {_pct(r)} | {_pct(rel(r))}"
+        return f"{_pct_ci(f, f_ci)} | {_pct_ci(u, u_ci)} | {_pct(rel(u))} | {_pct_ci(r, r_ci)} | {_pct(rel(r))}"
 
     for fam, v in sorted(full["families"].items()):
         lines.append(f"| {fam} | {v['n']} | {cells(fam)} |")
@@ -100,8 +119,8 @@ def curve_table(results: list[dict]) -> list[str]:
     lines = ["| keep ratio | all | " + " | ".join(fams) + " |", "|---:|---:|" + "---:|" * len(fams)]
     for r in [full] + rows:
         ratio = 1.0 if r["method"] == "full" else r["ratio"]
-        cells = " | ".join(_pct(r["families"][f]["accuracy"]) for f in fams)
-        lines.append(f"| {ratio:g} | {_pct(r['accuracy'])} | {cells} |")
+        cells = " | ".join(_pct_ci(r["families"][f]["accuracy"], r["families"][f].get("ci95")) for f in fams)
+        lines.append(f"| {ratio:g} | {_pct_ci(r['accuracy'], r.get('ci95'))} | {cells} |")
     return lines
 
 
@@ -156,6 +175,8 @@ def report_markdown(result: dict, fit: dict | None) -> str:
         f"Eval manifest `{meta['manifest']['path']}` (sha256 {meta['manifest']['sha256'][:12]}), "
         f"{full['n']} questions, {meta['num_frames']} frames of {meta['frame_size']} px, answer = the most likely "
         f"option ({meta.get('answer_format', 'letter')} format); random masks seeded per sample ({meta['date']}).",
+        "",
+        interval_note(meta, results),
         "",
         "### The fit",
         *fit_summary(fit),

@@ -237,6 +237,9 @@ class EvalSection:
     """Evaluate only the first N samples (0 = all)."""
     fastv_layer: int = opt(2, ge=1)
     """FastV's K: visual tokens are ranked by the last prompt token's attention in LLM layer K (1-based), as in FastV."""
+    bootstrap: int = opt(2000, ge=0, inert=True)
+    """Bootstrap resamples of the test questions for the 95% intervals of every accuracy and paired difference
+    (seeded with run.seed; 0 = no intervals)."""
 
     def validate(self, err):
         if not self.methods:

@@ -8,8 +8,17 @@ Recipe, top to bottom (run_eval):
      the highest log-probability among the sample's options. `fastv` prunes inside the LLM, so no mask describes
      it: its batches are scored by the environment's layer-pruned pass instead (methods.layer_pruned_env)
   4. metrics per (method, ratio): accuracy, relative = accuracy / accuracy(full), n, kept_fraction (`fastv`: the
-     fraction kept from LLM layer K on, with `kept_from_layer` = K in its rows), per family
-  5. FILE.json (meta + results + per-sample predictions), FILE.md (table), FILE.png (accuracy vs ratio)
+     fraction kept from LLM layer K on, with `kept_from_layer` = K in its rows), per family; `score` runs once per
+     trained policy given (one per training seed) and its row is the mean over them, each seed's figures in `seeds`
+  5. intervals (eval/stats.py): a 95% percentile bootstrap interval over the questions on every accuracy
+     (`ci95`, per family too), and paired intervals of the difference to `full` and, at the ratios where `score`
+     ran, to `score` (`diff_vs_full_ci95`, `diff_vs_score_ci95`); eval.bootstrap resamples (0 = none), seeded
+     with run.seed so a report is reproducible
+  6. FILE.json (meta + results + per-sample predictions + per-question correctness), FILE.md (tables), FILE.png
+
+`correct` in FILE.json holds, per run key `method@ratio`, one '0'/'1' string per training seed (baselines: one),
+a character per question in meta.sample_ids order: enough to recompute every interval or pool seeds later
+(`add_intervals`). With several policies, `predictions` keys are `score@ratio#k` for policy k of meta.policies.
 
 Every method sees the same cached features and the same prompts, so the comparison is on equal footing. Batching
 only changes how requests are grouped into forwards (left padding, original positions), never an answer: batch B
@@ -19,6 +28,7 @@ gives the same results as batch 1.
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -35,6 +45,7 @@ from scorerl.eval.methods import (LAYER_PRUNED, EvalItem, MethodContext, check_m
 from scorerl.envs.features import env_identity
 from scorerl.export import load_policy
 from scorerl.io.atomic import ensure_writable_dir
+from scorerl.eval import stats
 from scorerl.eval.report import write_eval_report
 
 log = logging.getLogger(__name__)
@@ -43,12 +54,14 @@ log = logging.getLogger(__name__)
 EVAL_JITTER = 0.0
 
 
-def run_eval(cfg: Config, policy_dir: str | Path | None = None, out: str | Path = "results.json",
+def run_eval(cfg: Config, policy_dir: str | Path | list | tuple | None = None, out: str | Path = "results.json",
              manifest: str | Path | None = None, *, env: VideoEnv | None = None) -> dict:
     """Evaluate cfg.eval.methods at cfg.eval.ratios; write FILE.json / .md / .png; return the JSON dict.
 
-    `env` (optional) is an already loaded environment to use instead of load_env(cfg.env); its feature-cache
-    identity is still taken from cfg.env.path when that is a folder, else from its weights.
+    `policy_dir`: one policy (exported, run or checkpoint folder) or a list of them, one per training seed; `score`
+    is then reported as the mean over them. `env` (optional) is an already loaded environment to use instead of
+    load_env(cfg.env); its feature-cache identity is still taken from cfg.env.path when that is a folder, else
+    from its weights.
     """
     methods = check_methods(cfg.eval.methods)
     ensure_writable_dir(Path(out).expanduser().parent, "--out")  # before the evaluation, not after it
@@ -60,12 +73,13 @@ def run_eval(cfg: Config, policy_dir: str | Path | None = None, out: str | Path 
     if cfg.eval.limit:
         samples = samples[:cfg.eval.limit]
 
-    policy = None
+    policy_dirs = policy_list(policy_dir)
+    policies = []
     if "score" in methods:
-        if policy_dir is None:
+        if not policy_dirs:
             raise ConfigError("method score needs a trained policy: pass --policy (exported policy folder or run "
                               "folder), or drop score from eval.methods")
-        policy = load_policy(policy_dir)
+        policies = [load_policy(p) for p in policy_dirs]
 
     torch.manual_seed(cfg.run.seed)
     if env is None:
@@ -80,21 +94,26 @@ def run_eval(cfg: Config, policy_dir: str | Path | None = None, out: str | Path 
     env_dir = _env_dir(cfg)
     env_id = env_identity(env, env_dir)
     samples, items, skipped_media = encode_samples(env, env_id, samples, cfg, env_dir)
-    if policy is not None and policy.feature_dim != items[0].visual.features.shape[-1]:
-        raise CheckpointError(f"{policy_dir}: the policy takes D={policy.feature_dim} features, but this "
-                              f"environment gives D={items[0].visual.features.shape[-1]}; it was trained for "
-                              f"another model")
-    ctx = MethodContext(env=env, policy=policy, seed=cfg.run.seed, fastv_layer=cfg.eval.fastv_layer,
-                        answer_format=cfg.data.answer_format)
+    for path, policy in zip(policy_dirs, policies):
+        if policy.feature_dim != items[0].visual.features.shape[-1]:
+            raise CheckpointError(f"{path}: the policy takes D={policy.feature_dim} features, but this "
+                                  f"environment gives D={items[0].visual.features.shape[-1]}; it was trained for "
+                                  f"another model")
+    ctx = MethodContext(env=env, policy=policies[0] if policies else None, seed=cfg.run.seed,
+                        fastv_layer=cfg.eval.fastv_layer, answer_format=cfg.data.answer_format)
+    # One context per trained policy: each has its own cache of policy logits (keyed by method and sample only).
+    contexts = [ctx] + [replace(ctx, policy=p, scores={}) for p in policies[1:]]
 
     runs = [("full", 1.0)] + [(m, r) for m in methods if m != "full" for r in ratios]
-    rows, predictions = evaluate_runs(env, samples, items, runs, ctx, cfg.eval.batch_size)
+    rows, predictions, correct = evaluate_seeded(env, samples, items, runs, contexts, cfg.eval.batch_size)
+    add_intervals(rows, correct, [s.family for s in samples], cfg.eval.bootstrap, cfg.run.seed)
 
     result = {
-        "meta": {**_meta(cfg, manifest_path, skipped, env_dir, env_id, methods, ratios, policy_dir, samples),
+        "meta": {**_meta(cfg, manifest_path, skipped, env_dir, env_id, methods, ratios, policy_dirs, samples),
                  "skipped_media": skipped_media},
         "results": rows,
         "predictions": predictions,
+        "correct": correct,
     }
     paths = write_eval_report(result, out)
     log.info("wrote %s, %s, %s", paths["json"], paths["md"], paths["png"])
@@ -127,31 +146,131 @@ def encode_samples(env: VideoEnv, env_id: str, samples: list[Sample], cfg: Confi
     return samples, items, skipped
 
 
+def policy_list(policy_dir) -> list[Path]:
+    """--policy as a list of folders, one per training seed: None -> [], one path -> [it], a list -> as given.
+    The same folder twice would count one seed twice and shrink the seed interval, so it is refused."""
+    if policy_dir is None:
+        return []
+    paths = [Path(policy_dir)] if isinstance(policy_dir, (str, Path)) else [Path(p) for p in policy_dir]
+    seen: dict[Path, Path] = {}
+    for p in paths:
+        key = p.expanduser().resolve()
+        if key in seen:
+            raise ConfigError(f"--policy: {p} is given twice (as {seen[key]}); each policy counts as one training "
+                              f"seed")
+        seen[key] = p
+    return paths
+
+
 def evaluate_runs(env: VideoEnv, samples: list[Sample], items: list[EvalItem], runs: list[tuple[str, float]],
                   ctx: MethodContext, batch_size: int) -> tuple[list[dict], dict]:
-    """Metrics rows (relative to the first run, `full`) and per-sample predictions for each (method, ratio): a
-    string of letters when every question is multiple choice, else a list (letters, and open-ended answers)."""
+    """Metrics rows (relative to the first run, `full`) and per-sample predictions for each (method, ratio), with
+    one policy (ctx.policy); see evaluate_seeded for several."""
+    rows, predictions, _ = evaluate_seeded(env, samples, items, runs, [ctx], batch_size)
+    return rows, predictions
+
+
+def evaluate_seeded(env: VideoEnv, samples: list[Sample], items: list[EvalItem], runs: list[tuple[str, float]],
+                    contexts: list[MethodContext], batch_size: int) -> tuple[list[dict], dict, dict]:
+    """(rows, predictions, correct) for each (method, ratio). `score` runs once per context (one per trained
+    policy, i.e. training seed) and its row pools them (pool_seeds); every other method runs once, with
+    contexts[0]. predictions: a string of letters when every question is multiple choice, else a list (letters,
+    and open-ended answers); key `method@ratio`, `score@ratio#k` for policy k when there are several.
+    correct: `method@ratio` -> one '0'/'1' string per seed, a character per question."""
     from tqdm.auto import tqdm
 
     batches = [list(range(i, min(i + batch_size, len(items)))) for i in range(0, len(items), batch_size)]
-    rows, predictions = [], {}
-    with tqdm(total=len(runs) * len(batches), desc="eval", unit="batch") as bar:
-        for method, rho in runs:
-            pred, kept, ce = [], [], []
-            for idx in batches:
-                bar.set_postfix_str(f"{method}@{rho:g}")
-                p, k, c = answer_batch(env, [samples[i] for i in idx], [items[i] for i in idx], method, rho, ctx)
-                pred, kept, ce = pred + p, kept + k, ce + c
-                bar.update(1)
-            rows.append(summarise(method, rho, samples, pred, kept, ce))
-            if method in LAYER_PRUNED:
-                rows[-1]["kept_from_layer"] = ctx.fastv_layer  # kept_fraction counts from this LLM layer on
-            shown = [LETTERS[p] if isinstance(p, int) else p for p in pred]
-            predictions[f"{method}@{rho:g}"] = "".join(shown) if all(isinstance(p, int) for p in pred) else shown
+    per_run = [contexts if method == "score" else contexts[:1] for method, _ in runs]
+    rows, predictions, correct = [], {}, {}
+    with tqdm(total=sum(map(len, per_run)) * len(batches), desc="eval", unit="batch") as bar:
+        for (method, rho), ctxs in zip(runs, per_run):
+            key = f"{method}@{rho:g}"
+            seeds = [_run_one(env, samples, items, batches, method, rho, c, bar) for c in ctxs]
+            rows.append(pool_seeds([row for row, _, _ in seeds]) if method == "score" else seeds[0][0])
+            for k, (_, shown, _) in enumerate(seeds):
+                predictions[key if len(seeds) == 1 else f"{key}#{k}"] = shown
+            correct[key] = [stats.encode_bits(ok) for _, _, ok in seeds]
     full_acc = rows[0]["accuracy"]
     for row in rows:
         row["relative"] = row["accuracy"] / full_acc if full_acc > 0 else None
-    return rows, predictions
+    return rows, predictions, correct
+
+
+def _run_one(env: VideoEnv, samples: list[Sample], items: list[EvalItem], batches: list[list[int]], method: str,
+             rho: float, ctx: MethodContext, bar) -> tuple[dict, object, list[bool]]:
+    """(metrics row, predictions as stored, per-question correctness) of one method at one ratio, one policy."""
+    pred, kept, ce = [], [], []
+    for idx in batches:
+        bar.set_postfix_str(f"{method}@{rho:g}")
+        p, k, c = answer_batch(env, [samples[i] for i in idx], [items[i] for i in idx], method, rho, ctx)
+        pred, kept, ce = pred + p, kept + k, ce + c
+        bar.update(1)
+    row = summarise(method, rho, samples, pred, kept, ce)
+    if method in LAYER_PRUNED:
+        row["kept_from_layer"] = ctx.fastv_layer  # kept_fraction counts from this LLM layer on
+    shown = [LETTERS[p] if isinstance(p, int) else p for p in pred]
+    shown = "".join(shown) if all(isinstance(p, int) for p in pred) else shown
+    return row, shown, [is_correct(p, s) for p, s in zip(pred, samples)]
+
+
+def pool_seeds(rows: list[dict]) -> dict:
+    """One `score` row from its S per-seed rows (same ratio, same questions): accuracy, kept fraction, per-family
+    accuracy and the open-ended metrics are means over the seeds (relative and intervals are added later);
+    `seeds` lists each seed's accuracy and kept fraction, in meta.policies order. S = 1 gives the row itself."""
+    def mean(values):
+        return sum(values) / len(values)
+
+    first = rows[0]
+    pooled = {**first, "accuracy": mean([r["accuracy"] for r in rows]),
+              "kept_fraction": mean([r["kept_fraction"] for r in rows]),
+              "families": {f: {**v, "accuracy": mean([r["families"][f]["accuracy"] for r in rows])}
+                           for f, v in first["families"].items()}}
+    if "open_ended" in first:
+        pooled["open_ended"] = {k: v if k == "n" else mean([r["open_ended"][k] for r in rows])
+                                for k, v in first["open_ended"].items()}
+    pooled["seeds"] = [{"accuracy": r["accuracy"], "kept_fraction": r["kept_fraction"]} for r in rows]
+    return pooled
+
+
+def add_intervals(rows: list[dict], correct: dict, families: list, resamples: int, seed: int) -> list[dict]:
+    """Fill every row's `ci95` (and each family's) and add `diff_vs_full` (+ `_ci95`) to every row but full's,
+    and `diff_vs_score` (+ `_ci95`) to the other methods' rows at a ratio where `score` ran. Differences are in
+    accuracy (A - reference, fraction), paired: both sides resampled on the same questions (eval/stats.py).
+    rows[0] is `full`; correct: run key -> '0'/'1' strings (one per seed); families: each question's family (or
+    None), in the same order. resamples = 0: intervals are None, point differences still given. Works on a
+    loaded FILE.json too: add_intervals(r["results"], r["correct"], r["meta"]["sample_families"], B, seed)."""
+    keys = [f"{r['method']}@{r['ratio']:g}" for r in rows]
+    matrices = {k: stats.decode_bits(correct[k]) for k in keys}  # bool [n, S]
+    draws = {k: stats.resampled_accuracies(m, resamples, seed) for k, m in matrices.items()} if resamples else {}
+
+    def interval(values):
+        return None if values is None else list(stats.percentile_interval(values))
+
+    score_at = {r["ratio"]: k for r, k in zip(rows, keys) if r["method"] == "score"}
+    for row, key in zip(rows, keys):
+        row["ci95"] = interval(draws.get(key))
+        for fam, cell in row["families"].items():
+            where = [i for i, f in enumerate(families) if f == fam]
+            cell["ci95"] = (list(stats.bootstrap_ci(matrices[key][where], resamples, seed)) if resamples
+                            else None)
+        refs = [("full", rows[0], keys[0])] if row is not rows[0] else []
+        if row["method"] not in ("score", "full") and row["ratio"] in score_at:
+            ref_key = score_at[row["ratio"]]
+            refs.append(("score", rows[keys.index(ref_key)], ref_key))
+        for name, ref, ref_key in refs:
+            row[f"diff_vs_{name}"] = round(row["accuracy"] - ref["accuracy"], 9)
+            row[f"diff_vs_{name}_ci95"] = interval(draws[key] - draws[ref_key]) if resamples else None
+    return rows
+
+
+def is_correct(pred, sample: Sample) -> bool:
+    """A multiple-choice answer is right when its index is the answer's; an open-ended one when it matches the
+    reference after normalisation."""
+    from scorerl.eval.answer import normalise_answer
+
+    if sample.open_ended:
+        return normalise_answer(pred) == normalise_answer(sample.answer)
+    return pred == sample.answer_index
 
 
 def answer_batch(env: VideoEnv, samples: list[Sample], items: list[EvalItem], method: str, rho: float,
@@ -194,10 +313,7 @@ def summarise(method: str, rho: float, samples: list[Sample], pred: list, kept: 
     """accuracy, n, kept_fraction and per-family accuracy of one (method, ratio); relative is added later.
     A multiple-choice answer is right when its index is the answer's; an open-ended one when it matches the
     reference after normalisation (the row adds exact match and the reference answer's mean CE for those)."""
-    from scorerl.eval.answer import normalise_answer
-
-    correct = [normalise_answer(p) == normalise_answer(s.answer) if s.open_ended else p == s.answer_index
-               for p, s in zip(pred, samples)]
+    correct = [is_correct(p, s) for p, s in zip(pred, samples)]
     families: dict[str, list[bool]] = {}
     for ok, s in zip(correct, samples):
         if s.family:
@@ -207,10 +323,12 @@ def summarise(method: str, rho: float, samples: list[Sample], pred: list, kept: 
         "method": method,
         "ratio": rho,
         "accuracy": sum(correct) / n,
+        "ci95": None,  # filled by add_intervals: it needs every run's correctness (paired differences)
         "relative": None,
         "n": n,
         "kept_fraction": sum(kept) / n,
-        "families": {f: {"accuracy": sum(v) / len(v), "n": len(v)} for f, v in sorted(families.items())},
+        "families": {f: {"accuracy": sum(v) / len(v), "ci95": None, "n": len(v)}
+                     for f, v in sorted(families.items())},
     }
     opened = [i for i, s in enumerate(samples) if s.open_ended]
     if opened:
@@ -253,8 +371,8 @@ def _versions() -> dict:
     return {"scorerl": __version__, "torch": torch.__version__, "transformers": transformers.__version__}
 
 
-def _meta(cfg: Config, manifest_path: Path, skipped, env_dir: Path, env_id: str, methods, ratios, policy_dir,
-          samples: list[Sample]) -> dict:
+def _meta(cfg: Config, manifest_path: Path, skipped, env_dir: Path, env_id: str, methods, ratios,
+          policy_dirs: list[Path], samples: list[Sample]) -> dict:
     """Everything a number depends on, so a results file names exactly what produced it."""
     return {
         "manifest": {"path": str(Path(manifest_path).resolve()), "sha256": manifest_hash(manifest_path)},
@@ -269,10 +387,15 @@ def _meta(cfg: Config, manifest_path: Path, skipped, env_dir: Path, env_id: str,
         "batch_size": cfg.eval.batch_size,
         "limit": cfg.eval.limit,
         "fastv_layer": cfg.eval.fastv_layer,
-        "policy": None if policy_dir is None else str(Path(policy_dir).resolve()),
+        "policy": str(policy_dirs[0].resolve()) if policy_dirs else None,  # the first; all of them below
+        "policies": [str(p.resolve()) for p in policy_dirs],  # one per training seed: `seeds` of score rows
+        "bootstrap": {"resamples": cfg.eval.bootstrap, "seed": cfg.run.seed, "level": stats.LEVEL,
+                      "interval": "percentile", "over": "questions (and training seeds, for pooled rows)",
+                      "differences": "paired: both methods on the same resampled questions"},
         "versions": _versions(),
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "skipped": len(skipped),
         "skipped_lines": [{"line": line, "reason": reason} for line, reason in skipped],
         "sample_ids": [s.id for s in samples],
+        "sample_families": [s.family for s in samples],  # per-family intervals can be recomputed from `correct`
     }

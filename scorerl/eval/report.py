@@ -34,8 +34,90 @@ def _ratio_label(r: float) -> str:
     return f"{r:g}"
 
 
+def _ci(ci) -> str:
+    """' [lo, hi]' in %, or '' when the row has no interval (eval.bootstrap 0, or a file from before intervals)."""
+    return "" if not ci else f" [{_pct(ci[0])}, {_pct(ci[1])}]"
+
+
+def _acc_cell(row: dict) -> str:
+    """accuracy % [95% interval] (relative to full %)."""
+    return f"{_pct(row['accuracy'])}{_ci(row.get('ci95'))} ({_pct(row['relative'])})"
+
+
+def _diff_cell(row: dict, ref: str) -> str:
+    """Difference to `ref` in points [paired 95% interval]; '*' when the interval excludes 0."""
+    diff, ci = row.get(f"diff_vs_{ref}"), row.get(f"diff_vs_{ref}_ci95")
+    if diff is None:
+        return "-"
+    sign = "+" if diff > 0 else ""  # an explicit + makes a gain readable at a glance
+    star = "*" if ci and (ci[0] > 0 or ci[1] < 0) else ""
+    return f"{sign}{100 * diff:.1f}{_ci(ci)}{star}"
+
+
+def _method_label(method: str, rows: list[dict]) -> str:
+    """`score (3 seeds)` when the row pools several trained policies."""
+    seeds = max((len(r.get("seeds") or []) for r in rows if r["method"] == method), default=0)
+    return f"{method} ({seeds} seeds)" if seeds > 1 else method
+
+
+def _interval_line(meta: dict, rows: list[dict]) -> str:
+    """How the intervals were computed, in one sentence (empty when there are none)."""
+    boot = meta.get("bootstrap") or {}
+    if not boot.get("resamples") or not any(r.get("ci95") for r in rows):
+        return ""
+    seeds = max((len(r.get("seeds") or []) for r in rows), default=0)
+    pooled = {0: "", 1: " Learned rows come from one trained policy (one training seed): their interval covers "
+                        "question sampling only, not seed-to-seed variation."}.get(
+        seeds, f" Learned rows pool {seeds} training seeds: the mean of the seeds' accuracies, with an interval "
+               f"that resamples the seeds too.")
+    return (f"[lo, hi]: 95% percentile bootstrap interval over the {rows[0]['n']} questions ({boot['resamples']} "
+            f"resamples, seed {boot.get('seed')}).{pooled}")
+
+
+def _grid(methods: list[str], ratios: list[float], cell: dict, rows: list[dict], fmt) -> list[str]:
+    """A methods x ratios table whose cells are fmt(row), '-' where the method did not run at that ratio."""
+    lines = ["| method | " + " | ".join(_ratio_label(r) for r in ratios) + " |", "|---|" + "---|" * len(ratios)]
+    for m in methods:
+        cells = ["-" if cell.get((m, r)) is None else fmt(cell[(m, r)]) for r in ratios]
+        lines.append(f"| {_method_label(m, rows)} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def _diff_tables(methods: list[str], ratios: list[float], cell: dict, rows: list[dict]) -> list[str]:
+    """Paired differences to `full` and to `score`: what "A beats B" needs, not two overlapping intervals."""
+    out = []
+    for ref in ("full", "score"):
+        shown = [m for m in methods if any(f"diff_vs_{ref}" in r for r in rows if r["method"] == m)]
+        if not shown:
+            continue
+        cols = [r for r in ratios if any(f"diff_vs_{ref}" in cell.get((m, r), {}) for m in shown)]
+        out += ["", f"## Difference to `{ref}` (method - {ref}, accuracy points; paired 95% interval; "
+                    f"* = excludes 0)", ""]
+        out += _grid(shown, cols, cell, rows, lambda row, ref=ref: _diff_cell(row, ref))
+    return out
+
+
+def _seed_table(meta: dict, rows: list[dict]) -> list[str]:
+    """Each training seed's accuracy at each ratio, for rows that pool several policies."""
+    pooled = [r for r in rows if len(r.get("seeds") or []) > 1]
+    if not pooled:
+        return []
+    ratios = sorted({r["ratio"] for r in pooled})
+    by_ratio = {r["ratio"]: r for r in pooled}
+    policies = meta.get("policies") or []
+    lines = ["", f"## `{pooled[0]['method']}` per training seed (accuracy %)", "",
+             "| seed | policy | " + " | ".join(_ratio_label(r) for r in ratios) + " |",
+             "|---|---|" + "---|" * len(ratios)]
+    for k in range(len(pooled[0]["seeds"])):
+        name = f"`{Path(policies[k]).name}`" if k < len(policies) else "?"
+        cells = [_pct(by_ratio[r]["seeds"][k]["accuracy"]) for r in ratios]
+        lines.append(f"| {k} | {name} | " + " | ".join(cells) + " |")
+    return lines
+
+
 def eval_markdown(result: dict) -> str:
-    """Rows = methods, columns = keep ratios; cell = accuracy % (relative to full %). Then per-family accuracy."""
+    """Rows = methods, columns = keep ratios; cell = accuracy % [95% interval] (relative to full %). Then paired
+    differences to full and score, each seed's accuracy when several policies were pooled, per-family accuracy."""
     meta, rows = result["meta"], result["results"]
     ratios = sorted({r["ratio"] for r in rows})
     methods = list(dict.fromkeys(r["method"] for r in rows))  # first-seen order: full first
@@ -45,38 +127,40 @@ def eval_markdown(result: dict) -> str:
     env = meta.get("env", {})
     lines = [f"# Accuracy at keep ratios: {meta.get('manifest', {}).get('path', '?')}", ""]
     media = len(meta.get("skipped_media") or [])
+    has_ci = any(r.get("ci95") for r in rows)
     lines.append(f"{n} samples; env `{env.get('arch', '?')}` at `{env.get('path', '?')}`; {meta.get('num_frames')} "
                  f"frames at {meta.get('frame_size')} px; skipped lines: {meta.get('skipped', 0)}"
-                 + (f", unreadable media: {media}" if media else "") + ". Cells: accuracy % (relative to `full` %).")
+                 + (f", unreadable media: {media}" if media else "") + ". Cells: accuracy %"
+                 + (" [95% interval]" if has_ci else "") + " (relative to `full` %).")
+    interval = _interval_line(meta, rows)
+    if interval:
+        lines += ["", interval]
     lines.append("")
-    lines.append("| method | " + " | ".join(_ratio_label(r) for r in ratios) + " |")
-    lines.append("|---|" + "---|" * len(ratios))
-    for m in methods:
-        cells = []
-        for r in ratios:
-            row = cell.get((m, r))
-            cells.append("-" if row is None else f"{_pct(row['accuracy'])} ({_pct(row['relative'])})")
-        lines.append(f"| {m} | " + " | ".join(cells) + " |")
+    lines += _grid(methods, ratios, cell, rows, _acc_cell)
     pruned = {r["method"]: r["kept_from_layer"] for r in rows if "kept_from_layer" in r}
     for m, k in pruned.items():  # a ratio that does not mean the same thing as in the other rows
         first = "its first layer sees" if k == 1 else f"its first {k} layers see"
         lines += ["", f"`{m}` prunes inside the LLM: {first} every visual token; its ratio is the fraction kept in "
                       f"the layers after."]
+    lines += _diff_tables(methods, ratios, cell, rows)
+    lines += _seed_table(meta, rows)
 
     families = sorted({f for r in rows for f in r.get("families", {})})
     if families:
-        lines += ["", "## Accuracy % per question family", ""]
+        lines += ["", "## Accuracy % per question family" + (" [95% interval]" if has_ci else ""), ""]
         lines.append("| method | ratio | " + " | ".join(families) + " |")
         lines.append("|---|---|" + "---|" * len(families))
         for r in rows:
             fam = r.get("families", {})
-            cells = [_pct(fam[f]["accuracy"]) if f in fam else "-" for f in families]
-            lines.append(f"| {r['method']} | {_ratio_label(r['ratio'])} | " + " | ".join(cells) + " |")
+            cells = [f"{_pct(fam[f]['accuracy'])}{_ci(fam[f].get('ci95'))}" if f in fam else "-" for f in families]
+            lines.append(f"| {_method_label(r['method'], rows)} | {_ratio_label(r['ratio'])} | "
+                         + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
 
 def eval_plot(result: dict, path: str | Path) -> Path:
-    """Accuracy vs keep ratio, one line per method; `full` as a horizontal dashed line."""
+    """Accuracy vs keep ratio, one line per method with its 95% interval as a band; `full` as a horizontal dashed
+    line (and band)."""
     # The object-oriented API with the Agg canvas draws off-screen without touching pyplot's global backend.
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
@@ -86,17 +170,25 @@ def eval_plot(result: dict, path: str | Path) -> Path:
     FigureCanvasAgg(fig)
     ax = fig.add_subplot(1, 1, 1)
     for method in dict.fromkeys(r["method"] for r in rows):
-        pts = sorted((r["ratio"], r["accuracy"]) for r in rows if r["method"] == method)
+        mine = sorted((r for r in rows if r["method"] == method), key=lambda r: r["ratio"])
+        label = _method_label(method, rows)
         if method == "full":
-            ax.axhline(100 * pts[0][1], color="black", linestyle="--", linewidth=1.2, label="full (all tokens)")
+            ax.axhline(100 * mine[0]["accuracy"], color="black", linestyle="--", linewidth=1.2,
+                       label="full (all tokens)")
+            if mine[0].get("ci95"):
+                ax.axhspan(*(100 * c for c in mine[0]["ci95"]), color="black", alpha=0.06)
             continue
-        ax.plot([p[0] for p in pts], [100 * p[1] for p in pts], marker="o", label=method)
+        xs = [r["ratio"] for r in mine]
+        (line,) = ax.plot(xs, [100 * r["accuracy"] for r in mine], marker="o", label=label)
+        if all(r.get("ci95") for r in mine):
+            ax.fill_between(xs, [100 * r["ci95"][0] for r in mine], [100 * r["ci95"][1] for r in mine],
+                            color=line.get_color(), alpha=0.12, linewidth=0)
     ratios = sorted({r["ratio"] for r in rows if r["method"] != "full"})
     if ratios:
         ax.set_xticks(ratios)
         ax.set_xticklabels([_ratio_label(r) for r in ratios])
     ax.set_xlabel("keep ratio rho (fraction of visual tokens kept)")
-    ax.set_ylabel("accuracy (%)")
+    ax.set_ylabel("accuracy (%)" + (" with 95% interval" if any(r.get("ci95") for r in rows) else ""))
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()

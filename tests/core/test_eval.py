@@ -85,14 +85,30 @@ def test_report_files_and_schema(world, tmp_path):
     assert full["relative"] == 1.0 and full["kept_fraction"] == 1.0 and full["n"] == 8
     for r in rows:
         extra = {"kept_from_layer"} if r["method"] == "fastv" else set()  # fastv keeps its fraction from layer K on
-        assert set(r) == {"method", "ratio", "accuracy", "relative", "n", "kept_fraction", "families"} | extra
+        extra |= {"seeds"} if r["method"] == "score" else set()  # one entry per trained policy
+        extra |= set() if r is full else {"diff_vs_full", "diff_vs_full_ci95"}
+        extra |= {"diff_vs_score", "diff_vs_score_ci95"} if r["method"] not in ("full", "score") else set()
+        assert set(r) == {"method", "ratio", "accuracy", "ci95", "relative", "n", "kept_fraction",
+                          "families"} | extra
         assert r.get("kept_from_layer", 1) == 1
         assert set(r["families"]) == {"f", "g"} and sum(f["n"] for f in r["families"].values()) == 8
+        lo, hi = r["ci95"]  # eval.bootstrap defaults to 2000 resamples
+        assert 0 <= lo <= r["accuracy"] <= hi <= 1
+        assert all(f["ci95"][0] <= f["accuracy"] <= f["ci95"][1] for f in r["families"].values())
+        if r is not full:
+            assert r["diff_vs_full"] == pytest.approx(r["accuracy"] - full["accuracy"])
+            assert r["diff_vs_full_ci95"][0] <= r["diff_vs_full"] <= r["diff_vs_full_ci95"][1]
         if r["method"] != "full":
             assert r["kept_fraction"] == pytest.approx(num_keep(r["ratio"], FRAMES, 16) / (FRAMES * 16))
             assert r["relative"] == pytest.approx(r["accuracy"] / full["accuracy"])
+    assert len(on_disk["correct"]["full@1"]) == 1 and len(on_disk["correct"]["full@1"][0]) == 8
+    assert on_disk["correct"]["full@1"][0].count("1") == round(8 * full["accuracy"])
+    assert meta["bootstrap"]["resamples"] == 2000 and len(meta["policies"]) == 1
     md = (tmp_path / "res.md").read_text()
     assert "| method | 0.25 | 0.5 | 1 |" in md and "| score |" in md
+    lo, hi = full["ci95"]
+    assert f"| full | - | - | {100 * full['accuracy']:.1f} [{100 * lo:.1f}, {100 * hi:.1f}] (100.0) |" in md
+    assert "## Difference to `full`" in md and "## Difference to `score`" in md
     assert "`fastv` prunes inside the LLM: its first layer sees every visual token" in md
     assert (tmp_path / "res.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
@@ -218,3 +234,53 @@ def test_open_ended_questions_report_answer_ce_and_match(world, tmp_path):
     right = [answers[0] == "A", normalise_answer(answers[1]) == "red", normalise_answer(answers[2]) == "blue one"]
     assert full["accuracy"] == pytest.approx(sum(right) / 3)
     assert normalise_answer("The  Blue, one.") == "blue one"
+
+
+def test_intervals_are_reproducible_and_recomputable_from_the_json(world, tmp_path):
+    """The same seed gives the same intervals; add_intervals on the saved correctness gives them again; 0 = off."""
+    from scorerl.eval.harness import add_intervals
+
+    cfg = ("eval.methods=[full,uniform,random]", "eval.ratios=[0.5]", "eval.bootstrap=300")
+    a = run_eval(_cfg(world, *cfg), out=tmp_path / "a.json")
+    b = run_eval(_cfg(world, *cfg), out=tmp_path / "b.json")
+    assert a["results"] == b["results"]
+    saved = json.loads((tmp_path / "a.json").read_text())
+    again = add_intervals(json.loads(json.dumps(saved["results"])), saved["correct"],
+                          saved["meta"]["sample_families"], 300, saved["meta"]["bootstrap"]["seed"])
+    assert again == saved["results"]
+    off = run_eval(_cfg(world, *cfg[:2], "eval.bootstrap=0"), out=tmp_path / "off.json")
+    assert all(r["ci95"] is None for r in off["results"]) and off["results"][1]["diff_vs_full_ci95"] is None
+    assert "[" not in (tmp_path / "off.md").read_text().split("## Accuracy % per question family")[0]
+
+
+def test_several_policies_are_pooled_as_training_seeds(world, tmp_path):
+    """Three policies (one per seed): score is the mean of their accuracies, each seed's accuracy is in `seeds`
+    and equals a single-policy run of that policy; baselines stay one row each."""
+    for k in (1, 2):
+        torch.manual_seed(k)
+        TokenPolicy(64).save_pretrained(tmp_path / f"p{k}")
+    policies = [world / "policy", tmp_path / "p1", tmp_path / "p2"]
+    cfg = ("eval.methods=[full,uniform,score]", "eval.ratios=[0.25]", "eval.bootstrap=200")
+    pooled = run_eval(_cfg(world, *cfg), policy_dir=policies, out=tmp_path / "pooled.json")
+    singles = [run_eval(_cfg(world, *cfg), policy_dir=p, out=tmp_path / f"s{i}.json") for i, p in enumerate(policies)]
+    score = pooled["results"][-1]
+    per_seed = [s["results"][-1]["accuracy"] for s in singles]
+    assert [s["accuracy"] for s in score["seeds"]] == per_seed
+    assert score["accuracy"] == pytest.approx(sum(per_seed) / 3)
+    assert len(pooled["results"]) == 3 and "seeds" not in pooled["results"][1]  # full, uniform, score
+    assert len(pooled["correct"]["score@0.25"]) == 3 and len(pooled["correct"]["uniform@0.25"]) == 1
+    assert [pooled["predictions"][f"score@0.25#{k}"] for k in range(3)] == \
+        [s["predictions"]["score@0.25"] for s in singles]
+    assert pooled["meta"]["policies"] == [str(p.resolve()) for p in policies]
+    md = (tmp_path / "pooled.md").read_text()
+    assert "| score (3 seeds) |" in md and "## `score` per training seed" in md
+    with pytest.raises(ConfigError, match="given twice"):
+        run_eval(_cfg(world, *cfg), policy_dir=[world / "policy", world / "policy"], out=tmp_path / "d.json")
+
+
+def test_cli_takes_several_policies(world, tmp_path):
+    from scorerl.cli import _policies
+
+    assert _policies(None) is None
+    assert _policies([str(world / "policy")]) == [str(world / "policy")]
+    assert _policies(["a,b", "c"]) == ["a", "b", "c"]  # comma lists and repeated flags, in order
