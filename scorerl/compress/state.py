@@ -57,8 +57,11 @@ def surprise_state(
     positions: bool = False,
     grid: tuple[int, int] | None = None,
     norm_residual: str = "shared",
+    residual: bool = True,
 ) -> torch.Tensor:
-    """State h [..., T, N, S] of tokens v [..., T, N, D]; S = state_width(D, surprise_scalar, positions).
+    """State h [..., T, N, S] of tokens v [..., T, N, D]; S = state_width(D, surprise_scalar, positions, residual).
+
+    residual=False leaves dv out (h = norm(v) [+ extras]): the ablation of SCORE's surprise term.
 
     norm_residual `shared` scales dv by v's own statistics (same token), so a tiny residual stays tiny: a static
     pseudo-video with rounding noise must read as "no surprise". `own` normalises dv by itself, which blows any
@@ -69,10 +72,9 @@ def surprise_state(
     if norm_residual not in ("shared", "own"):
         raise ValueError(f"norm_residual must be shared or own, not {norm_residual!r}")
     dv = residuals(v, first_unit)  # [..., T, N, D]
-    parts = [
-        _normalise(v, norm),
-        _normalise(dv, norm, scale_of=v if norm_residual == "shared" else None),
-    ]
+    parts = [_normalise(v, norm)]
+    if residual:
+        parts.append(_normalise(dv, norm, scale_of=v if norm_residual == "shared" else None))
     if surprise_scalar:
         ratio = dv.norm(dim=-1) / v.norm(dim=-1).clamp_min(_EPS)  # [..., T, N]
         parts.append(ratio.unsqueeze(-1))
@@ -99,14 +101,15 @@ def _positions(v: torch.Tensor, grid: tuple[int, int] | None) -> torch.Tensor:
     return pos.expand(*v.shape[:-1], 3)
 
 
-def state_width(feature_dim: int, surprise_scalar: bool = False, positions: bool = False) -> int:
-    """S = 2D (+1 for the surprise scalar) (+3 for positions)."""
-    return 2 * feature_dim + int(surprise_scalar) + 3 * int(positions)
+def state_width(feature_dim: int, surprise_scalar: bool = False, positions: bool = False,
+                residual: bool = True) -> int:
+    """S = 2D (D without the residual) (+1 for the surprise scalar) (+3 for positions)."""
+    return (1 + int(residual)) * feature_dim + int(surprise_scalar) + 3 * int(positions)
 
 
 def state_dim(feature_dim: int, cfg) -> int:
-    """State width S for a PolicySection cfg (or anything with surprise_scalar / positions attributes)."""
-    return state_width(feature_dim, cfg.surprise_scalar, cfg.positions)
+    """State width S for a PolicySection cfg."""
+    return state_width(feature_dim, cfg.surprise_scalar, cfg.positions, cfg.residual)
 
 
 def state_from_config(v: torch.Tensor, cfg, grid: tuple[int, int] | None = None) -> torch.Tensor:
@@ -119,4 +122,5 @@ def state_from_config(v: torch.Tensor, cfg, grid: tuple[int, int] | None = None)
         positions=cfg.positions,
         grid=grid,
         norm_residual=cfg.norm_residual,
+        residual=cfg.residual,
     )

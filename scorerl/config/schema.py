@@ -124,6 +124,9 @@ class PolicySection:
     """Hidden width of the per-token MLP (2D -> hidden -> 1)."""
     layers: int = opt(2, ge=1)
     """Number of linear layers in the MLP."""
+    residual: bool = True
+    """Put the inter-frame residual dv in each token's state beside v (SCORE's surprise); false = v alone (the
+    ablation). [paper: true]"""
     first_unit: Literal["self", "zero"] = "self"
     """Residual of the first temporal unit: self (dv[0] = v[0]) | zero. [ours]"""
     norm: Literal["layer", "l2", "none"] = "layer"

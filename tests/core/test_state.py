@@ -102,3 +102,16 @@ def test_norm_residual_is_a_checked_config_field():
     assert load_config(None, ["policy.norm_residual=own"]).policy.norm_residual == "own"
     with pytest.raises(ConfigError, match="policy.norm_residual"):
         load_config(None, ["policy.norm_residual=mean"])
+
+
+def test_state_without_the_residual_is_v_alone():
+    """policy.residual=false (the ablation of SCORE's surprise term): h = norm(v), width D, and a policy over it."""
+    from scorerl.compress.policy import TokenPolicy
+    from scorerl.compress.state import state_from_config
+    from scorerl.config.schema import PolicySection
+
+    v = torch.randn(3, 4, 8)
+    with_dv, without = PolicySection(), PolicySection(residual=False)
+    h = state_from_config(v, without)
+    assert h.shape == (3, 4, 8) and torch.equal(h, state_from_config(v, with_dv)[..., :8])
+    assert TokenPolicy(8, without).state_dim == 8 and TokenPolicy(8, with_dv).state_dim == 16
