@@ -51,21 +51,30 @@ def sample_masks(logits: torch.Tensor, K: int, generator: torch.Generator | None
 def topk_mask(scores: torch.Tensor, rho: float, scope: str = "global") -> torch.Tensor:
     """Deterministic inference mask: scores [..., T, N] -> bool [..., T, N] keeping the highest scores.
 
-    global: k = ceil(rho * T * N) over the whole video, so eventful units get more tokens.
-    per_unit: ceil(rho * N) in every temporal unit. Ties: lower flat index (earlier unit, then token) first.
+    Both scopes keep the same k = ceil(rho * T * N) tokens as every other method at ratio rho (a comparison at equal
+    budgets):
+    global: the top k over the whole video, so eventful units get more tokens.
+    per_unit: floor(k / T) in every temporal unit, then the k mod T left over by score over the whole video (so a
+    brief event in any unit is not starved, yet the total is k; below one token per unit it is the global top k).
+    Ties: lower flat index (earlier unit, then token) first.
     """
     T, N = scores.shape[-2], scores.shape[-1]
+    k = num_keep(rho, T, N)
+    flat = scores.flatten(-2)  # [..., T*N]
     if scope == "global":
-        k = num_keep(rho, T, N)
-        flat = scores.flatten(-2)  # [..., T*N]
-    elif scope == "per_unit":
-        k = num_keep(rho, N)
-        flat = scores  # [..., T, N]: each unit on its own
-    else:
+        return _top_k_of(flat, k).view(scores.shape)
+    if scope != "per_unit":
         raise ValueError(f"scope must be global or per_unit, not {scope!r}")
-    idx = _top_order(flat)[..., :k]
-    mask = torch.zeros_like(flat, dtype=torch.bool).scatter_(-1, idx, True)
-    return mask.view(scores.shape)
+    each = k // T
+    mask = _top_k_of(scores, each).flatten(-2)  # [..., T*N]: each unit's top floor(k/T)
+    rest = flat.masked_fill(mask, float("-inf"))  # the left-over tokens compete over the whole video
+    return (mask | _top_k_of(rest, k - each * T)).view(scores.shape)
+
+
+def _top_k_of(scores: torch.Tensor, k: int) -> torch.Tensor:
+    """bool mask [..., M] of the k highest of scores [..., M] (ties: lower index first)."""
+    idx = _top_order(scores)[..., :k]
+    return torch.zeros_like(scores, dtype=torch.bool).scatter_(-1, idx, True)
 
 
 def mask_to_indices(mask: torch.Tensor) -> torch.Tensor:

@@ -70,8 +70,24 @@ def test_topk_global_picks_top_scores():
 def test_topk_per_unit():
     scores = torch.tensor([[0.9, 0.1, 0.5, 0.3, 0.2],
                            [0.8, 0.7, 0.0, 0.6, 0.4]])
-    m = topk_mask(scores, 0.4, scope="per_unit")  # ceil(0.4 * 5) = 2 per unit
+    m = topk_mask(scores, 0.4, scope="per_unit")  # k = 4 of 10: 2 per unit
     assert m.tolist() == [[True, False, True, False, False], [True, True, False, False, False]]
+    m = topk_mask(scores, 0.5, scope="per_unit")  # k = 5: 2 per unit, the fifth by score anywhere (0.6)
+    assert m.tolist() == [[True, False, True, False, False], [True, True, False, True, False]]
+    assert topk_mask(scores, 0.3, scope="per_unit").tolist() == [[True, False, False, False, False],
+                                                                   [True, True, False, False, False]]  # k = 3
+
+
+def test_both_scopes_keep_what_every_method_keeps():
+    """per_unit once rounded up in every unit: at ratio 0.1 over 8 units of 16 tokens it kept 16 (12.5%), not 13."""
+    g = torch.Generator().manual_seed(0)
+    for T, N in ((8, 16), (16, 64), (3, 7)):
+        scores = torch.rand(2, T, N, generator=g)
+        for rho in (0.01, 0.05, 0.1, 0.15, 0.25, 1.0):
+            for scope in ("global", "per_unit"):
+                assert (topk_mask(scores, rho, scope).flatten(-2).sum(-1) == num_keep(rho, T, N)).all()
+    scores = torch.rand(8, 16, generator=g)
+    assert (topk_mask(scores, 0.25, "per_unit").sum(-1) >= 4).all()  # k = 32: 4 in every unit
 
 
 def test_topk_ties_lower_index_first():
