@@ -3,7 +3,8 @@
     .venv/bin/python scripts/ablations.py configs/world/score_v4.yaml \
         --manifest ~/.cache/scorerl/world_v4_test2000/test.jsonl --seeds 0 --md docs/results/ablations_v4.md
 
-Each variant is the run file plus a few overrides, trained with `scorerl train` (run `<prefix>_<variant>_s<seed>`;
+Each variant is the run file plus a few overrides, trained with `scorerl train` (run `<prefix>_<variant>_s<seed>`,
+the reference `<prefix>_s<seed>`;
 a finished run is reused, an interrupted one resumed), then evaluated with the project's harness on the same
 manifest, method `score` only, at the run file's eval.ratios; every accuracy carries its 95% bootstrap interval
 (pooled over the seeds given). The rows:
@@ -40,7 +41,8 @@ OTHER_SCOPE = {"global": "per_unit", "per_unit": "global"}
 
 
 def run_name(prefix: str, variant: str, seed: int) -> str:
-    return f"{prefix}_{variant.replace(' ', '_')}_s{seed}"
+    """The reference row is the run file's own runs (<prefix>_s<seed>), so the main results' runs are reused."""
+    return f"{prefix}_s{seed}" if variant == "SCORE" else f"{prefix}_{variant.replace(' ', '_')}_s{seed}"
 
 
 def train_variant(config: str, name: str, seed: int, overrides: list[str]) -> Path:
@@ -91,6 +93,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", default=str(ROOT / "runs" / "ablations"), help="folder of the eval results")
     p.add_argument("--md", default=None, help="write the table here too")
     args = p.parse_args(argv)
+    import scorerl.world  # noqa: F401  (registers the world's config sections, manifests and environments)
     from scorerl.config import load_config
 
     cfg = load_config(args.config)
