@@ -77,16 +77,36 @@ def diff_configs(a: dict, b: dict, prefix: str = "") -> list[str]:
 
 def computation_diffs(saved: dict, new: dict, sections: tuple[str, ...]) -> list[str]:
     """Dotted keys of `sections` that differ between two config dicts and change what a run computes: fields
-    declared `inert` (how long it runs, where it logs or saves) and every other section are left out."""
+    declared `inert` (how long it runs, where it logs or saves) and every other section are left out, and so are
+    keys the schema gained or lost since `saved` was written while they hold the value that computes as before (a
+    new field at its default; a removed field at its REMOVED_NEUTRAL value)."""
+    from scorerl.config.loader import REMOVED_NEUTRAL
+
     types = section_types()
     diffs = []
     for name in sections:
         a, b = saved.get(name, {}), new.get(name, {})
-        inert = {f.name for f in dataclasses.fields(types[name]) if f.metadata.get("inert")} if name in types else set()
-        diffs += [k for k in diff_configs(a if isinstance(a, dict) else {}, b if isinstance(b, dict) else {},
-                                          name + ".")
-                  if k.split(".")[1] not in inert]
+        a, b = a if isinstance(a, dict) else {}, b if isinstance(b, dict) else {}
+        fields = {f.name: f for f in dataclasses.fields(types[name])} if name in types else {}
+        inert = {k for k, f in fields.items() if f.metadata.get("inert")}
+        for key in diff_configs(a, b, name + "."):
+            field = key.split(".")[1]
+            if field in inert:
+                continue
+            if field not in a and field in b and b[field] == _default(fields.get(field)):
+                continue  # added since, at its default
+            if field in a and field not in b and REMOVED_NEUTRAL.get(f"{name}.{field}", object()) == a[field]:
+                continue  # removed since, and the old run did not use it
+            diffs.append(key)
     return diffs
+
+
+def _default(f) -> Any:
+    if f is None:
+        return object()  # equal to nothing
+    if f.default is not dataclasses.MISSING:
+        return f.default
+    return f.default_factory() if f.default_factory is not dataclasses.MISSING else object()
 
 
 def dotted_value(cfg: dict, key: str):

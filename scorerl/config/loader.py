@@ -118,6 +118,11 @@ REMOVED = {
 }
 
 
+# For each removed key, the value with which an old run computed what runs compute now: a checkpoint that holds it
+# resumes (computation_diffs), any other value is a real difference.
+REMOVED_NEUTRAL = {"train.deepspeed_config": ""}
+
+
 def _unknown(key: str, valid: list[str], prefix: str, fail, hint: str = ""):
     if prefix + key in REMOVED:
         fail(prefix + key, REMOVED[prefix + key])

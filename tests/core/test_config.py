@@ -1,3 +1,5 @@
+import copy
+
 import pytest
 
 from scorerl.config import Config, diff_configs, load_config
@@ -122,3 +124,20 @@ def test_outputs_are_checked_writable_before_any_work(tmp_path):
     with pytest.raises(ScoreRLError, match=r"data.cache_dir: cannot write to .*a_file/features"):
         ensure_writable_dir(blocker / "features", "data.cache_dir")
     assert ensure_writable_dir(tmp_path / "new" / "dir", "x").is_dir()
+
+
+def test_a_checkpoint_from_before_a_schema_change_resumes_when_it_computes_the_same():
+    """A key added since (at its default) or removed since (at the value that computed as now) is no difference;
+    anything else is."""
+    from scorerl.config import TRAINING_SECTIONS, computation_diffs
+
+    now = load_config(None).to_dict()
+    old = copy.deepcopy(now)
+    del old["policy"]["residual"]  # written before policy.residual existed
+    old["train"]["deepspeed_config"] = ""  # written while train.deepspeed_config existed, unused
+    assert computation_diffs(old, now, TRAINING_SECTIONS) == []
+    old["train"]["deepspeed_config"] = "zero2.json"  # a DeepSpeed policy run: not the same computation
+    assert computation_diffs(old, now, TRAINING_SECTIONS) == ["train.deepspeed_config"]
+    newer = copy.deepcopy(now)
+    newer["policy"]["residual"] = False
+    assert computation_diffs(old | {"train": now["train"]}, newer, TRAINING_SECTIONS) == ["policy.residual"]
