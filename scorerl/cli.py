@@ -260,8 +260,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("demo", help="the whole path on the built-in world: data, env fit, train, eval at 0.1",
-                       epilog="example:\n  scorerl demo                       configs/quickstart.yaml; reuses "
-                              "what earlier runs built", formatter_class=raw)
+                       epilog="examples:\n  scorerl demo configs/world/score_v4.yaml   world v4 (the README's main "
+                              "job)\n  scorerl demo configs/quickstart.yaml       the default world\nEach reuses what "
+                              "earlier runs built.", formatter_class=raw)
     _add_config_args(p, required=False)
     p.set_defaults(func=cmd_demo)
     return parser

@@ -5,4 +5,4 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup_venv.sh
-exec .venv/bin/scorerl demo configs/quickstart.yaml "$@"
+exec .venv/bin/scorerl demo configs/world/score_v4.yaml "$@"

@@ -13,7 +13,8 @@ from scorerl.config import load_config
 from scorerl.errors import ConfigError
 from scorerl.world.paths import world_env_dir
 
-DEMO_METHODS = ["full", "uniform", "random", "framediff", "score"]  # version 3; version 4 takes the run file's
+DEMO_METHODS = ["full", "uniform", "random", "framediff", "score"]  # version 3; version 4 prints the run file's
+# eval.methods (every baseline): its 10% column is the README's main result
 ENV_CONFIGS = {3: "env.yaml", 4: "env_v4.yaml"}  # each version's environment run file, in configs/world/
 ENV_PATHS = {3: "world", 4: "world_v4"}  # the env.path that names each version's fitted environment
 ENV_SECTIONS = ("fit", "world", "env", "run", "data")
@@ -25,7 +26,7 @@ def run_demo(config_path: str | None = None, overrides: list[str] = ()) -> dict:
     from scorerl.eval.harness import run_eval
     from scorerl.rl.trainer import train
 
-    cfg = load_config(config_path or "configs/quickstart.yaml", list(overrides))
+    cfg = load_config(config_path or "configs/world/score_v4.yaml", list(overrides))
     started = time.perf_counter()
     version = cfg.world.version
     # The environment's own run file; command-line overrides of its sections (fit.*, world.*, env.*, run.*, data.*)
