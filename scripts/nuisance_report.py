@@ -47,7 +47,13 @@ def main(argv: list[str] | None = None) -> int:
     cfg.env.path = str(env_dir)
     env, samples, items = encode(cfg, env_dir, args.limit)
     regions = [sample_regions(s, it, args.min_cover) for s, it in zip(samples, items)]  # per sample: name -> [T, N]
-    table = landing_table(items, regions, args.methods, args.ratios, cfg.run.seed, env)
+    policy = None
+    if args.policy:  # `score`: where a trained policy's kept tokens land, beside the baselines
+        from scorerl.export import load_policy
+
+        policy = load_policy(args.policy)
+        args.methods = [*args.methods, "score"]
+    table = landing_table(items, regions, args.methods, args.ratios, cfg.run.seed, env, policy)
     accuracy = measure_accuracy(env, cfg, samples, items, args) if args.accuracy else None
     result = {"config": args.config, "env": str(env_dir), "env_note": env_note, "manifest": cfg.data.eval_manifest,
               "n": len(samples), "min_cover": args.min_cover, "videos_with": videos_with(regions),
@@ -67,6 +73,8 @@ def parse_args(argv):
     p.add_argument("--env", default=None, help="fitted environment folder (default: v4's if fitted, else v3's)")
     p.add_argument("--methods", default=",".join(METHODS), help="comma-separated baselines")
     p.add_argument("--ratios", default=",".join(map(str, RATIOS)), help="comma-separated keep ratios")
+    p.add_argument("--policy", default=None, help="a trained SCORE policy (exported, run or checkpoint folder): "
+                   "adds `score` rows")
     p.add_argument("--limit", type=int, default=0, help="only the first N test samples (0 = all)")
     p.add_argument("--min-cover", type=float, default=None, help="share of a token's pixels that puts it on a "
                    "region (default: scorerl.world.regions.MIN_COVER)")
@@ -151,13 +159,13 @@ def videos_with(regions: list[dict]) -> dict[str, int]:
 # --------------------------------------------------------------------------------------------- counting
 
 
-def landing_table(items, regions, methods, ratios, seed: int, env) -> list[dict]:
+def landing_table(items, regions, methods, ratios, seed: int, env, policy=None) -> list[dict]:
     """One row per (method, ratio), plus the `area` row: per column the share of kept tokens on that region."""
     import numpy as np
 
     from scorerl.eval.methods import MethodContext, method_masks
 
-    ctx = MethodContext(env=env, seed=seed)
+    ctx = MethodContext(env=env, seed=seed, policy=policy)
     rows = [landing_row("area", None, [np.ones_like(r["object"]) for r in regions], regions)]
     for method in methods:
         for rho in ratios:
