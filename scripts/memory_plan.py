@@ -55,6 +55,11 @@ def _numel(module) -> int:
     return sum(p.numel() for p in module.parameters())
 
 
+def _language_numel(model) -> int:
+    """Parameters of the language model (decoder + LM head): what zero3 partitions and what each token runs."""
+    return _numel(model.model.language_model) + _numel(model.lm_head)
+
+
 def environment_weights(cfg, model, gpus: int) -> dict:
     """Bytes of environment weights one GPU holds under env.placement (see the module doc), with the pieces."""
     from scorerl.envs.partition import zero3_config
@@ -65,7 +70,7 @@ def environment_weights(cfg, model, gpus: int) -> dict:
         return {"weights": total * b}
     if cfg.env.placement == "device_map":
         return {"weights": total * b / gpus}
-    language = _numel(model.model.language_model) + _numel(model.lm_head)
+    language = _language_numel(model)
     embedding = _numel(model.get_input_embeddings())
     widest = max(_numel(model.lm_head), *(_numel(layer) for layer in model.model.language_model.layers))
     zero = zero3_config(torch.bfloat16, cfg.env.zero3_config)["zero_optimization"]
@@ -93,7 +98,7 @@ def plan(cfg, gpus: int = 8) -> dict:
     policy = TokenPolicy(text.hidden_size, cfg.policy)
     policy_bytes = sum(p.numel() for p in policy.parameters()) * 16
     total = weights["weights"] + activations + vision_act + policy_bytes
-    language = _numel(model.model.language_model) + _numel(model.lm_head)
+    language = _language_numel(model)
     prefill_tokens = cfg.policy.rho_init * _visual_tokens(cfg, vision) + TEXT_TOKENS
     step_tokens = cfg.train.batch_size * cfg.train.grad_accum * cfg.rl.group_size * prefill_tokens
     return {"parameters": params, "placement": cfg.env.placement, "gpus": gpus,

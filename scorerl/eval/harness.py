@@ -205,12 +205,13 @@ def _run_one(env: VideoEnv, samples: list[Sample], items: list[EvalItem], batche
         p, k, c = answer_batch(env, [samples[i] for i in idx], [items[i] for i in idx], method, rho, ctx)
         pred, kept, ce = pred + p, kept + k, ce + c
         bar.update(1)
-    row = summarise(method, rho, samples, pred, kept, ce)
+    correct = [is_correct(p, s) for p, s in zip(pred, samples)]
+    row = summarise(method, rho, samples, pred, kept, ce, correct)
     if method in LAYER_PRUNED:
         row["kept_from_layer"] = ctx.fastv_layer  # kept_fraction counts from this LLM layer on
     shown = [LETTERS[p] if isinstance(p, int) else p for p in pred]
     shown = "".join(shown) if all(isinstance(p, int) for p in pred) else shown
-    return row, shown, [is_correct(p, s) for p, s in zip(pred, samples)]
+    return row, shown, correct
 
 
 def pool_seeds(rows: list[dict]) -> dict:
@@ -247,10 +248,13 @@ def add_intervals(rows: list[dict], correct: dict, families: list, resamples: in
         return None if values is None else list(stats.percentile_interval(values))
 
     score_at = {r["ratio"]: k for r, k in zip(rows, keys) if r["method"] == "score"}
+    questions_of: dict = {}  # family -> its questions' indices, the same for every row
+    for i, f in enumerate(families):
+        questions_of.setdefault(f, []).append(i)
     for row, key in zip(rows, keys):
         row["ci95"] = interval(draws.get(key))
         for fam, cell in row["families"].items():
-            where = [i for i, f in enumerate(families) if f == fam]
+            where = questions_of.get(fam, [])
             cell["ci95"] = (list(stats.bootstrap_ci(matrices[key][where], resamples, seed)) if resamples
                             else None)
         refs = [("full", rows[0], keys[0])] if row is not rows[0] else []
@@ -309,11 +313,12 @@ def answer_batch(env: VideoEnv, samples: list[Sample], items: list[EvalItem], me
 
 
 def summarise(method: str, rho: float, samples: list[Sample], pred: list, kept: list[float],
-              ce: list | None = None) -> dict:
+              ce: list | None = None, correct: list[bool] | None = None) -> dict:
     """accuracy, n, kept_fraction and per-family accuracy of one (method, ratio); relative is added later.
-    A multiple-choice answer is right when its index is the answer's; an open-ended one when it matches the
-    reference after normalisation (the row adds exact match and the reference answer's mean CE for those)."""
-    correct = [is_correct(p, s) for p, s in zip(pred, samples)]
+    correct: each answer's is_correct, when the caller has it already (else computed here). Open-ended rows add
+    exact match and the reference answer's mean CE."""
+    if correct is None:
+        correct = [is_correct(p, s) for p, s in zip(pred, samples)]
     families: dict[str, list[bool]] = {}
     for ok, s in zip(correct, samples):
         if s.family:

@@ -193,11 +193,11 @@ def train(cfg: Config, resume: str | None = None, force: bool = False) -> Path:
                             metrics["policy_ms"] += 1000 * (time.perf_counter() - t0)
                             local.append(metrics)
                 grad_norm = accelerator.clip_grad_norm_(policy.parameters(), max_norm)
-                stop_if_diverged(step + 1, grad_norm, loss, run_dir)  # before the step: the weights stay good
+                stop_if_diverged(step + 1, grad_norm, run_dir)  # before the step: the weights stay good
                 lr = optimizer.param_groups[0]["lr"]  # the rate this update used
                 optimizer.step()
                 optimizer.zero_grad(set_to_none=True)
-                stop_if_diverged(step + 1, _weights_finite(policy), loss, run_dir, what="a policy weight")
+                stop_if_diverged(step + 1, _weights_finite(policy), run_dir, what="a policy weight")
             scheduler.step()  # once per optimizer step, whatever the process count (see _make_accelerator)
             _share_ce_base(ce_base_cache, new_ce_base, accelerator)
 
@@ -267,13 +267,10 @@ def _warmup(warmup_steps: int):
     return factor
 
 
-def stop_if_diverged(step: int, value, loss: torch.Tensor, run_dir: Path, what: str = "the gradient norm") -> None:
+def stop_if_diverged(step: int, value, run_dir: Path, what: str = "the gradient norm") -> None:
     """DivergedError at optimizer step `step` when `value` (the gradient norm, global over processes, checked
-    BEFORE optimizer.step so no NaN reaches the weights; or a weights check after it) is not finite. Where the
-    backend reports no norm (None), the loss is checked instead. Nothing is checkpointed or exported after it: the
-    last good checkpoint stays the newest one."""
-    if value is None:
-        value, what = float(loss.detach()), "the loss"
+    BEFORE optimizer.step so no NaN reaches the weights; or a weights check after it) is not finite. Nothing is
+    checkpointed or exported after it: the last good checkpoint stays the newest one."""
     value = _scalar(value)
     if math.isfinite(value):
         return
