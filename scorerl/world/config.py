@@ -51,6 +51,9 @@ class FitSection:
     """Token-dropout keep ratio is drawn uniformly from [keep_min, 1] per sample (1 = no dropout)."""
     full_prob: float = opt(0.3, ge=0, le=1)
     """Probability that a fit sample keeps all tokens."""
+    evidence_prob: float = opt(0.0, ge=0, le=1)
+    """Probability that a sparse fit mask keeps the tokens showing the coloured objects first, then random others
+    (the same number of tokens; scorerl/world/fit_data.evidence_first); 0 = uniformly random masks only."""
     checkpoint_every: int = opt(500, ge=1)
     """Write a fit checkpoint every N steps."""
     model: dict = opt(factory=dict)

@@ -52,7 +52,8 @@ from scorerl.data.manifest import answer_target, format_prompt, manifest_hash, r
 from scorerl.types import ScoreRequest
 from scorerl.rng import fit_step_rng
 from scorerl.world.fit_data import (MIRROR_WORDS, FitData, augmented_sample, batch_indices, concat_data, load_split,
-                                    mirror_frames, prompt_corpus, questions_for, random_keep_masks, sample_weights)
+                                    evidence_first, mirror_frames, prompt_corpus, questions_for, random_keep_masks,
+                                    sample_weights)
 from scorerl.world.fit_params import param_groups, set_trainable
 from scorerl.world.projector_warmup import warm_up_projector
 from scorerl.errors import CheckpointError, ConfigError
@@ -64,6 +65,9 @@ FIT_FILE = "fit.json"
 FIT_FORMAT = "scorerl-env-fit/1"
 # Fit keys that do not change the fitted weights (how often to save, threads, eval batching).
 _NOT_IDENTITY = ("checkpoint_every", "keep_last", "threads", "eval_batch_size")
+# Fit keys added after environments were fitted, with the value that fits exactly as before they existed: at that
+# value they are left out of the identity, so those fits stay valid.
+_ADDED_AT = {"evidence_prob": 0.0}
 
 
 # --------------------------------------------------------------------------------------------- schedule
@@ -126,11 +130,23 @@ def fit_step_loss(env, data: FitData, idx: np.ndarray, cfg: Config, step: int) -
 
     T, N = visuals[0].features.shape[:2]
     masks = random_keep_masks(len(questions), T, N, fit.keep_min, fit.full_prob, fit_step_rng(cfg.run.seed, step, 1)[0])
+    if fit.evidence_prob > 0:
+        evidence = [_evidence(data.samples[idx[b]], T, visuals[b].grid, fit.augment and bool(mirror[b]))
+                    for b, _ in questions]
+        masks = evidence_first(masks, evidence, fit.evidence_prob, fit_step_rng(cfg.run.seed, step, 3)[0])
     requests = [ScoreRequest(visuals[b], format_prompt(q, fmt), target=answer_target(q, fmt), keep=m)
                 for (b, q), m in zip(questions, masks)]
     logps = env.token_logprobs(requests)  # one [t_r] per request, with gradients
     loss = -torch.stack([lp.sum() for lp in logps]).mean()
     return StepResult(loss, len(requests))
+
+
+def _evidence(sample, T: int, grid, mirrored: bool) -> np.ndarray | None:
+    """bool [T, N] tokens showing the sample's coloured objects (from its scene), None without a scene."""
+    from scorerl.world.regions import evidence_tokens
+
+    scene = sample.meta.get("scene")
+    return None if scene is None else evidence_tokens(scene, T, tuple(grid), mirrored)
 
 
 # --------------------------------------------------------------------------------------------- evaluation
@@ -175,7 +191,8 @@ def accuracy_table(correct: list[bool], families: list[str]) -> dict:
 
 def fit_identity(cfg: Config) -> dict:
     """Everything the fitted weights depend on: the fit-relevant config and the exact data (manifest hashes)."""
-    fit = {k: v for k, v in cfg.to_dict()["fit"].items() if k not in _NOT_IDENTITY}
+    fit = {k: v for k, v in cfg.to_dict()["fit"].items()
+           if k not in _NOT_IDENTITY and not (k in _ADDED_AT and v == _ADDED_AT[k])}
     manifests = {"train": cfg.data.stage2_manifest, "eval": cfg.data.eval_manifest}
     if cfg.fit.image_data:
         manifests["images"] = cfg.data.stage1_manifest

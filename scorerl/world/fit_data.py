@@ -172,3 +172,33 @@ def random_keep_masks(count: int, T: int, N: int, keep_min: float, full_prob: fl
         keep[order[:k]] = True
         masks.append(keep.view(T, N))
     return masks
+
+
+def evidence_first(masks: list[torch.Tensor | None], evidence: list[np.ndarray | None], prob: float,
+                   generator: torch.Generator) -> list[torch.Tensor | None]:
+    """With probability `prob`, turn a sparse mask into one of the same size k that keeps the request's evidence
+    tokens (bool [T, N]: the tokens that show its coloured objects) first, then random others; a random k of them
+    when they outnumber k. The others are unchanged (None stays None: all tokens).
+
+    Why (docs/world.md, "Sparse evidence"): with uniformly random masks alone, the share of coloured tokens among
+    the kept ones is the same at every keep ratio, and the fitted model learned to COUNT by that share. A selector
+    that keeps the objects and drops the background then changes the count it reads: on v4 the model given every
+    object token and nothing else answered `count` no better than chance. Showing it evidence-first masks too
+    teaches it to read what is there, whichever tokens came with it."""
+    if prob <= 0:
+        return masks
+    draw = torch.rand(len(masks), generator=generator)  # [R]; drawn for every request: the stream stays aligned
+    out: list[torch.Tensor | None] = []
+    for b, (mask, ev) in enumerate(zip(masks, evidence)):
+        order = torch.randperm(mask.numel() if mask is not None else 1, generator=generator)
+        if mask is None or ev is None or not draw[b] < prob or not ev.any():
+            out.append(mask)
+            continue
+        T, N = mask.shape
+        k = int(mask.sum())
+        first = torch.as_tensor(ev, dtype=torch.bool).reshape(T * N)[order]  # evidence flags in a random order
+        ranked = order[torch.argsort((~first).to(torch.int8), stable=True)]  # evidence first, each part shuffled
+        keep = torch.zeros(T * N, dtype=torch.bool)
+        keep[ranked[:k]] = True
+        out.append(keep.view(T, N))
+    return out

@@ -109,3 +109,15 @@ def _exclusive(masks: dict[str, np.ndarray], camera: bool, shape) -> dict[str, n
             taken |= masks[name]
     out["camera" if camera else "background"] = ~taken
     return out
+
+
+def evidence_tokens(scene: dict, T: int, grid: tuple[int, int], mirrored: bool = False) -> np.ndarray:
+    """bool [T, rows * cols]: the visual tokens that show the scene's coloured objects (the `object` region,
+    non-exclusive), for a video of T temporal units or an image repeated into one (every unit the same);
+    `mirrored`: of the left-right mirrored frames (the environment fit's augmentation)."""
+    rows, cols = grid
+    units = T if scene["frames"] > 1 else 1  # an image is one frame; its pseudo-video repeats it in every unit
+    obj = token_regions(scene, units, grid)["object"]  # [units, rows, cols]
+    if mirrored:
+        obj = obj[:, :, ::-1]
+    return np.broadcast_to(obj, (T, rows, cols)).reshape(T, rows * cols).copy()

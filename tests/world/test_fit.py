@@ -346,3 +346,59 @@ def test_scoring_in_another_answer_format_than_fitted_is_refused(fitted):
     with pytest.raises(ConfigError, match=r"data.answer_format: 'letter'.*fitted to answer with 'option'"):
         check_answer_format(env, "letter")
     check_answer_format(build_tiny_env(), "letter")  # declares no format (a real checkpoint): nothing to check
+
+
+# --------------------------------------------------------------------------------------------- evidence-first masks
+
+
+def test_evidence_first_masks_keep_the_objects_first_at_the_same_size():
+    T, N = 4, 4
+    evidence = np.zeros((T, N), bool)
+    evidence[1, [0, 3]] = evidence[2, 2] = True  # 3 evidence tokens
+    masks = [torch.zeros(T, N, dtype=torch.bool) for _ in range(3)] + [None]
+    masks[0].view(-1)[:8] = True  # k = 8 >= 3: every evidence token, then 5 others
+    masks[1].view(-1)[:2] = True  # k = 2 < 3: two of the evidence tokens
+    masks[2].view(-1)[:5] = True
+    ev = [evidence, evidence, None, evidence]  # no scene -> unchanged
+    out = FD.evidence_first(masks, ev, 1.0, fit_step_rng(0, 0, 3)[0])
+    again = FD.evidence_first(masks, ev, 1.0, fit_step_rng(0, 0, 3)[0])
+    assert all((a is None and b is None) or torch.equal(a, b) for a, b in zip(out, again))  # pure in (seed, step)
+    assert int(out[0].sum()) == 8 and bool(out[0][torch.as_tensor(evidence)].all())
+    assert int(out[1].sum()) == 2 and int((out[1] & torch.as_tensor(evidence)).sum()) == 2
+    assert torch.equal(out[2], masks[2]) and out[3] is None  # no evidence known; all tokens stay all tokens
+    assert FD.evidence_first(masks, ev, 0.0, fit_step_rng(0, 0, 3)[0]) is masks  # off: the masks as drawn
+    half = FD.evidence_first([masks[0]] * 400, [evidence] * 400, 0.5, fit_step_rng(0, 1, 3)[0])
+    changed = sum(not torch.equal(h, masks[0]) for h in half)
+    assert 160 < changed < 240  # about half (the drawn mask lacks evidence token 10: evidence-first always differs)
+
+
+def test_evidence_tokens_follow_the_mirror_and_fill_an_image_pseudo_video():
+    from scorerl.world.regions import evidence_tokens
+
+    video = {"kind": "video", "frames": 4, "size": 32, "objects": [
+        {"role": "static", "color": "red", "shape": "square", "size": 8, "first": 2, "last": 3,
+         "positions": [[0, 16], [0, 16]]}]}
+    ev = evidence_tokens(video, 2, (2, 2))  # 16 px tokens: the square sits in unit 1, row 1, column 0
+    assert ev.tolist() == [[False] * 4, [False, False, True, False]]
+    assert evidence_tokens(video, 2, (2, 2), mirrored=True).tolist() == [[False] * 4, [False, False, False, True]]
+    image = {**video, "kind": "image", "frames": 1, "objects": [{**video["objects"][0], "first": 0, "last": 0,
+                                                                 "positions": [[0, 16]]}]}
+    assert evidence_tokens(image, 3, (2, 2)).tolist() == [[False, False, True, False]] * 3  # the image in every unit
+
+
+def test_fit_identity_leaves_out_evidence_prob_at_zero_so_earlier_fits_stay_valid(world):
+    assert "evidence_prob" not in F.fit_identity(tiny_cfg(world))
+    assert F.fit_identity(tiny_cfg(world, evidence_prob=0.5))["fit"]["evidence_prob"] == 0.5
+
+
+def test_a_fit_step_with_evidence_first_masks_scores_other_tokens(world, fitted):
+    """The same step with evidence_prob 1: the same questions and draws, other kept tokens, so another loss."""
+    env = load_env(EnvSection(arch="qwen2_5_vl", path=str(fitted), device="cpu"))
+    data = FD.load_split(str(world / "train.jsonl"), FRAMES, SIZE, "train")
+    idx = np.arange(3)
+    with torch.no_grad():
+        plain = F.fit_step_loss(env, data, idx, tiny_cfg(world, full_prob=0.0, keep_min=0.1), step=0)
+        evidence = F.fit_step_loss(env, data, idx, tiny_cfg(world, full_prob=0.0, keep_min=0.1, evidence_prob=1.0),
+                                   step=0)
+    assert plain.questions == evidence.questions and torch.isfinite(evidence.loss)
+    assert not torch.allclose(plain.loss, evidence.loss)
