@@ -57,7 +57,7 @@ def cmd_data_synthetic(args):
     from scorerl.world.synthetic import build_world
 
     out = build_world(args.out, train=args.train, test=args.test, static_train=args.static, frames=args.frames,
-                      size=args.size, seed=args.seed)
+                      size=args.size, seed=args.seed, static_test=args.static_test, version=args.version)
     _done(f"world in {out} (manifests: {', '.join(sorted(p.name for p in Path(out).glob('*.jsonl')))})")
 
 
@@ -162,12 +162,18 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("data", help="build data sets")
     dsub = p.add_subparsers(dest="data_command", required=True)
     q = dsub.add_parser("synthetic", help="render the built-in synthetic video-QA world",
-                        epilog="example:\n  scorerl data synthetic --out ~/.cache/scorerl/world --train 300",
+                        epilog="examples:\n  scorerl data synthetic --out ~/.cache/scorerl/world --train 300\n"
+                               "  scorerl data synthetic --out ~/.cache/scorerl/world_v4_test10k --version 4 --train 0 "
+                               "--test 10000 --static 0 --static-test 0   a large v4 test split",
                         formatter_class=raw)
     q.add_argument("--out", required=True, help="output folder (videos, images, *.jsonl manifests)")
     q.add_argument("--train", type=int, default=3000, help="video QA samples in train.jsonl")
     q.add_argument("--test", type=int, default=500, help="video QA samples in test.jsonl")
     q.add_argument("--static", type=int, default=1000, help="static pseudo-video samples in static_train.jsonl")
+    q.add_argument("--static-test", type=int, default=None,
+                   help="image QA samples in static_test.jsonl (default: min(200, static / 5))")
+    q.add_argument("--version", type=int, choices=(3, 4), default=3,
+                   help="world version: 3 (the default world) or 4 (with nuisances, 0.5 each; docs/world.md)")
     q.add_argument("--frames", type=int, default=16, help="frames per video")
     q.add_argument("--size", type=int, default=64, help="frame side in pixels")
     q.add_argument("--seed", type=int, default=0)
