@@ -1,13 +1,14 @@
 """SCORE's ablation table on a run file: which of the method's pieces the accuracy rests on.
 
     .venv/bin/python scripts/ablations.py configs/world/score_v4.yaml \
-        --manifest ~/.cache/scorerl/world_v4_test2000/test.jsonl --seeds 0 --md docs/results/ablations_v4.md
+        --manifest ~/.cache/scorerl/world_v4_test2000/test.jsonl --seeds 0,1,2 --md docs/results/ablations_v4.md
 
 Each variant is the run file plus a few overrides, trained with `scorerl train` (run `<prefix>_<variant>_s<seed>`,
 the reference `<prefix>_s<seed>`;
 a finished run is reused, an interrupted one resumed), then evaluated with the project's harness on the same
 manifest, method `score` only, at the run file's eval.ratios; every accuracy carries its 95% bootstrap interval
-(pooled over the seeds given). The rows:
+(pooled over the seeds given). An evaluation already in --out of the same policies and manifest, written after
+they were trained, is reused (--fresh: evaluate again). The rows:
 
     SCORE            the run file as it is (rl.estimator split, state v + dv, the curriculum, its top-k scope)
     grpo / split_action / dr_grpo     the other advantage estimators (rl.estimator)
@@ -69,13 +70,31 @@ def switch_scope(run: Path, out: Path) -> tuple[Path, str]:
     return out, scope
 
 
-def evaluate(config: str, policies: list[Path], manifest: str, out: Path) -> dict:
+def evaluate(config: str, policies: list[Path], manifest: str, out: Path, fresh: bool = False) -> dict:
     from scorerl.config import load_config
     from scorerl.eval.harness import run_eval
 
+    if not fresh and (earlier := reusable(out, policies, manifest)) is not None:
+        print(f"[ablations] reusing {out} (same policies and manifest, written after every policy)", flush=True)
+        return earlier
     cfg = load_config(config)
     cfg.eval.methods = ["score"]
     return run_eval(cfg, policy_dir=[str(p) for p in policies], out=str(out), manifest=manifest)
+
+
+def reusable(out: Path, policies: list[Path], manifest: str) -> dict | None:
+    """The evaluation already in `out`, when it scored exactly these policies on this manifest and was written
+    after each policy was exported (a retrained policy is newer: then it is evaluated again); else None."""
+    try:
+        result = json.loads(out.read_text())
+        meta = result["meta"]
+    except (OSError, ValueError, KeyError):
+        return None
+    same = ([str(Path(p).resolve()) for p in meta.get("policies") or [meta.get("policy")]]
+            == [str(Path(p).resolve()) for p in policies]
+            and Path(meta["manifest"]["path"]).resolve() == Path(manifest).expanduser().resolve())
+    newer = all(out.stat().st_mtime > f.stat().st_mtime for p in policies for f in (Path(p) / "policy").glob("*"))
+    return result if same and newer else None
 
 
 def cell(row: dict) -> str:
@@ -92,6 +111,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--variants", default=",".join(VARIANTS), help="comma-separated subset of " + ", ".join(VARIANTS))
     p.add_argument("--out", default=str(ROOT / "runs" / "ablations"), help="folder of the eval results")
     p.add_argument("--md", default=None, help="write the table here too")
+    p.add_argument("--fresh", action="store_true", help="evaluate every row again (default: reuse an evaluation in "
+                   "--out of the same policies and manifest written after they were trained)")
     args = p.parse_args(argv)
     import scorerl.world  # noqa: F401  (registers the world's config sections, manifests and environments)
     from scorerl.config import load_config
@@ -105,12 +126,12 @@ def main(argv: list[str] | None = None) -> int:
     rows = {}
     for variant in [v.strip() for v in args.variants.split(",")]:
         runs = [train_variant(args.config, run_name(prefix, variant, s), s, VARIANTS[variant]) for s in seeds]
-        rows[variant] = evaluate(args.config, runs, manifest, out / f"{variant.replace(' ', '_')}.json")
+        rows[variant] = evaluate(args.config, runs, manifest, out / f"{variant.replace(' ', '_')}.json", args.fresh)
         if variant == "SCORE":
             switched = [switch_scope(r, out / f"{r.name}_other_scope") for r in runs]
             scope = switched[0][1]
             rows[f"top-k {scope}"] = evaluate(args.config, [s for s, _ in switched], manifest,
-                                              out / f"topk_{scope}.json")
+                                              out / f"topk_{scope}.json", fresh=True)  # its copies are new each run
     ratios = cfg.eval.ratios
     n = next(iter(rows.values()))["results"][0]["n"]
     lines = [f"Ablations of `{args.config}` on {manifest}: {n} questions; {len(seeds)} training seed(s) per row "

@@ -54,7 +54,7 @@ def main(argv: list[str] | None = None) -> int:
         policy = load_policy(args.policy)
         args.methods = [*args.methods, "score"]
     table = landing_table(items, regions, args.methods, args.ratios, cfg.run.seed, env, policy)
-    accuracy = measure_accuracy(env, cfg, samples, items, args) if args.accuracy else None
+    accuracy = measure_accuracy(env, cfg, samples, items, args, policy) if args.accuracy else None
     result = {"config": args.config, "env": str(env_dir), "env_note": env_note, "manifest": cfg.data.eval_manifest,
               "n": len(samples), "min_cover": args.min_cover, "videos_with": videos_with(regions),
               "rows": table, "accuracy": accuracy, "wall_s": round(time.perf_counter() - started, 1)}
@@ -192,12 +192,12 @@ def landing_row(method: str, rho, masks, regions) -> dict:
             "share": {name: (on[name] / kept[name] if kept[name] else None) for name in COLUMNS}}
 
 
-def measure_accuracy(env, cfg, samples, items, args) -> list[dict]:
-    """Accuracy of every (method, ratio) and of all tokens, by the harness's own scoring."""
+def measure_accuracy(env, cfg, samples, items, args, policy=None) -> list[dict]:
+    """Accuracy of every (method, ratio) and of all tokens, by the harness's own scoring (`score`: the policy's)."""
     from scorerl.eval.harness import evaluate_runs
     from scorerl.eval.methods import MethodContext
 
-    ctx = MethodContext(env=env, seed=cfg.run.seed, answer_format=cfg.data.answer_format)
+    ctx = MethodContext(env=env, seed=cfg.run.seed, answer_format=cfg.data.answer_format, policy=policy)
     runs = [("full", 1.0)] + [(m, r) for m in args.methods for r in args.ratios]
     rows, _ = evaluate_runs(env, samples, items, runs, ctx, batch_size=64)
     return [{k: row[k] for k in ("method", "ratio", "accuracy", "relative", "families")} for row in rows]

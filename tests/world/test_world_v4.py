@@ -326,3 +326,30 @@ def test_derived_fit_questions_read_the_v4_scene():
     derived = scene_question(sample, "count", 1, np.random.default_rng(0))
     assert derived.question == "How many colored objects appear during the video?"
     assert derived.options[1] == str(len(scenes.coloured(rec["scene"])))
+
+
+def test_ablations_reuse_an_evaluation_only_of_the_same_policies_written_after_them(tmp_path):
+    import importlib.util
+    import os
+
+    spec = importlib.util.spec_from_file_location("ablations", Path(__file__).parents[2] / "scripts" / "ablations.py")
+    ablations = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(ablations)
+    runs = []
+    for name in ("a_s0", "a_s1"):
+        (tmp_path / name / "policy").mkdir(parents=True)
+        (tmp_path / name / "policy" / "model.safetensors").write_text("x")
+        runs.append(tmp_path / name)
+    manifest = tmp_path / "test.jsonl"
+    manifest.write_text("")
+    out = tmp_path / "a.json"
+    out.write_text(json.dumps({"meta": {"policies": [str(r) for r in runs], "manifest": {"path": str(manifest)}}}))
+    later = out.stat().st_mtime + 10
+    os.utime(out, (later, later))
+    assert ablations.reusable(out, runs, str(manifest))["meta"]["policies"] == [str(r) for r in runs]
+    assert ablations.reusable(out, runs[:1], str(manifest)) is None  # other policies
+    assert ablations.reusable(out, runs, str(tmp_path / "other.jsonl")) is None  # another manifest
+    retrained = runs[1] / "policy" / "model.safetensors"
+    os.utime(retrained, (later + 10, later + 10))
+    assert ablations.reusable(out, runs, str(manifest)) is None  # a policy newer than the evaluation
+    assert ablations.reusable(tmp_path / "missing.json", runs, str(manifest)) is None
