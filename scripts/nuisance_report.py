@@ -53,8 +53,13 @@ def main(argv: list[str] | None = None) -> int:
 
         policy = load_policy(args.policy)
         args.methods = [*args.methods, "score"]
-    table = landing_table(items, regions, args.methods, args.ratios, cfg.run.seed, env, policy)
-    accuracy = measure_accuracy(env, cfg, samples, items, args, policy) if args.accuracy else None
+    from scorerl.eval.methods import MethodContext
+
+    # One context for the landing shares and the accuracy: it caches the per-sample rankings (policy logits,
+    # FastV attention), so each is computed once.
+    ctx = MethodContext(env=env, seed=cfg.run.seed, answer_format=cfg.data.answer_format, policy=policy)
+    table = landing_table(items, regions, args.methods, args.ratios, ctx)
+    accuracy = measure_accuracy(env, samples, items, args, ctx) if args.accuracy else None
     result = {"config": args.config, "env": str(env_dir), "env_note": env_note, "manifest": cfg.data.eval_manifest,
               "n": len(samples), "min_cover": args.min_cover, "videos_with": videos_with(regions),
               "rows": table, "accuracy": accuracy, "wall_s": round(time.perf_counter() - started, 1)}
@@ -159,13 +164,12 @@ def videos_with(regions: list[dict]) -> dict[str, int]:
 # --------------------------------------------------------------------------------------------- counting
 
 
-def landing_table(items, regions, methods, ratios, seed: int, env, policy=None) -> list[dict]:
+def landing_table(items, regions, methods, ratios, ctx) -> list[dict]:
     """One row per (method, ratio), plus the `area` row: per column the share of kept tokens on that region."""
     import numpy as np
 
-    from scorerl.eval.methods import MethodContext, method_masks
+    from scorerl.eval.methods import method_masks
 
-    ctx = MethodContext(env=env, seed=seed, policy=policy)
     rows = [landing_row("area", None, [np.ones_like(r["object"]) for r in regions], regions)]
     for method in methods:
         for rho in ratios:
@@ -192,12 +196,10 @@ def landing_row(method: str, rho, masks, regions) -> dict:
             "share": {name: (on[name] / kept[name] if kept[name] else None) for name in COLUMNS}}
 
 
-def measure_accuracy(env, cfg, samples, items, args, policy=None) -> list[dict]:
+def measure_accuracy(env, samples, items, args, ctx) -> list[dict]:
     """Accuracy of every (method, ratio) and of all tokens, by the harness's own scoring (`score`: the policy's)."""
     from scorerl.eval.harness import evaluate_runs
-    from scorerl.eval.methods import MethodContext
 
-    ctx = MethodContext(env=env, seed=cfg.run.seed, answer_format=cfg.data.answer_format, policy=policy)
     runs = [("full", 1.0)] + [(m, r) for m in args.methods for r in args.ratios]
     rows, _ = evaluate_runs(env, samples, items, runs, ctx, batch_size=64)
     return [{k: row[k] for k in ("method", "ratio", "accuracy", "relative", "families")} for row in rows]

@@ -131,9 +131,10 @@ def fit_step_loss(env, data: FitData, idx: np.ndarray, cfg: Config, step: int) -
     T, N = visuals[0].features.shape[:2]
     masks = random_keep_masks(len(questions), T, N, fit.keep_min, fit.full_prob, fit_step_rng(cfg.run.seed, step, 1)[0])
     if fit.evidence_prob > 0:
-        evidence = [_evidence(data.samples[idx[b]], T, visuals[b].grid, fit.augment and bool(mirror[b]))
-                    for b, _ in questions]
-        masks = evidence_first(masks, evidence, fit.evidence_prob, fit_step_rng(cfg.run.seed, step, 3)[0])
+        per_video = [_evidence(data.samples[i], T, visuals[b].grid, fit.augment and bool(mirror[b]))
+                     for b, i in enumerate(idx)]  # once per video; its questions share it
+        masks = evidence_first(masks, [per_video[b] for b, _ in questions], fit.evidence_prob,
+                               fit_step_rng(cfg.run.seed, step, 3)[0])
     requests = [ScoreRequest(visuals[b], format_prompt(q, fmt), target=answer_target(q, fmt), keep=m)
                 for (b, q), m in zip(questions, masks)]
     logps = env.token_logprobs(requests)  # one [t_r] per request, with gradients
