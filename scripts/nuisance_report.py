@@ -20,6 +20,14 @@ the same tokens `scorerl eval` keeps). The features come from a fitted world env
 the report says which. Nothing is fitted here. With --accuracy the environment also answers each question with
 the kept tokens (an environment fitted on version 3 reads v4's question wording and nuisances out of
 distribution, so its accuracy there is only indicative).
+
+With --policy --accuracy --evidence-first it also scores a reference no selector can be: every token on a coloured
+object first (read off the scene record), then the policy's order. It shows what SCORE would reach if it never
+ranked another token above an object's, i.e. how much of SCORE's gap to `full` is its ranking and how much is the
+environment's reading of a sparse input:
+
+    .venv/bin/python scripts/nuisance_report.py --policy runs/score_v4_s0 --accuracy --evidence-first \
+        --methods fastv_input --ratios 0.05,0.1,0.25 data.eval_manifest=$HOME/.cache/scorerl/world_v4_test10k/test.jsonl
 """
 
 from __future__ import annotations
@@ -58,6 +66,9 @@ def main(argv: list[str] | None = None) -> int:
     # One context for the landing shares and the accuracy: it caches the per-sample rankings (policy logits,
     # FastV attention), so each is computed once.
     ctx = MethodContext(env=env, seed=cfg.run.seed, answer_format=cfg.data.answer_format, policy=policy)
+    if args.evidence_first:  # a reference, not a method: it reads the scene record no selector sees
+        ctx.custom[EVIDENCE_FIRST] = evidence_first_rule(items, regions)
+        args.methods = [*args.methods, EVIDENCE_FIRST]
     table = landing_table(items, regions, args.methods, args.ratios, ctx)
     accuracy = measure_accuracy(env, samples, items, args, ctx) if args.accuracy else None
     result = {"config": args.config, "env": str(env_dir), "env_note": env_note, "manifest": cfg.data.eval_manifest,
@@ -84,10 +95,15 @@ def parse_args(argv):
     p.add_argument("--min-cover", type=float, default=None, help="share of a token's pixels that puts it on a "
                    "region (default: scorerl.world.regions.MIN_COVER)")
     p.add_argument("--accuracy", action="store_true", help="also answer each question with the kept tokens")
+    p.add_argument("--evidence-first", action="store_true", help="add `evidence-first` rows (needs --policy): "
+                   "every token on a coloured object first (from the scene record), then the policy's order; what SCORE "
+                   "would reach if it never ranked another token above an object's")
     p.add_argument("--json", default=str(ROOT / "runs" / "nuisance_report" / "nuisance_report.json"))
     p.add_argument("--md", default=str(ROOT / "runs" / "nuisance_report" / "nuisance_report.md"))
     args = p.parse_args(argv)
     args.methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    if args.evidence_first and not args.policy:
+        p.error("--evidence-first needs --policy (it fills the budget in the policy's order)")
     args.ratios = sorted({float(r) for r in args.ratios.split(",") if r.strip()})
     if args.min_cover is None:
         from scorerl.world.regions import MIN_COVER
@@ -155,6 +171,30 @@ def sample_regions(sample, item, min_cover: float) -> dict:
     T, N = item.visual.features.shape[:2]
     masks = token_regions(sample.meta["scene"], T, tuple(item.visual.grid), min_cover, exclusive=True)
     return {name: m.reshape(T, N) for name, m in masks.items()}
+
+
+EVIDENCE_FIRST = "evidence-first"
+
+
+def evidence_first_rule(items, regions):
+    """The masking rule of the `evidence-first` reference: at ratio rho, the k = ceil(rho T N) tokens ranked by (on
+    a coloured object, then the policy's logit): the objects' tokens in the policy's order, then the rest in it."""
+    import torch
+
+    from scorerl.compress.select import topk_mask
+    from scorerl.eval.methods import policy_scores
+
+    on_object = {it.id: torch.as_tensor(r["object"]) for it, r in zip(items, regions)}  # bool [T, N]
+
+    def rule(batch, rho, ctx):
+        masks = []
+        for it in batch:
+            logits = policy_scores(ctx, it)  # [T, N]
+            rank = logits.flatten().argsort().argsort().view_as(logits).float()  # 0 = lowest logit
+            masks.append(topk_mask(rank + logits.numel() * on_object[it.id].float(), rho, "global"))
+        return masks
+
+    return rule
 
 
 def videos_with(regions: list[dict]) -> dict[str, int]:

@@ -1,4 +1,5 @@
-"""Turning keep logits into masks: Bernoulli sampling for training, deterministic top-k for inference.
+"""Turning keep logits into masks: sampling for training (Bernoulli, or ranked draws of a fixed budget),
+deterministic top-k for inference.
 
 Shapes: logits / scores [..., T, N] (leading dims optional), masks bool.
 """
@@ -46,6 +47,28 @@ def sample_masks(logits: torch.Tensor, K: int, generator: torch.Generator | None
         top = top.view(*logits.shape[:-2], 1, T, N)  # [..., 1, T, N]
         masks = torch.where(short[..., None, None], masks | top, masks)
     return (masks, int(short.sum())) if return_num_guarded else masks
+
+
+def sample_ranked_masks(logits: torch.Tensor, K: int, k: int, generator: torch.Generator | None = None
+                        ) -> tuple[torch.Tensor, torch.Tensor]:
+    """K ranked draws of k tokens per video (rl.sampling: ranked): logits [T, N] -> (masks bool [K, T, N],
+    order long [K, k]).
+
+    Each draw is k tokens without replacement from softmax(logits over the video), one after another (the
+    Plackett-Luce model), done at once by the Gumbel-top-k trick: the k largest of logits + Gumbel noise. order
+    holds the flat indices t * N + i in the order drawn; its log-probability is loss.ranking_logprobs. Padding
+    tokens with logit -inf are never drawn while real tokens are left. generator must live on logits.device.
+    """
+    if K < 1 or k < 1:
+        raise ValueError(f"K and k must be >= 1, got K={K}, k={k}")
+    T, N = logits.shape[-2], logits.shape[-1]
+    if k > T * N:
+        raise ValueError(f"cannot draw k={k} of {T * N} tokens")
+    u = torch.rand((K, T * N), generator=generator, device=logits.device).clamp_min(1e-20)
+    keys = logits.detach().float().reshape(1, T * N) - torch.log(-torch.log(u))  # + Gumbel(0, 1) noise
+    order = _top_order(keys)[:, :k]  # [K, k]
+    masks = torch.zeros(K, T * N, dtype=torch.bool, device=logits.device).scatter_(1, order, True)
+    return masks.view(K, T, N), order
 
 
 def topk_mask(scores: torch.Tensor, rho: float, scope: str = "global") -> torch.Tensor:

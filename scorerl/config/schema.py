@@ -177,6 +177,28 @@ class RLSection:
     """PPO clip range (used when ppo_epochs > 1)."""
     kl_coef: float = opt(0.0, ge=0)
     """Weight of the KL to the initial policy (0 = off)."""
+    sampling: Literal["bernoulli", "ranked"] = "bernoulli"
+    """How a group's K masks are drawn: bernoulli (each token kept independently with p = sigmoid(logit); the budget
+    is soft, shaped by the sparsity reward) [paper] | ranked (budget-aware: the group draws a budget k from rl.budgets
+    and each mask is k tokens drawn without replacement from softmax(logits), so the policy learns the ranking that
+    inference's top-k keeps, at the budgets it will serve; the sparsity term is then constant within a group and
+    only fidelity ranks its masks) [ours]."""
+    budgets: list[float] = opt(factory=lambda: [0.05, 0.1, 0.15, 0.25], items={"gt": 0, "le": 1})
+    """rl.sampling: ranked: keep ratios a group's budget k = ceil(rho T N) is drawn from, uniformly. [ours]"""
+
+    def validate(self, err):
+        if self.sampling != "ranked":
+            return
+        if not self.budgets:
+            err("budgets", "must name at least one keep ratio for rl.sampling: ranked")
+        if self.estimator == "split_action":
+            err("estimator", "split_action weights kept and dropped tokens apart; rl.sampling: ranked draws have "
+                "one log-probability per mask: use split, grpo or dr_grpo")
+        if self.ppo_epochs > 1:
+            err("ppo_epochs", "PPO ratios are per token; rl.sampling: ranked supports ppo_epochs: 1 only")
+        for key in ("entropy_coef", "kl_coef"):
+            if getattr(self, key) > 0:
+                err(key, "is a Bernoulli (per-token) term; rl.sampling: ranked supports it at 0 only")
 
 
 @dataclass

@@ -92,10 +92,15 @@ class MethodContext:
     # (method, sample id) -> token scores [T, N]; attention maps and policy logits do not depend on rho, so they
     # are computed once per sample and reused at every ratio.
     scores: dict = field(default_factory=dict)
+    # A caller's own masking rules, by name: fn(items, rho, ctx) -> one bool [T, N] per item (e.g. a report's
+    # reference selector that reads the world's scene records); scored like any method.
+    custom: dict = field(default_factory=dict)
 
 
 def method_masks(name: str, items: list[EvalItem], rho: float, ctx: MethodContext) -> list[torch.Tensor]:
     """Keep masks, one bool [T, N] (on the CPU) per item, for method `name` at keep ratio rho."""
+    if name in ctx.custom:
+        return ctx.custom[name](items, rho, ctx)
     if name in LAYER_PRUNED:
         raise ConfigError(f"method {name} prunes inside the LLM, so no input keep mask describes it: score it "
                           f"through layer_pruned_env({name!r}, rho, ctx) (fastv_input is FastV pruned at the input)")
@@ -105,7 +110,7 @@ def method_masks(name: str, items: list[EvalItem], rho: float, ctx: MethodContex
         if ctx.policy is None:
             raise ConfigError("method score needs a trained policy: pass --policy (policy folder or run folder)")
         scope = ctx.policy.config.topk_scope
-        return [topk_mask(_cached(ctx, name, it, _policy_scores), rho, scope) for it in items]
+        return [topk_mask(policy_scores(ctx, it), rho, scope) for it in items]
     compressor = get_compressor(name)
     return [compressor.select(it.visual.features, rho, it.visual.grid,
                               generator=sample_generator(ctx.seed, it.id, rho)).cpu() for it in items]
@@ -138,6 +143,11 @@ def _cached(ctx: MethodContext, name: str, item: EvalItem, compute) -> torch.Ten
     if key not in ctx.scores:
         ctx.scores[key] = compute(ctx, item).detach().float().cpu()
     return ctx.scores[key]
+
+
+def policy_scores(ctx: MethodContext, item: EvalItem) -> torch.Tensor:
+    """The trained policy's keep logits [T, N] of one item (cached in ctx: computed once for every ratio)."""
+    return _cached(ctx, "score", item, _policy_scores)
 
 
 def _fastv_scores(ctx: MethodContext, item: EvalItem) -> torch.Tensor:

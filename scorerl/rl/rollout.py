@@ -1,6 +1,7 @@
 """Collect: one RL step's experience for B samples (groups), with no gradient.
 
-    cached features V [B, T, N, D] -> keep logits [B, T, N] -> K Bernoulli masks [B, K, T, N]
+    cached features V [B, T, N, D] -> keep logits [B, T, N] -> K masks [B, K, T, N]: Bernoulli, or ranked draws
+       of a budget k drawn per group (rl.sampling)
     -> ONE env.score over all B * K requests -> CE [B, K];  CE_base [B] (all tokens; cached per sample, the
        batch's new samples scored in one call)
 
@@ -16,7 +17,7 @@ from dataclasses import dataclass, field
 import torch
 
 from scorerl.compress.policy import keep_logits
-from scorerl.compress.select import sample_masks
+from scorerl.compress.select import num_keep, sample_masks, sample_ranked_masks
 from scorerl.data.manifest import answer_target, format_prompt
 from scorerl.envs.base import VideoEnv
 from scorerl.errors import EnvError
@@ -45,6 +46,7 @@ class Rollout:
     ce: torch.Tensor  # [B, K] answer cross-entropy with each mask's tokens
     ce_base: torch.Tensor  # [B] ... with all tokens
     masks_guarded: int  # masks the empty-mask guard topped up
+    order: torch.Tensor | None = None  # long [B, K, L] rl.sampling: ranked: each mask's tokens in the order drawn
     new_ce_base: dict[str, float] = field(default_factory=dict)  # CE_base entries this collect computed
     timings: dict[str, float] = field(default_factory=dict)  # env_ms, policy_ms
 
@@ -96,14 +98,22 @@ def collect(policy: torch.nn.Module, env: VideoEnv, items: list[RolloutItem], cf
     grid = items[0].visual.grid
     with torch.no_grad():
         logits = keep_logits(policy, v, grid)  # [B, T, N]
-    masks, guarded = [], 0
+    masks, guarded, orders = [], 0, []
     for b, it in enumerate(items):
         g = mask_generator(cfg.run.seed, step, it.position, logits.device)
-        m, n = sample_masks(logits[b], K, generator=g, min_keep=cfg.rl.min_keep, return_num_guarded=True)
+        if cfg.rl.sampling == "ranked":
+            m, o = sample_ranked_masks(logits[b], K, group_budget(cfg.rl.budgets, logits.shape[-2:], g), g)
+            orders.append(o)  # [K, k]
+        else:
+            m, n = sample_masks(logits[b], K, generator=g, min_keep=cfg.rl.min_keep, return_num_guarded=True)
+            guarded += n
         masks.append(m)  # [K, T, N]
-        guarded += n
     masks = torch.stack(masks)  # [B, K, T, N]
     B = masks.shape[0]
+    order = None
+    if orders:  # groups may draw different budgets: pad to the longest with -1 (no draw)
+        L = max(o.shape[1] for o in orders)
+        order = torch.stack([torch.nn.functional.pad(o, (0, L - o.shape[1]), value=-1) for o in orders])
     t_policy = time.perf_counter() - t0
 
     # One batched scoring call over all B * K masked requests (plus CE_base for new samples).
@@ -116,5 +126,12 @@ def collect(policy: torch.nn.Module, env: VideoEnv, items: list[RolloutItem], cf
                     for b, it in enumerate(items) for k in range(K)]
         ce = env.score(requests).detach().float().cpu().view(B, K)  # [B, K]
     t_env = time.perf_counter() - t0
-    return Rollout(v, grid, masks, logits.detach(), ce, ce_base, guarded, new_ce_base,
+    return Rollout(v, grid, masks, logits.detach(), ce, ce_base, guarded, order, new_ce_base,
                    {"env_ms": 1000 * t_env, "policy_ms": 1000 * t_policy})
+
+
+def group_budget(budgets: list[float], shape: tuple[int, int], generator: torch.Generator) -> int:
+    """k of one group under rl.sampling: ranked: a keep ratio drawn uniformly from `budgets` (from the group's own
+    generator, before its masks: resume-exact), as the token count num_keep(rho, T, N) every method keeps."""
+    pick = int(torch.randint(len(budgets), (1,), generator=generator, device=generator.device))
+    return num_keep(budgets[pick], *shape)

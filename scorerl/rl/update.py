@@ -24,7 +24,7 @@ def update_loss(policy: torch.nn.Module, ro: Rollout, adv: Advantages, rl,
     the wrapper so gradients synchronise). rl: RLSection. ref_logits [B, T, N]: the initial policy's (kl_coef > 0)."""
     logits = keep_logits(policy, ro.features, ro.grid)  # [B, T, N]
     old_logp = mask_logprobs(ro.old_logits, ro.masks) if rl.ppo_epochs > 1 else None  # [B, K, T, N]
-    loss, stats = policy_loss(logits, ro.masks, adv, rl, old_logp=old_logp, ref_logits=ref_logits)
+    loss, stats = policy_loss(logits, ro.masks, adv, rl, old_logp=old_logp, ref_logits=ref_logits, order=ro.order)
     stats["loss"] = loss.detach()
     stats["keep_prob"] = torch.sigmoid(logits.detach()).mean()
     return loss, stats

@@ -161,6 +161,26 @@ def test_random_masks_are_seeded_per_sample(world):
     assert not all(torch.equal(x, y) for x, y in zip(a, c))
 
 
+def test_a_custom_masking_rule_is_scored_like_any_method(world):
+    """MethodContext.custom: a caller's own rule (the nuisance report's evidence-first reference) goes through the
+    harness's one scoring path: keeping every token scores exactly like `full`."""
+    from scorerl.eval.harness import evaluate_runs
+
+    env, items = _items(world)
+    samples = read_manifest(world / "test.jsonl")[0][:3]
+    seen = []
+
+    def every_token(batch, rho, ctx):
+        seen.append(rho)
+        return [torch.ones(it.visual.features.shape[:2], dtype=torch.bool) for it in batch]
+
+    ctx = MethodContext(env=env, custom={"all-kept": every_token})
+    rows, pred = evaluate_runs(env, samples, items, [("full", 1.0), ("all-kept", 0.1)], ctx, batch_size=2)
+    assert seen == [0.1, 0.1] and pred["all-kept@0.1"] == pred["full@1"]
+    assert rows[1]["method"] == "all-kept" and rows[1]["kept_fraction"] == 1.0
+    assert rows[1]["accuracy"] == rows[0]["accuracy"]
+
+
 def test_unknown_method_and_missing_policy_are_clear(world, tmp_path):
     with pytest.raises(ConfigError, match="did you mean 'framediff'"):
         run_eval(_cfg(world, "eval.methods=[framedif]"), out=tmp_path / "r.json")

@@ -7,6 +7,7 @@ steps, 4 steps in all, a checkpoint every 2 steps. The feature cache is shared, 
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 import os
@@ -361,6 +362,41 @@ def test_one_scoring_call_per_step_and_ce_base_once_per_sample(rollout_setup, mo
     loss.backward()
     assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in policy.parameters())
     policy.zero_grad()
+
+
+def test_ranked_collect_draws_one_budget_per_group_and_sharding_does_not_matter(rollout_setup):
+    """rl.sampling: ranked: every mask of a group keeps the group's k (a budget of rl.budgets), its order lists
+    exactly its tokens, the sparsity term is constant in the group, and the draws follow the global position."""
+    from scorerl.compress.select import num_keep
+    from scorerl.rl.rewards import combine, kept_fraction
+    from scorerl.rl.rollout import collect
+
+    cfg, env, items, policy = rollout_setup
+    cfg = copy.deepcopy(cfg)
+    cfg.rl.sampling, cfg.rl.budgets = "ranked", [0.1, 0.5]
+    T, N = items[0].visual.features.shape[:2]
+    ro = collect(policy, env, items, cfg, step=2, ce_base_cache={})
+    kept = ro.masks.flatten(2).sum(-1)  # [B, K]
+    assert (kept == kept[:, :1]).all() and set(kept[:, 0].tolist()) <= {num_keep(r, T, N) for r in (0.1, 0.5)}
+    for b in range(len(items)):
+        for k in range(cfg.rl.group_size):
+            drawn = ro.order[b, k][ro.order[b, k] >= 0]
+            assert sorted(drawn.tolist()) == torch.nonzero(ro.masks[b, k].flatten()).squeeze(1).tolist()
+    rewards = combine(ro.ce - ro.ce_base[:, None], kept_fraction(ro.masks), cfg.reward)
+    assert (rewards["sparsity"] == rewards["sparsity"][:, :1]).all()
+    halves = [collect(policy, env, part, cfg, step=2, ce_base_cache={}) for part in (items[:2], items[2:])]
+    assert torch.equal(ro.masks, torch.cat([h.masks for h in halves]))
+
+
+def test_ranked_sampling_trains_and_resumes_exactly(assets, reference, tmp_path):
+    ranked = ("rl.sampling=ranked", "rl.budgets=[0.1,0.25]")
+    whole = train(make_cfg(assets, tmp_path / "whole", *ranked))
+    lines = read_metrics(whole)
+    assert all(math.isfinite(r["loss"]) for r in lines) and len(lines) == S
+    train(make_cfg(assets, tmp_path / "cut", *ranked, "train.max_steps=3"))
+    resumed = train(make_cfg(assets, tmp_path / "cut", *ranked), resume="auto")
+    assert max_diff(params(resumed), params(whole)) <= 1e-6
+    assert max_diff(params(reference), params(whole)) > 1e-4  # Bernoulli masks: other draws, other updates
 
 
 def test_removed_deepspeed_config_key_says_what_replaced_it(assets, tmp_path):
