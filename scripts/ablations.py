@@ -14,6 +14,8 @@ they were trained, is reused (--fresh: evaluate again). The rows:
     grpo / split_action / dr_grpo     the other advantage estimators (rl.estimator)
     no residual      the state without the inter-frame residual dv (policy.residual=false)
     no curriculum    videos only, no static pseudo-video stage (curriculum.stage1_steps=0)
+    ranked draws     budget-aware ranked masks (rl.sampling=ranked: k from rl.budgets, Plackett-Luce draws) instead of
+                     Bernoulli masks, with global top-k at inference (the draws rank over the whole video)
     other top-k      SCORE's own trained policy, with the other inference top-k scope (global <-> per_unit):
                      no training, the exported policy's topk_scope switched
 """
@@ -37,6 +39,7 @@ VARIANTS = {  # name -> overrides of the run file
     "dr_grpo": ["rl.estimator=dr_grpo"],
     "no residual": ["policy.residual=false"],
     "no curriculum": ["curriculum.stage1_steps=0"],
+    "ranked draws": ["rl.sampling=ranked", "policy.topk_scope=global"],
 }
 OTHER_SCOPE = {"global": "per_unit", "per_unit": "global"}
 
