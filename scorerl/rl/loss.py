@@ -104,7 +104,7 @@ def policy_loss(logits: torch.Tensor, masks: torch.Tensor, adv: Advantages | tor
     def tok_mean(x):  # [B, K or 1, T, N] -> [B, K or 1]
         return (x * w).sum(dim=(-1, -2))
 
-    logp = mask_logprobs(logits, masks)  # [B, K, T, N]
+    logp = None if order is not None else mask_logprobs(logits, masks)  # [B, K, T, N]; ranked: one per mask below
     if order is not None:
         if old_logp is not None or (isinstance(adv, Advantages) and adv.kept is not None):
             raise ValueError("ranked draws take one advantage per mask and no PPO ratio")
