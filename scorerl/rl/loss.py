@@ -104,27 +104,25 @@ def policy_loss(logits: torch.Tensor, masks: torch.Tensor, adv: Advantages | tor
     def tok_mean(x):  # [B, K or 1, T, N] -> [B, K or 1]
         return (x * w).sum(dim=(-1, -2))
 
-    logp = None if order is not None else mask_logprobs(logits, masks)  # [B, K, T, N]; ranked: one per mask below
+    clip_frac = torch.zeros((), device=logits.device)  # no ratio formed: REINFORCE, and ranked draws
+    ratio_mean = torch.ones((), device=logits.device)
     if order is not None:
         if old_logp is not None or (isinstance(adv, Advantages) and adv.kept is not None):
             raise ValueError("ranked draws take one advantage per mask and no PPO ratio")
         a = (adv.per_mask if isinstance(adv, Advantages) else adv).to(logits.dtype)  # [B, K]
         pg_loss = -(a * ranking_logprobs(logits, order)).mean()
-        clip_frac = torch.zeros((), device=logits.device)
-        ratio_mean = torch.ones((), device=logits.device)
-    elif old_logp is None:
-        surrogate = a_tok * logp  # REINFORCE with a group baseline
-        clip_frac = torch.zeros((), device=logits.device)
-        ratio_mean = torch.ones((), device=logits.device)
     else:
-        ratio = torch.exp(logp - old_logp.detach())
-        clipped = torch.clamp(ratio, 1 - cfg.clip_eps, 1 + cfg.clip_eps)
-        surrogate = torch.min(ratio * a_tok, clipped * a_tok)
-        # Tokens where the clipped branch is the active one (its gradient is zero), as TRL counts them.
-        is_clipped = ((ratio < 1 - cfg.clip_eps) & (a_tok < 0)) | ((ratio > 1 + cfg.clip_eps) & (a_tok > 0))
-        clip_frac = tok_mean(is_clipped.to(logits.dtype)).mean().detach()
-        ratio_mean = tok_mean(ratio).mean().detach()
-    if order is None:
+        logp = mask_logprobs(logits, masks)  # [B, K, T, N]
+        if old_logp is None:
+            surrogate = a_tok * logp  # REINFORCE with a group baseline
+        else:
+            ratio = torch.exp(logp - old_logp.detach())
+            clipped = torch.clamp(ratio, 1 - cfg.clip_eps, 1 + cfg.clip_eps)
+            surrogate = torch.min(ratio * a_tok, clipped * a_tok)
+            # Tokens where the clipped branch is the active one (its gradient is zero), as TRL counts them.
+            is_clipped = ((ratio < 1 - cfg.clip_eps) & (a_tok < 0)) | ((ratio > 1 + cfg.clip_eps) & (a_tok > 0))
+            clip_frac = tok_mean(is_clipped.to(logits.dtype)).mean().detach()
+            ratio_mean = tok_mean(ratio).mean().detach()
         pg_loss = -tok_mean(surrogate).mean()  # mean over K and B
     loss = pg_loss
 
