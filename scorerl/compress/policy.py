@@ -16,6 +16,7 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 
+from scorerl.compress.batch import TokenBatch, pad_stack
 from scorerl.compress.state import state_dim, state_from_config
 from scorerl.config import PolicySection
 from scorerl.errors import CheckpointError
@@ -170,3 +171,24 @@ def keep_logits(policy: nn.Module, v: torch.Tensor, grid: tuple[int, int] | None
     h = state_from_config(v.float(), core.config, grid)  # [..., T, N, S]
     param = next(core.parameters())
     return policy(h.to(device=param.device, dtype=param.dtype))  # [..., T, N]
+
+
+def batch_keep_logits(policy: nn.Module, batch: TokenBatch) -> torch.Tensor:
+    """keep_logits of a ragged batch: B samples [T_b, N_b, D] -> logits [B, T, N] (padded with 0; batch.valid says
+    which entries are real).
+
+    Each sample's state is its own (residuals along its own T_b, positions from its own grid), and the states of
+    the whole batch go through the policy as ONE packed [sum T_b N_b, S] forward. The MLP acts per token, so a
+    sample's logits equal keep_logits of that sample alone; for a batch of one shape they equal keep_logits of
+    the stacked [B, T, N, D] bit for bit (the same per-token operations, the same [B T N, S] matmul).
+    """
+    core = unwrap(policy)
+    states = []
+    for v, grid in zip(batch.features, batch.grids):
+        if v.shape[-1] != core.feature_dim:
+            raise ValueError(f"features have width D={v.shape[-1]}, the policy was built for D={core.feature_dim}")
+        states.append(state_from_config(v.float(), core.config, grid).flatten(0, 1))  # [T_b N_b, S]
+    param = next(core.parameters())
+    packed = policy(torch.cat(states).to(device=param.device, dtype=param.dtype))  # [sum T_b N_b]
+    pieces = [piece.view(t, n) for piece, (t, n) in zip(packed.split(batch.token_counts()), batch.shapes)]
+    return pad_stack(pieces, batch.padded_shape)  # [B, T, N]

@@ -110,7 +110,8 @@ def policy_loss(logits: torch.Tensor, masks: torch.Tensor, adv: Advantages | tor
         if old_logp is not None or (isinstance(adv, Advantages) and adv.kept is not None):
             raise ValueError("ranked draws take one advantage per mask and no PPO ratio")
         a = (adv.per_mask if isinstance(adv, Advantages) else adv).to(logits.dtype)  # [B, K]
-        pg_loss = -(a * ranking_logprobs(logits, order)).mean()
+        ranked = logits if valid is None else logits.masked_fill(~valid, float("-inf"))  # padding: never drawn
+        pg_loss = -(a * ranking_logprobs(ranked, order)).mean()
     else:
         logp = mask_logprobs(logits, masks)  # [B, K, T, N]
         if old_logp is None:

@@ -17,6 +17,8 @@ keeps its first values there; metrics.jsonl and tensorboard (purge_step) hold th
 from __future__ import annotations
 
 import json
+import logging
+import os
 import uuid
 from pathlib import Path
 from typing import Any, Iterable
@@ -25,7 +27,9 @@ import numpy as np
 import torch
 
 from scorerl.io import atomic
+from scorerl.rl.rewards import kept_fraction
 
+log = logging.getLogger(__name__)
 METRICS_FILE = "metrics.jsonl"
 TRACKERS_DIR = "trackers"
 
@@ -83,6 +87,12 @@ class MetricsLogger:
         if "wandb" in self.trackers:
             init_kwargs["wandb"] = {"name": run_name, "dir": str(self.run_dir / TRACKERS_DIR),
                                     "id": self._wandb_id(), "resume": "allow"}
+            if not os.environ.get("WANDB_MODE") and not wandb_has_api_key():
+                # wandb.init would stop the run with "No API key configured"; a run is worth more than a dashboard
+                log.warning("wandb: no API key configured (WANDB_API_KEY or `wandb login`): logging offline to "
+                            "%s; upload later with `wandb sync`, or set WANDB_MODE to choose", self.run_dir /
+                            TRACKERS_DIR)
+                init_kwargs["wandb"]["mode"] = "offline"
         flat = _flatten(config) if config else None  # tensorboard hparams take scalars and strings only
         self.accelerator.init_trackers(project, config=flat, init_kwargs=init_kwargs)
 
@@ -118,6 +128,21 @@ class MetricsLogger:
 
     def __exit__(self, *exc):
         self.close()
+
+
+def wandb_has_api_key() -> bool:
+    """Whether wandb can log in without asking: WANDB_API_KEY, or a `wandb login` entry in the netrc file for the
+    wandb host (WANDB_BASE_URL, default api.wandb.ai)."""
+    import netrc
+    from urllib.parse import urlparse
+
+    if os.environ.get("WANDB_API_KEY"):
+        return True
+    host = urlparse(os.environ.get("WANDB_BASE_URL", "https://api.wandb.ai")).hostname or "api.wandb.ai"
+    try:
+        return netrc.netrc(os.environ.get("NETRC")).authenticators(host) is not None
+    except (FileNotFoundError, netrc.NetrcParseError, OSError):
+        return False
 
 
 def truncate_metrics(path: str | Path, last_step: int) -> int:
@@ -180,7 +205,7 @@ def rollout_metrics(ro, rewards: dict, adv, stats: dict) -> dict[str, float]:
         "frac_reward_zero_std": adv.frac_zero_std,
         "fidelity": rewards["fidelity"].mean().item(),
         "sparsity": rewards["sparsity"].mean().item(),
-        "kept_fraction": ro.masks.float().mean().item(),
+        "kept_fraction": kept_fraction(ro.masks, ro.valid).mean().item(),  # of each sample's own tokens
         "ce_base": ro.ce_base.mean().item(),
         "ce": ro.ce.mean().item(),
         "dce": dce.mean().item(),

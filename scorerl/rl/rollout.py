@@ -1,9 +1,11 @@
 """Collect: one RL step's experience for B samples (groups), with no gradient.
 
-    cached features V [B, T, N, D] -> keep logits [B, T, N] -> K masks [B, K, T, N]: Bernoulli, or ranked draws
-       of a budget k drawn per group (rl.sampling)
-    -> ONE env.score over all B * K requests -> CE [B, K];  CE_base [B] (all tokens; cached per sample, the
-       batch's new samples scored in one call)
+    cached features, each sample its own [T_b, N_b, D] (a ragged batch: compress/batch.py)
+    -> keep logits [B, T, N] (one packed policy forward; padded) -> K masks per sample [B, K, T, N], drawn on the
+       sample's own [T_b, N_b] (Bernoulli, or ranked draws of a budget k_b = ceil(rho T_b N_b): rl.sampling), so a
+       sample's masks are what it would get alone, and each sample's K masks stay its own group
+    -> ONE env.score over all B * K requests (each at its own shape) -> CE [B, K];  CE_base [B] (all tokens;
+       cached per sample, the batch's new samples scored in one call)
 
 What is learnt from it comes after, in the trainer's own phases: rewards and advantages (rewards.py,
 advantages.py), then every update epoch through the one loss path (update.py).
@@ -16,11 +18,11 @@ from dataclasses import dataclass, field
 
 import torch
 
-from scorerl.compress.policy import keep_logits
+from scorerl.compress.batch import TokenBatch, pad_stack
+from scorerl.compress.policy import batch_keep_logits
 from scorerl.compress.select import num_keep, sample_masks, sample_ranked_masks
 from scorerl.data.manifest import answer_target, format_prompt
 from scorerl.envs.base import VideoEnv
-from scorerl.errors import EnvError
 from scorerl.rng import mask_generator
 from scorerl.types import Sample, ScoreRequest, VisualTokens
 
@@ -39,14 +41,15 @@ class RolloutItem:
 class Rollout:
     """What one micro-batch's collect phase gathered; everything here is a constant of the updates."""
 
-    features: torch.Tensor  # [B, T, N, D] the batch's visual tokens, re-scored by each update epoch
-    grid: tuple[int, int]  # (rows, cols) of one temporal unit
-    masks: torch.Tensor  # bool [B, K, T, N] the sampled masks
-    old_logits: torch.Tensor  # [B, T, N] keep logits of the policy that sampled them (detached)
+    batch: TokenBatch  # the samples' visual tokens [T_b, N_b, D], re-scored by each update epoch
+    masks: torch.Tensor  # bool [B, K, T, N] the sampled masks (padding: False)
+    old_logits: torch.Tensor  # [B, T, N] keep logits of the policy that sampled them (detached; padding: 0)
     ce: torch.Tensor  # [B, K] answer cross-entropy with each mask's tokens
     ce_base: torch.Tensor  # [B] ... with all tokens
     masks_guarded: int  # masks the empty-mask guard topped up
-    order: torch.Tensor | None = None  # long [B, K, L] rl.sampling: ranked: each mask's tokens in the order drawn
+    order: torch.Tensor | None = None  # long [B, K, L] rl.sampling: ranked: each mask's tokens in the order drawn,
+    #                                    as flat indices t * N + i of the padded [T, N] (-1: no draw)
+    valid: torch.Tensor | None = None  # bool [B, T, N] real tokens; None when every sample has one shape
     new_ce_base: dict[str, float] = field(default_factory=dict)  # CE_base entries this collect computed
     timings: dict[str, float] = field(default_factory=dict)  # env_ms, policy_ms
 
@@ -74,15 +77,6 @@ def base_ce(env: VideoEnv, items: list[RolloutItem], cache: dict[str, float],
     return torch.tensor([cache[it.key] for it in items], dtype=torch.float32), new
 
 
-def stack_features(items: list[RolloutItem]) -> torch.Tensor:
-    """The batch's features [B, T, N, D]; every sample must share one shape."""
-    shapes = {tuple(it.visual.features.shape) for it in items}
-    if len(shapes) != 1:
-        raise EnvError(f"a training batch needs one feature shape [T, N, D]; got {sorted(shapes)} "
-                       "(every sample is encoded at data.num_frames x data.frame_size, so this means a mixed cache)")
-    return torch.stack([it.visual.features for it in items])
-
-
 def collect(policy: torch.nn.Module, env: VideoEnv, items: list[RolloutItem], cfg, *, step: int,
             ce_base_cache: dict[str, float]) -> Rollout:
     """Sample K masks per item from the current policy and score them with the frozen env (no gradient).
@@ -94,21 +88,22 @@ def collect(policy: torch.nn.Module, env: VideoEnv, items: list[RolloutItem], cf
         raise ValueError("collect needs at least one item")
     K, fmt = cfg.rl.group_size, cfg.data.answer_format
     t0 = time.perf_counter()
-    v = stack_features(items)  # [B, T, N, D]
-    grid = items[0].visual.grid
+    batch = TokenBatch.of(it.visual for it in items)
+    shape = batch.padded_shape  # (T, N)
     with torch.no_grad():
-        logits = keep_logits(policy, v, grid)  # [B, T, N]
+        logits = batch_keep_logits(policy, batch)  # [B, T, N]
     masks, guarded, orders = [], 0, []
-    for b, it in enumerate(items):
+    for b, (it, (t, n)) in enumerate(zip(items, batch.shapes)):
+        own = logits[b, :t, :n]  # [T_b, N_b] this sample's logits: its masks are drawn on its own shape
         g = mask_generator(cfg.run.seed, step, it.position, logits.device)
         if cfg.rl.sampling == "ranked":
-            m, o = sample_ranked_masks(logits[b], K, group_budget(cfg.rl.budgets, logits.shape[-2:], g), g)
-            orders.append(o)  # [K, k]
+            m, o = sample_ranked_masks(own, K, group_budget(cfg.rl.budgets, (t, n), g), g)
+            orders.append(o // n * shape[1] + o % n)  # [K, k_b] flat indices of the padded [T, N]
         else:
-            m, n = sample_masks(logits[b], K, generator=g, min_keep=cfg.rl.min_keep, return_num_guarded=True)
-            guarded += n
-        masks.append(m)  # [K, T, N]
-    masks = torch.stack(masks)  # [B, K, T, N]
+            m, n_guarded = sample_masks(own, K, generator=g, min_keep=cfg.rl.min_keep, return_num_guarded=True)
+            guarded += n_guarded
+        masks.append(m)  # [K, T_b, N_b]
+    masks = pad_stack(masks, shape, value=False)  # [B, K, T, N]
     B = masks.shape[0]
     order = None
     if orders:  # groups may draw different budgets: pad to the longest with -1 (no draw)
@@ -122,11 +117,12 @@ def collect(policy: torch.nn.Module, env: VideoEnv, items: list[RolloutItem], cf
         ce_base, new_ce_base = base_ce(env, items, ce_base_cache, fmt)  # [B]
         masks_cpu = masks.cpu()
         requests = [ScoreRequest(it.visual, format_prompt(it.sample, fmt),
-                                 target=answer_target(it.sample, fmt), keep=masks_cpu[b, k])
-                    for b, it in enumerate(items) for k in range(K)]
+                                 target=answer_target(it.sample, fmt), keep=masks_cpu[b, k, :t, :n])
+                    for b, (it, (t, n)) in enumerate(zip(items, batch.shapes)) for k in range(K)]
         ce = env.score(requests).detach().float().cpu().view(B, K)  # [B, K]
     t_env = time.perf_counter() - t0
-    return Rollout(v, grid, masks, logits.detach(), ce, ce_base, guarded, order, new_ce_base,
+    valid = None if batch.uniform else batch.valid.to(masks.device)
+    return Rollout(batch, masks, logits.detach(), ce, ce_base, guarded, order, valid, new_ce_base,
                    {"env_ms": 1000 * t_env, "policy_ms": 1000 * t_policy})
 
 

@@ -175,7 +175,8 @@ def train(cfg: Config, resume: str | None = None, force: bool = False) -> Path:
                 ro = collect(policy, env, _items(picks, stage_samples, cache, first), cfg, step=step,
                              ce_base_cache=ce_base_cache)
                 new_ce_base.update(ro.new_ce_base)
-                rewards = combine(ro.ce - ro.ce_base[:, None], kept_fraction(ro.masks.cpu()), cfg.reward)  # [B, K]
+                rewards = combine(ro.ce - ro.ce_base[:, None], kept_fraction(ro.masks.cpu(), None if ro.valid is None else ro.valid.cpu()),
+                                  cfg.reward)  # [B, K]
                 adv = compute_advantages(cfg.rl.estimator, rewards["fidelity"], rewards["sparsity"],
                                          rewards["reward"], cfg.rl, lam=cfg.reward.lam).to(accelerator.device)
                 batches.append((ro, rewards, adv, reference_logits(ref_policy, ro)))

@@ -69,3 +69,25 @@ def test_wandb_resume_reuses_the_run_id(tmp_path):
             log.log(1 if resume_step is None else 2, {"reward": 0.5})
         ids.append(json.loads((tmp_path / "trackers" / "wandb_id.json").read_text())["id"])
     assert ids[0] == ids[1]
+
+
+def test_wandb_without_an_api_key_logs_offline_instead_of_stopping(tmp_path, monkeypatch):
+    from accelerate import Accelerator
+
+    from scorerl.rl.metrics import wandb_has_api_key
+
+    monkeypatch.delenv("WANDB_MODE", raising=False)
+    monkeypatch.delenv("WANDB_API_KEY", raising=False)
+    monkeypatch.setenv("NETRC", str(tmp_path / "no_netrc"))
+    assert not wandb_has_api_key()
+    acc = Accelerator(cpu=True, **tracker_kwargs(tmp_path, ["wandb"]))
+    seen = {}
+    monkeypatch.setattr(acc, "init_trackers", lambda project, config=None, init_kwargs=None: seen.update(init_kwargs))
+    MetricsLogger(tmp_path, acc, ["wandb"]).close()
+    assert seen["wandb"]["mode"] == "offline"
+    (tmp_path / "netrc").write_text("machine api.wandb.ai\n  login user\n  password abc123\n")
+    monkeypatch.setenv("NETRC", str(tmp_path / "netrc"))
+    assert wandb_has_api_key()
+    seen.clear()
+    MetricsLogger(tmp_path / "b", acc, ["wandb"]).close()
+    assert "mode" not in seen["wandb"]  # logged in: online, as wandb decides
