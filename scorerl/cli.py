@@ -79,6 +79,18 @@ def cmd_env_fit(args):
     _done(f"fitted environment in {out} (fit record: {Path(out) / 'fit.json'})")
 
 
+def cmd_env_tiny(args):
+    from scorerl.envs.release_folder import describe_tiny_release, write_tiny_release
+
+    out = write_tiny_release(args.arch, args.out, seed=args.seed, force=args.force)
+    info = describe_tiny_release(out)
+    for name in info["files"]:
+        print(f"  {name:<36} {(out / name).stat().st_size:>9,} bytes")
+    _done(f"tiny random {args.arch} in {out} ({info['parameters']:,} parameters, laid out like the release; "
+          f"random weights, for trying commands only)")
+    _done(f"use it with env.arch={args.arch} env.path={out}")
+
+
 def cmd_train(args):
     from scorerl.rl.trainer import train
 
@@ -211,6 +223,22 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--out", default=None, help="output folder (default: the world cache)")
     q.add_argument("--resume", default=None, help="auto | PATH of a fit checkpoint")
     q.set_defaults(func=cmd_env_fit)
+    q = esub.add_parser("tiny", help="write a tiny random model folder laid out like a real release",
+                        description="Write a tiny RANDOM model folder file for file like the real release "
+                                    "(Qwen/Qwen2.5-VL-7B-Instruct or llava-hf/llava-onevision-qwen2-7b-ov-hf: config, "
+                                    "sharded safetensors under the release's weight names, tokenizer, chat template, "
+                                    "processor and generation configs), so every command can be tried without a GPU "
+                                    "or a download. OUT must be new or empty.",
+                        epilog="example:\n  scorerl env tiny qwen2_5_vl /tmp/tiny-qwen\n"
+                               "  scorerl train configs/quickstart.yaml env.arch=qwen2_5_vl env.path=/tmp/tiny-qwen",
+                        formatter_class=raw)
+    q.add_argument("arch", metavar="ARCH", choices=("qwen2_5_vl", "llava_onevision"),
+                   help="qwen2_5_vl | llava_onevision: the release to lay the folder out like")
+    q.add_argument("out", metavar="OUT", help="folder to write (new or empty)")
+    q.add_argument("--seed", type=int, default=0, help="seed of the random weights (the same seed, the same files)")
+    q.add_argument("--force", action="store_true",
+                   help="replace OUT if `scorerl env tiny` wrote it (a folder it did not write is never touched)")
+    q.set_defaults(func=cmd_env_tiny)
 
     p = sub.add_parser("train", help="train a SCORE compression policy",
                        description="Train a SCORE policy; the run folder is run.output_dir/run.name.",

@@ -116,8 +116,6 @@ def train(cfg: Config, resume: str | None = None, force: bool = False) -> Path:
             report[stage] = {"manifest": str(path), "skipped_lines": [{"line": n, "reason": r} for n, r in skipped]}
     if cfg.data.skip_bad and cfg.data.features != "store":  # every process screens alike: same samples everywhere
         stage_samples = _readable(cfg, stage_samples, report)
-    if is_main:
-        _write_data_report(run_dir, stage_samples, report)
 
     # ---- 6. features: the vision tower runs once per sample (cache, store) or inside each step (online)
     from scorerl.envs import resolve_env_path
@@ -128,6 +126,8 @@ def train(cfg: Config, resume: str | None = None, force: bool = False) -> Path:
     if T.precompute_features and cfg.data.features == "cache":
         _precompute(cache, [s for samples in stage_samples.values() for s in samples], accelerator)
     feature_dim = cache.get(stage_samples[2][0]).features.shape[-1]
+    if is_main:  # after the store's screening: the samples that really train, and their token counts
+        _write_data_report(run_dir, stage_samples, report, cfg.data, cache)
 
     # ---- 7. policy, optimizer, learning-rate schedule
     from scorerl.compress.policy import TokenPolicy
@@ -365,18 +365,38 @@ def _readable(cfg: Config, stage_samples: dict, report: dict) -> dict:
     return out
 
 
-def _write_data_report(run_dir: Path, stage_samples: dict, report: dict) -> None:
-    """<run>/data_report.json: per stage, the manifest, how many samples train, and every skipped line or
-    unreadable media with its reason; a summary goes to the log."""
+def _write_data_report(run_dir: Path, stage_samples: dict, report: dict, data, features) -> None:
+    """<run>/data_report.json: the frame rule (data.*: rate, frame floor and cap, native or capped size, temporal
+    positions) and per stage: the manifest, how many samples train, their visual tokens per sample (min / median /
+    max, where the feature source knows them without encoding: the store's index, the precomputed cache) and every
+    skipped line or unreadable media with its reason; a summary goes to the log."""
     import json
 
+    from scorerl.data.frames import describe_sampling, sampling_text, token_count_summary
+
+    out = {"sampling": describe_sampling(data)}
     for stage, entry in report.items():
         entry["samples"] = len(stage_samples[stage])
         entry.setdefault("skipped_media", [])
+        counts = _token_counts(features, stage_samples[stage])
+        entry["visual_tokens"] = token_count_summary(counts) if counts is not None else None
+        log.info("stage %d: %d samples, %s", stage, entry["samples"],
+                 sampling_text(out["sampling"], entry["visual_tokens"]))
         if entry["skipped_lines"] or entry["skipped_media"]:
-            log.info("stage %d: %d samples; skipped %d bad line(s) and %d unreadable media (%s)", stage,
-                     entry["samples"], len(entry["skipped_lines"]), len(entry["skipped_media"]), DATA_REPORT)
-    atomic.write_text(run_dir / DATA_REPORT, json.dumps({str(k): v for k, v in report.items()}, indent=1) + "\n")
+            log.info("stage %d: skipped %d bad line(s) and %d unreadable media (%s)", stage,
+                     len(entry["skipped_lines"]), len(entry["skipped_media"]), DATA_REPORT)
+        out[str(stage)] = entry
+    atomic.write_text(run_dir / DATA_REPORT, json.dumps(out, indent=1) + "\n")
+
+
+def _token_counts(features, samples) -> list[int] | None:
+    """T x N (+ suffix) of every sample from a feature source that knows them without encoding (token_count), else
+    None (online features are encoded inside the steps)."""
+    count = getattr(features, "token_count", None)
+    if count is None:
+        return None
+    counts = [count(s) for s in samples]
+    return None if any(c is None for c in counts) else counts
 
 
 def _usable(features, stage_samples: dict, skip_bad: bool) -> dict:

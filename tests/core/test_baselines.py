@@ -13,7 +13,7 @@ from scorerl.compress.baselines.vidcom2 import frame_budgets, vidcom2_steps
 from scorerl.errors import ScoreRLError
 
 # The faithful re-implementations keep what the published method keeps at rho (their own count, tested below and
-# in test_parity.py); dycoke_ttm+topk keeps exactly k but, like DyCoke's TTM, needs T >= 5.
+# in test_parity.py); dycoke_ttm+topk keeps exactly k (on clips of T <= 4 too, where the TTM is undefined).
 OWN_COUNT = ("dycoke", "vidcom2")
 SELECTORS = [n for n in available() if n not in ("full", "dycoke_ttm+topk", *OWN_COUNT)]  # exactly ceil(rho*T*N)
 
@@ -143,11 +143,23 @@ def test_vidcom2_keeps_its_per_frame_budgets(rho, T, grid, content):
     assert int(keep.sum()) <= rho * T * N + T and (rho > 0.5 or int(keep.sum()) >= rho * T * N - T)
 
 
-@pytest.mark.parametrize("name", ["dycoke", "dycoke_ttm+topk"])
 @pytest.mark.parametrize("T", [1, 2, 4])
-def test_dycoke_needs_five_frames(name, T):
+def test_the_published_dycoke_needs_five_frames(T):
     with pytest.raises(CompressorError, match="T >= 5"):
-        get_compressor(name).select(torch.randn(T, 4, 3), 0.5, (2, 2))
+        get_compressor("dycoke").select(torch.randn(T, 4, 3), 0.5, (2, 2))
+
+
+def test_the_variant_ranks_a_short_clips_frames_by_change_from_the_frame_before():
+    """T <= 4 (no TTM): frame 0 first (its tokens by similarity to frame 1), then later tokens by similarity to
+    the same position one frame earlier; exactly k."""
+    x = torch.tensor([[[1.0, 0.0], [0.0, 1.0]],     # frame 0
+                      [[1.0, 0.0], [1.0, 0.0]],     # token 1 turned: sim 0 with frame 0; token 0 the same: sim 1
+                      [[1.0, 0.0], [1.0, 0.1]]])    # both almost as in frame 1
+    topk = get_compressor("dycoke_ttm+topk")
+    assert topk.select(x, 1 / 6, (1, 2)).nonzero().tolist() == [[0, 1]]  # frame 0, the token that changes after
+    assert topk.select(x, 3 / 6, (1, 2)).nonzero().tolist() == [[0, 0], [0, 1], [1, 1]]
+    for T in (1, 2, 4):
+        assert int(topk.select(torch.randn(T, 4, 3), 0.3, (2, 2)).sum()) == -(-3 * T * 4 // 10)
 
 
 # ------------------------------------------------------------------------------------------- allocate

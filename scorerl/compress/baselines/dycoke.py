@@ -45,7 +45,11 @@ frames the TTM keeps whole:
   3. the pruned frames' kept tokens, by ascending similarity to their reference (the TTM's own ranking, so
      above W / T the variant is `dycoke` minus its last, most redundant, few tokens).
 Stable sorts: equal keys go to the earlier frame, then the lower token index. It raises a CompressorError when
-k exceeds the TTM's maximum (odd T, rho > (T - 1) / T) and for T <= 4, like the TTM.
+k exceeds the TTM's maximum (odd T, rho > (T - 1) / T).
+Short clips (T <= 4, where the official TTM fails: real clips under about 4.5 s at Qwen2.5-VL's 2 fps): there is no
+pair-and-group structure to prune, so every frame is whole and the same ranking applies one level up to all of
+them: frame 0 by ascending similarity to frame 1, each later frame by ascending cosine similarity with the same
+position of the frame before it; then the first k. (T = 1: the frame's tokens in raster order.)
 """
 
 from __future__ import annotations
@@ -210,12 +214,30 @@ class DyCokeTopK(Compressor):
 
     def _keep(self, features, k, grid, generator):
         T, N, _ = features.shape
+        keep = torch.zeros(T * N, dtype=torch.bool, device=features.device)
+        if T <= 4:  # no TTM on so short a clip (module docstring): every frame whole, ranked by the same rule
+            keep[short_clip_order(features)[:k]] = True
+            return keep.view(T, N)
         layout = ttm_layout(T)
         m = keep_per_pruned_for(k, layout, N)
         if layout.count(m, N) < k:
             raise CompressorError(f"dycoke_ttm+topk: the TTM keeps at most {layout.count(N, N)} of {T * N} tokens "
                                   f"for T = {T} (its last frame is dropped), fewer than k = {k}")
         ttm = dycoke_ttm(features, keep_per_pruned=m)
-        keep = torch.zeros(T * N, dtype=torch.bool, device=features.device)
         keep[topk_order(features, ttm)[:k]] = True
         return keep.view(T, N)
+
+
+def short_clip_order(features: torch.Tensor) -> torch.Tensor:
+    """The variant's ranking when T <= 4 -> int64 [T * N] flat indices: frame 0 first (by ascending similarity to
+    frame 1), then every later token by ascending cosine similarity with its position in the previous frame."""
+    T, N, _ = features.shape
+    x = features.float()
+    if T == 1:
+        return torch.arange(N, device=features.device)
+    key = torch.empty(T, N, device=features.device)
+    key[0] = F.cosine_similarity(x[0], x[1], dim=-1)
+    key[1:] = F.cosine_similarity(x[1:], x[:-1], dim=-1)
+    tier = (torch.arange(T, device=features.device) > 0).long()[:, None].expand(T, N).flatten()
+    order = torch.argsort(key.flatten(), stable=True)
+    return order[torch.argsort(tier[order], stable=True)]
