@@ -249,6 +249,16 @@ class ScoreCompressor:
         return self.keep_mask(features, ratio, grid, generator).flatten().nonzero().squeeze(1)
 
 
+def _frames_cell(env: dict, data: dict) -> str:
+    """The model card's frames line: the training config's frame rule (rate or count, size native / capped /
+    square, aspect, temporal positions); an info without the config's data section: its frame count and size."""
+    from scorerl.data.frames import describe_sampling, sampling_text
+
+    if data:
+        return sampling_text(describe_sampling(data))
+    return f"{env.get('num_frames', '?')} at {env.get('frame_size', '?')} px"
+
+
 def model_card(info: dict, eval_report: str | None = None) -> str:
     """README.md of an exported policy: what it is, what it was trained against and how, how to use it."""
     cfg, env = info.get("config", {}), info.get("env", {})
@@ -260,7 +270,7 @@ def model_card(info: dict, eval_report: str | None = None) -> str:
         "arXiv 2603.26365), trained with scorerl.", "",
         "| | |", "|---|---|",
         f"| environment | `{env.get('arch', '?')}` at `{env.get('path', '?')}` (fingerprint {env.get('fingerprint', '?')}) |",
-        f"| frames | {env.get('num_frames', data.get('num_frames', '?'))} at {env.get('frame_size', data.get('frame_size', '?'))} px |",
+        f"| frames | {_frames_cell(env, data)} |",
         f"| training | {info.get('step', '?')} steps, K = {rl.get('group_size', '?')} masks, estimator "
         f"`{rl.get('estimator', '?')}`, target ratio {reward.get('rho', '?')}, lr {train.get('lr', '?')} |",
         f"| scorerl | {info.get('scorerl_version', '?')} |", "",

@@ -26,12 +26,22 @@ class VisualTokens:
     def shape(self) -> tuple[int, int, int]:
         return tuple(self.features.shape)
 
+    @property
+    def token_count(self) -> int:
+        """Visual tokens the LLM sees with all of them kept: T x N, plus the suffix (LLaVA-OneVision's newline)."""
+        return token_count(self.features.shape, None if self.suffix is None else self.suffix.shape)
+
     def to_tensors(self) -> dict[str, torch.Tensor]:
         """For safetensors caches (meta and grid go in the file's string metadata)."""
         out = {"features": self.features.contiguous()}
         if self.suffix is not None:
             out["suffix"] = self.suffix.contiguous()
         return out
+
+
+def token_count(features_shape, suffix_shape=None) -> int:
+    """T x N (+ S suffix tokens) from the shapes alone ([T, N, D], [S, D]): readable from a file's header."""
+    return int(features_shape[0]) * int(features_shape[1]) + (int(suffix_shape[0]) if suffix_shape else 0)
 
 
 @dataclass

@@ -126,13 +126,26 @@ def _visual_tokens(cfg, vision) -> int:
     return _frames(cfg) * side * side
 
 
+# Native frames (data.frame_size: 0) have the size of the footage: the plan assumes 720p clips, sized by the pixel
+# limits the real Qwen2.5-VL release folders give their video processor (it falls back to preprocessor_config.json's
+# image limits, docs/data.md): 1280x720 -> 1288x728, 1196 visual tokens per temporal unit.
+SOURCE_HW = (720, 1280)
+RELEASE_PIXELS = {"min_pixels": 3136, "max_pixels": 12845056}
+
+
 def _patches_per_video(cfg, vision) -> int:
     """Vision-tower tokens of one video at the run file's frame settings (max_frames when sampling by rate)."""
+    from scorerl.data.frames import target_size
+
     frames = _frames(cfg)
     patch = getattr(vision, "patch_size", 14)
     if cfg.env.arch == "qwen2_5_vl":
-        side = cfg.data.frame_size // patch
-        return (frames // getattr(vision, "temporal_patch_size", 2)) * side * side
+        from scorerl.envs.qwen2_5_vl import video_grid
+
+        height, width = target_size(*SOURCE_HW, cfg.data.frame_size, cfg.data.keep_aspect)
+        t, h, w = video_grid(frames, height, width, RELEASE_PIXELS, patch, getattr(vision, "spatial_merge_size", 2),
+                             getattr(vision, "temporal_patch_size", 2))
+        return t * h * w
     side = getattr(vision, "image_size", 384) // patch
     return frames * side * side
 

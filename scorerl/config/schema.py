@@ -81,9 +81,11 @@ class DataSection:
     """JSONL manifest used by `scorerl eval`."""
     num_frames: int = opt(8, ge=2)
     """Frames sampled uniformly from each video (an image is repeated this many times); >= 2 for residuals."""
-    frame_size: int = opt(64, ge=8)
-    """Frames are resized to frame_size x frame_size pixels (keep_aspect: longer side frame_size) before the
-    model's own resize rule."""
+    frame_size: int = opt(64, ge=0)
+    """Size of frames before the model's own resize rule (Qwen2.5-VL's smart_resize from its folder's processor
+    config, LLaVA-OneVision's 384 x 384): 0 = native, the model's rule alone (use this for real models); > 0 with
+    keep_aspect = a cap, frames whose longer side exceeds it are scaled down to it (never up); > 0 without
+    keep_aspect = squashed to frame_size x frame_size, the built-in world's fixed square grid (it renders 64 px)."""
     sample_fps: float = opt(0.0, ge=0)
     """0: num_frames frames spread evenly over each clip; > 0: this many frames per second of the clip (Qwen2.5-VL's
     processor samples at 2), at least min_frames and at most max_frames. A manifest line's `fps` overrides it."""
@@ -92,8 +94,9 @@ class DataSection:
     max_frames: int = opt(768, ge=1)
     """Most frames a clip sampled by rate gets."""
     keep_aspect: bool = False
-    """Keep each frame's aspect ratio (longer side frame_size) instead of squashing it square. Every sample of a
-    training batch must then give the same token grid (evaluation takes any mix)."""
+    """With frame_size > 0: true = frame_size caps the longer side, aspect kept; false = squash to a square (the
+    built-in world's grid). Where frames keep their aspect (this, or frame_size 0) every sample of a training batch
+    must give the same token grid (evaluation takes any mix)."""
     temporal_positions: Literal["time", "unit"] = "time"
     """Temporal position step between Qwen2.5-VL's temporal units: time = the real seconds between the sampled
     frames, as the model's own processor passes them (second_per_grid_t); unit = one step per unit (the model's
@@ -116,6 +119,8 @@ class DataSection:
     def validate(self, err):
         if self.min_frames > self.max_frames:
             err("min_frames", f"must be <= data.max_frames ({self.max_frames}), got {self.min_frames}")
+        if 0 < self.frame_size < 8:
+            err("frame_size", f"must be 0 (native) or >= 8, got {self.frame_size}")
 
 
 @dataclass

@@ -1,8 +1,9 @@
 """Feature cache: the frozen vision tower + projector run once per sample, not once per step.
 
 Each sample's projected visual tokens are stored as one float32 safetensors file whose name is a hash of everything
-that determines them (environment fingerprint, media file identity, frame count, frame size, pseudo-video jitter),
-so a changed setting never reads stale features. This is the lazily filled per-sample cache (`data.features:
+that determines them (environment fingerprint, the environment's processor settings (its resize rule), media file
+identity, the sample's clip window and fps, the frame rule: count or rate with floor and cap, size, aspect, temporal
+unit, pseudo-video jitter), so a changed setting or an edited sample never reads stale features. This is the lazily filled per-sample cache (`data.features:
 cache`); at 7B scale use the sharded store (data/store.py, `data.features: store`) or no disk at all (`online`). Writes are atomic (temp file + rename): a crash leaves no half file.
 """
 
@@ -18,10 +19,10 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from scorerl.io import atomic
-from scorerl.types import VisualTokens
+from scorerl.types import VisualTokens, token_count
 from scorerl.paths import feature_cache_dir
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: keys hold the environment's processor settings and the frame rule's temporal unit
 
 
 def env_fingerprint(path: str | Path) -> str:
@@ -33,7 +34,8 @@ def env_fingerprint(path: str | Path) -> str:
 
 
 def load_frames(sample, num_frames: int, frame_size: int, jitter: float = 0.0) -> np.ndarray:
-    """uint8 [num_frames, size, size, 3] of a sample, num_frames spread evenly (data/frames.py load_clip)."""
+    """uint8 [num_frames, size, size, 3] of a sample, num_frames spread evenly (data/frames.py load_clip; frame_size
+    0: native, every frame of the sample its own size)."""
     from scorerl.data.frames import FrameSampling, load_clip
 
     return load_clip(sample, FrameSampling(num_frames=num_frames, size=frame_size, jitter=jitter)).frames
@@ -67,15 +69,19 @@ class FeatureCache:
         self._memory: dict[str, VisualTokens] | None = {} if in_memory else None
 
     def key(self, sample) -> str:
+        """Hash of what the sample's features depend on: weights, processor settings, media file (path, size,
+        mtime), the sample's window and fps, and the frame rule (the fields that apply to its kind)."""
         st = Path(sample.media).stat()
         sampling = dataclasses.asdict(self.sampling)
         if sample.kind == "image":
-            sampling.pop("timed"), sampling.pop("fps")
+            for key in ("timed", "fps", "min_frames", "max_frames"):  # a pseudo-video is num_frames copies
+                sampling.pop(key)
         else:
             sampling.pop("jitter")
         window = [getattr(sample, k, None) for k in ("start", "end", "fps")]
-        ident = json.dumps([FORMAT_VERSION, self.env_id, str(Path(sample.media).resolve()), st.st_size,
-                            st.st_mtime_ns, sample.kind, str(sample.id), sampling, window])
+        settings = json.loads(json.dumps(getattr(self.env, "settings", {}), sort_keys=True, default=str))
+        ident = json.dumps([FORMAT_VERSION, self.env_id, settings, str(Path(sample.media).resolve()), st.st_size,
+                            st.st_mtime_ns, sample.kind, str(sample.id), sampling, window], sort_keys=True)
         return hashlib.sha256(ident.encode()).hexdigest()[:32]
 
     def get(self, sample) -> VisualTokens:
@@ -94,6 +100,20 @@ class FeatureCache:
 
     def get_many(self, samples) -> list[VisualTokens]:
         return [self.get(s) for s in samples]
+
+    def token_count(self, sample) -> int | None:
+        """Visual tokens of a sample without encoding it: from memory or its file's header; None if not cached."""
+        key = self.key(sample)
+        if self._memory is not None and key in self._memory:
+            return self._memory[key].token_count
+        path = self.root / key[:2] / f"{key}.safetensors"
+        if not path.is_file():
+            return None
+        from safetensors import safe_open
+
+        with safe_open(str(path), framework="pt") as f:
+            suffix = f.get_slice("suffix").get_shape() if "suffix" in f.keys() else None
+            return token_count(f.get_slice("features").get_shape(), suffix)
 
 
 def _write(path: Path, tokens: VisualTokens) -> None:

@@ -14,7 +14,8 @@ current batches, whatever the store's size.
 The store is keyed by a content fingerprint of what determines the features (the weights' files and config, the
 processor settings, the frame sampling), never by paths or modification times: a model folder copied to
 node-local disk opens the same store; any other change is refused with the differing setting named.
-A sample's key is its id, media kind, media file name and size: the data set may move too.
+A sample's key is its id, media kind, media file name and size, and its clip window and fps where it has them
+(an edited window or rate is a new sample, never the old features): the data set may move too.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from safetensors.torch import save_file
 
 from scorerl.errors import DataError
 from scorerl.io import atomic
-from scorerl.types import Sample, VisualTokens
+from scorerl.types import Sample, VisualTokens, token_count
 
 STORE_FORMAT = "scorerl-feature-store/1"
 INDEX_FILE = "store.json"
@@ -90,10 +91,15 @@ def fingerprint_id(fingerprint: dict) -> str:
 
 
 def sample_key(sample: Sample) -> str:
-    """A sample's identity in a store: id, kind, media file name and size (not its folder: data sets move)."""
+    """A sample's identity in a store: id, kind, media file name and size (not its folder: data sets move), plus
+    its clip window and per-sample fps when it has any (a sample without them keeps the key it always had)."""
     media = Path(sample.media)
     size = media.stat().st_size if media.is_file() else -1
-    return hashlib.sha256(json.dumps([sample.id, sample.kind, media.name, size]).encode()).hexdigest()[:24]
+    ident = [sample.id, sample.kind, media.name, size]
+    window = [getattr(sample, k, None) for k in ("start", "end", "fps")]
+    if any(v is not None for v in window):
+        ident.append(window)
+    return hashlib.sha256(json.dumps(ident).encode()).hexdigest()[:24]
 
 
 # --------------------------------------------------------------------------------------------- building
@@ -254,6 +260,16 @@ class FeatureStore:
 
     def get_many(self, samples: list[Sample]) -> list[VisualTokens]:
         return [self.get(s) for s in samples]
+
+    def token_count(self, sample: Sample) -> int | None:
+        """Visual tokens of a sample from its shard's header (no tensor is read); None if the store lacks it."""
+        entry = self.samples.get(sample_key(sample))
+        if entry is None:
+            return None
+        f, slot = self._shard(entry["shard"]), entry["slot"]
+        units, *rest = f.get_slice(f"{slot}.features").get_shape()  # [T', N, D]: a folded image holds 1 unit
+        suffix = f.get_slice(f"{slot}.suffix").get_shape() if f"{slot}.suffix" in f.keys() else None
+        return token_count([units * entry["repeat"], *rest], suffix)
 
     def _shard(self, name: str):
         if name not in self._open:

@@ -18,7 +18,7 @@ import torch
 
 from scorerl.data import store as st
 from scorerl.data.cache import FeatureCache, encode_clip, env_fingerprint
-from scorerl.data.frames import FrameSampling, load_clip
+from scorerl.data.frames import FrameSampling, frame_factor_of, load_clip
 from scorerl.data.manifest import read_manifest, resolve_manifest
 from scorerl.errors import ConfigError, DataError
 from scorerl.io import atomic
@@ -69,11 +69,17 @@ def env_identity(env, env_dir: Path | None) -> str:
     return "weights-" + h.hexdigest()[:16]
 
 
+def sampling_of(data, env, jitter: float | None = None) -> FrameSampling:
+    """The frame rule of a data section for this environment: frame counts rounded to its temporal unit."""
+    return FrameSampling.of(data, jitter, frame_factor=frame_factor_of(env))
+
+
 def store_fingerprint(env, env_dir: Path | None, data, jitter: float | None = None) -> dict:
-    """The fingerprint a store for this environment and data section (frame sampling) must carry."""
+    """The fingerprint a store for this environment and data section must carry: weights, processor settings (the
+    model's resize rule), dtype and the frame rule (rate or count, floor and cap, size, aspect, temporal unit)."""
     return st.store_fingerprint(arch=env.arch, dtype=str(env.dtype).removeprefix("torch."),
                                 weights=env_identity(env, env_dir), settings=dict(getattr(env, "settings", {})),
-                                sampling=FrameSampling.of(data, jitter))
+                                sampling=sampling_of(data, env, jitter))
 
 
 def store_dir(data, fingerprint: dict) -> Path:
@@ -86,7 +92,7 @@ def store_dir(data, fingerprint: dict) -> Path:
 def feature_source(data, env, env_dir: Path | None, *, jitter: float | None = None, cache_id: str | None = None):
     """The object runs read features from: get(sample) and get_many(samples) -> VisualTokens [T, N, D].
     jitter: the pseudo-video jitter of these samples (None: data.pseudo_video_jitter)."""
-    sampling = FrameSampling.of(data, jitter)
+    sampling = sampling_of(data, env, jitter)
     if data.features == "online":
         return OnlineFeatures(env, sampling)
     if data.features == "store":
@@ -152,7 +158,7 @@ def build_features(cfg, manifests: list[str] | None = None, out: str | Path | No
     total = sum(len(shards[j]) for j in mine)
     bar = ProgressBar(total, desc="features", unit="sample", disable=not progress or rank != 0)
 
-    sampling = FrameSampling.of(cfg.data)
+    sampling = sampling_of(cfg.data, env)
 
     def encode(sample: Sample) -> VisualTokens:
         return encode_clip(env, sample, sampling)
@@ -204,7 +210,7 @@ def _say_estimate(env, cfg, shards, store: Path, done_before: int) -> None:
         return
     try:
         with torch.inference_mode():
-            tokens = encode_clip(env, first, FrameSampling.of(cfg.data))
+            tokens = encode_clip(env, first, sampling_of(cfg.data, env))
     except DataError:
         return
     kinds = [s.kind for shard in shards for s in shard]

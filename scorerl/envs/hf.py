@@ -180,7 +180,8 @@ def check_frames(frames, min_frames: int = 1) -> torch.Tensor:
 
 
 def normalize_frames(frames: torch.Tensor, mean, std, device, dtype=torch.float32) -> torch.Tensor:
-    """uint8 [F, H, W, 3] -> normalised float [F, 3, H, W] ((x/255 - mean) / std, as the HF processors do)."""
+    """uint8 [F, H, W, 3] -> normalised float [F, 3, H, W], (x/255 - mean) / std: settings["pixels"] "float", the
+    order the built-in world's environment was fitted with (processor_pixels is the transformers order)."""
     x = frames.to(device).permute(0, 3, 1, 2).to(torch.float32) / 255.0
     mean = torch.tensor(mean, device=device).view(1, 3, 1, 1)
     std = torch.tensor(std, device=device).view(1, 3, 1, 1)
@@ -188,11 +189,48 @@ def normalize_frames(frames: torch.Tensor, mean, std, device, dtype=torch.float3
 
 
 def resize_frames(x: torch.Tensor, height: int, width: int) -> torch.Tensor:
-    """Float [F, 3, H, W] -> [F, 3, height, width], bicubic with antialias (the HF processors' resample)."""
+    """Float [F, 3, H, W] -> [F, 3, height, width], bicubic with antialias, on normalised floats (settings["pixels"]
+    "float"; processor_pixels resizes the uint8 frames first, as transformers does)."""
     if tuple(x.shape[-2:]) == (height, width):
         return x
     return torch.nn.functional.interpolate(x, size=(height, width), mode="bicubic", align_corners=False,
                                            antialias=True)
+
+
+def resize_uint8_bicubic(x: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """uint8 [F, 3, H, W] -> uint8 [F, 3, height, width], as torchvision.transforms.v2.functional.resize does it for
+    the video processors (bicubic, antialias): on a CPU torch's native uint8 kernel, elsewhere in float32 then
+    clamped to 0..255, rounded and cast back. Same size: returned as is (torchvision's shortcut)."""
+    if tuple(x.shape[-2:]) == (height, width):
+        return x
+    F = torch.nn.functional
+    if x.device.type == "cpu":
+        return F.interpolate(x, size=(height, width), mode="bicubic", align_corners=False, antialias=True)
+    y = F.interpolate(x.to(torch.float32), size=(height, width), mode="bicubic", align_corners=False,
+                      antialias=True)
+    return y.clamp_(0, 255).round_().to(torch.uint8)
+
+
+def pixel_order(settings: dict) -> str:
+    """settings["pixels"]: "processor" (transformers' order: resize uint8, then rescale + normalise) or "float"
+    (normalise, then resize in float: the built-in world's environment); anything else names the key."""
+    order = settings.get("pixels", "float")
+    if order not in ("processor", "float"):
+        raise EnvError(f"processor setting pixels = {order!r} (scorerl_env.json): must be 'processor' or 'float'")
+    return order
+
+
+def processor_pixels(frames: torch.Tensor, height: int, width: int, mean, std, device,
+                     rescale_factor: float = 1 / 255) -> torch.Tensor:
+    """uint8 [F, H, W, 3] -> float32 [F, 3, height, width] in the order and arithmetic of transformers' video
+    processors (BaseVideoProcessor._preprocess, TorchvisionBackend): the uint8 frames are resized first
+    (resize_uint8_bicubic), then rescaled and normalised in one step, (x - mean / r) / (std / r) in float32 with
+    r = rescale_factor, as `_fuse_mean_std_and_rescale_factor` and `tvF.normalize` compute it."""
+    x = frames.to(device).permute(0, 3, 1, 2).contiguous()  # [F, 3, H, W] uint8, as _prepare_input_videos
+    x = resize_uint8_bicubic(x, height, width)
+    mean = torch.tensor(mean, device=device) * (1.0 / rescale_factor)  # float32 [3], as transformers fuses them
+    std = torch.tensor(std, device=device) * (1.0 / rescale_factor)
+    return x.to(torch.float32).sub_(mean.view(-1, 1, 1)).div_(std.view(-1, 1, 1))
 
 
 # --------------------------------------------------------------------------------------------- base class
@@ -227,16 +265,26 @@ class HFVideoEnv(VideoEnv):
         raise NotImplementedError
 
     def default_settings(self) -> dict:
-        """Processor settings (image mean/std, ...) used where the folder's own files give none. system_prompt
-        None leaves the system turn to the chat template (its default, or none)."""
-        return {"image_mean": OPENAI_CLIP_MEAN, "image_std": OPENAI_CLIP_STD, "system_prompt": None}
+        """Processor settings (image mean/std, ...) used where the folder has no processor file at all (the built-in
+        world's and the tests' environments). system_prompt None leaves the system turn to the chat template (its
+        default, or none). pixels "float": normalise, then resize in float (how the world's environment was fitted);
+        a folder with a transformers processor file gets "processor", transformers' own order (processor_pixels)."""
+        return {"image_mean": OPENAI_CLIP_MEAN, "image_std": OPENAI_CLIP_STD, "system_prompt": None,
+                "pixels": "float"}
+
+    @classmethod
+    def processor_defaults(cls) -> dict:
+        """What transformers' video processor class of this arch takes for a key its folder's file leaves out."""
+        return {"image_mean": OPENAI_CLIP_MEAN, "image_std": OPENAI_CLIP_STD}
 
     def text_around_video(self, prompt: str) -> tuple[str, str]:
         """(text before the video placeholder, text after it up to the answer cue), rendered by the model's own
         chat template: a system turn (settings["system_prompt"], or the template's default when None), then a user
         turn holding the video and the prompt, then the generation prompt."""
         messages = [] if self.settings.get("system_prompt") is None else [
-            {"role": "system", "content": self.settings["system_prompt"]}]
+            # list content: the LLaVA-OneVision release's template renders only that (a plain string comes out
+            # empty, silently); Qwen's renders both
+            {"role": "system", "content": [{"type": "text", "text": self.settings["system_prompt"]}]}]
         messages.append({"role": "user", "content": [{"type": "video"}, {"type": "text", "text": prompt}]})
         if not self.tokenizer.chat_template:
             raise EnvError("the tokenizer has no chat template (the folder gives neither chat_template.json, "
@@ -310,7 +358,7 @@ class HFVideoEnv(VideoEnv):
                 local_files_only=True, device_map=device_map or str(resolve_device(device)))
         except (OSError, ValueError, ImportError) as e:
             raise EnvError(f"{path}: cannot load the {cls.arch} environment: {e}") from None
-        return cls(model, tokenizer, token_budget=token_budget, settings=_read_settings(path))
+        return cls(model, tokenizer, token_budget=token_budget, settings=_read_settings(path, cls.processor_defaults()))
 
     def save_pretrained(self, path) -> None:
         path = Path(path)
@@ -319,7 +367,7 @@ class HFVideoEnv(VideoEnv):
         self.tokenizer.save_pretrained(path)
         # Our settings file holds only what the folder's own processor files do not say (a copied folder keeps
         # its processor config authoritative: _read_settings refuses a disagreement).
-        own = _processor_settings(path)
+        own = _processor_settings(path, self.processor_defaults())
         ours = {k: v for k, v in self.settings.items() if k not in own}
         (path / SETTINGS_FILE).write_text(json.dumps({"arch": self.arch, **ours}, indent=2) + "\n")
 
@@ -620,30 +668,56 @@ def _check_folder(path: Path) -> None:
         raise EnvError(f"{path}: no tokenizer (tokenizer.json or tokenizer_config.json)")
 
 
-def _processor_settings(path: Path) -> dict:
-    """Image mean/std and pixel limits from the folder's own processor files, old keys and new: Qwen's
-    min_pixels / max_pixels, or size.shortest_edge / size.longest_edge (transformers' newer processors)."""
-    settings: dict = {}
-    for name in ("video_preprocessor_config.json", "preprocessor_config.json"):
-        f = path / name
-        if not f.is_file():
-            continue
-        cfg = json.loads(f.read_text())
-        size = cfg.get("size") if isinstance(cfg.get("size"), dict) else {}
-        found = {"image_mean": cfg.get("image_mean"), "image_std": cfg.get("image_std"),
-                 "min_pixels": cfg.get("min_pixels", size.get("shortest_edge")),
-                 "max_pixels": cfg.get("max_pixels", size.get("longest_edge"))}
-        for key, value in found.items():
-            if value is not None and key not in settings:
-                settings[key] = value
+PROCESSOR_FILE = "processor_config.json"  # transformers 5 nests every processor's config here
+VIDEO_PROCESSOR_FILES = ("video_preprocessor_config.json", "preprocessor_config.json")
+
+
+def _video_processor_dict(path: Path) -> tuple[str, dict] | None:
+    """(file, dict) that transformers' video processor loads from a folder, or None where it finds none: as
+    `BaseVideoProcessor.get_video_processor_dict` (video_processing_utils.py) picks it, a nested `video_processor`
+    in processor_config.json, else video_preprocessor_config.json, else preprocessor_config.json (the IMAGE
+    processor's file: a folder without a video file, e.g. Qwen2.5-VL-7B-Instruct, gives its video processor the
+    image limits). One file, whole: keys it lacks take the class defaults, never another file's values."""
+    nested = path / PROCESSOR_FILE
+    if nested.is_file():
+        found = json.loads(nested.read_text()).get("video_processor")
+        if isinstance(found, dict):
+            return f"{PROCESSOR_FILE}:video_processor", found
+    for name in VIDEO_PROCESSOR_FILES:
+        if (path / name).is_file():
+            return name, json.loads((path / name).read_text())
+    return None
+
+
+def _processor_settings(path: Path, defaults: dict | None = None) -> dict:
+    """The folder's video processor settings as transformers loads them ({} where the folder has no processor
+    file): image mean/std; Qwen's per-frame pixel limits from size.shortest_edge / size.longest_edge, the legacy
+    min_pixels / max_pixels overriding them (as Qwen2VLVideoProcessor.__init__ does); a fixed size.height x
+    size.width (LLaVA-OneVision); the total-pixel budget (cap_pixels_per_frame, max_video_tokens); rescale_factor.
+    `defaults` (the arch's class defaults) fill what the file leaves out; `processor_file` names the file."""
+    found = _video_processor_dict(path)
+    if found is None:
+        return {}
+    name, cfg = found
+    size = cfg.get("size") if isinstance(cfg.get("size"), dict) else {}
+    values = {"image_mean": cfg.get("image_mean"), "image_std": cfg.get("image_std"),
+              "min_pixels": cfg.get("min_pixels", size.get("shortest_edge")),
+              "max_pixels": cfg.get("max_pixels", size.get("longest_edge")),
+              "size": [size["height"], size["width"]] if size.get("height") and size.get("width") else None,
+              "cap_pixels_per_frame": cfg.get("cap_pixels_per_frame"),
+              "max_video_tokens": cfg.get("max_video_tokens"),
+              "rescale_factor": cfg.get("rescale_factor")}
+    settings = {**(defaults or {}), **{k: v for k, v in values.items() if v is not None}}
+    settings["processor_file"] = name
     return settings
 
 
-def _read_settings(path: Path) -> dict:
+def _read_settings(path: Path, defaults: dict | None = None) -> dict:
     """The folder's processor settings, plus what scorerl_env.json adds (e.g. the answer format a fit declares).
     scorerl's file never overrides the model's own: a value that disagrees with the processor config is an error
-    naming both files."""
-    settings = _processor_settings(path)
+    naming both files. A folder with a processor file has its pixels prepared in transformers' order
+    (pixels: processor) unless scorerl_env.json says otherwise (a folder scorerl saved)."""
+    settings = _processor_settings(path, defaults)
     ours = path / SETTINGS_FILE
     if ours.is_file():
         extra = json.loads(ours.read_text())
@@ -653,6 +727,8 @@ def _read_settings(path: Path) -> dict:
                 raise EnvError(f"{ours}: {key} = {value!r} disagrees with the folder's processor config "
                                f"({settings[key]!r}); the model's own file wins: remove {key} from {ours.name}")
             settings.setdefault(key, value)
+    if "processor_file" in settings:
+        settings.setdefault("pixels", "processor")
     return settings
 
 

@@ -1,8 +1,9 @@
 """LLaVA-OneVision as a frozen reward environment.
 
-Each frame is resized to the SigLIP image size, encoded, projected and 2x bilinear-pooled into rows x cols tokens;
-the model then appends ONE learned newline token after the whole video. That newline is the `suffix` (always
-kept). Positions are plain 1-D indices on the full sequence.
+Each frame is resized to the video processor's size.height x size.width (384 x 384 for the 7B, the SigLIP image
+size: that square IS the model's own rule, LlavaOnevisionVideoProcessor), encoded, projected and 2x
+bilinear-pooled into rows x cols tokens; the model then appends ONE learned newline token after the whole video.
+That newline is the `suffix` (always kept). Positions are plain 1-D indices on the full sequence.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import math
 import torch
 
 from scorerl.types import VisualTokens
-from scorerl.envs.hf import HFVideoEnv, check_frames, normalize_frames, resize_frames
+from scorerl.envs.hf import HFVideoEnv, check_frames, normalize_frames, pixel_order, processor_pixels, resize_frames
 
 
 class LlavaOneVisionEnv(HFVideoEnv):
@@ -26,11 +27,19 @@ class LlavaOneVisionEnv(HFVideoEnv):
         return LlavaOnevisionForConditionalGeneration
 
     def preprocess(self, frames) -> dict[str, torch.Tensor]:
-        """Frames uint8 [F, H, W, 3] -> {pixel_values_videos [1, F, 3, S, S]} (S = vision image_size)."""
+        """Frames uint8 [F, H, W, 3] -> {pixel_values_videos [1, F, 3, S, S']}: (S, S') = the processor file's
+        size.height x size.width, else the vision tower's image_size square (an environment without a processor
+        file). settings["pixels"] "processor": transformers' order (resize uint8 bicubic, then rescale and
+        normalise); "float": normalise, then resize (the built-in world's environment)."""
         frames = check_frames(frames, min_frames=1)
-        size = self.model.config.vision_config.image_size
-        x = normalize_frames(frames, self.settings["image_mean"], self.settings["image_std"], self.device)
-        return {"pixel_values_videos": resize_frames(x, size, size)[None].to(self.dtype)}
+        s = self.settings
+        height, width = s.get("size") or [self.model.config.vision_config.image_size] * 2
+        if pixel_order(s) == "processor":
+            x = processor_pixels(frames, height, width, s["image_mean"], s["image_std"], self.device,
+                                 float(s.get("rescale_factor") or 1 / 255))
+        else:
+            x = resize_frames(normalize_frames(frames, s["image_mean"], s["image_std"], self.device), height, width)
+        return {"pixel_values_videos": x[None].to(self.dtype)}  # [1, F, 3, S, S']
 
     def encode_batch(self, frames: list, seconds_per_frame: list | None = None) -> list[VisualTokens]:
         # The tower pools per video, so a batch gains nothing; positions are 1-D, so frame timing plays no part.

@@ -1,8 +1,11 @@
 """Qwen2.5-VL as a frozen reward environment.
 
-Pixels are patchified in code exactly as `Qwen2VLVideoProcessor.patchify` does (its processor needs torchvision):
-one temporal unit = temporal_patch_size frames; one visual token = one spatial_merge_size^2 block of patches.
-Positions are the model's own 3-D M-RoPE ids (`get_rope_index`) on the full sequence.
+Pixels are prepared exactly as transformers' `Qwen2VLVideoProcessor` prepares them (its processor needs
+torchvision, so the steps are reproduced here): each frame is sized by `smart_resize` to multiples of
+patch_size * merge_size within the per-frame pixel limits (optionally bounded by the total-video budget of
+`cap_pixels_per_frame`), the uint8 frames are resized (bicubic, antialias) and only then rescaled and normalised,
+and the result is patchified: one temporal unit = temporal_patch_size frames; one visual token = one
+spatial_merge_size^2 block of patches. Positions are the model's own 3-D M-RoPE ids (`get_rope_index`).
 """
 
 from __future__ import annotations
@@ -12,22 +15,58 @@ import math
 import torch
 
 from scorerl.types import VisualTokens
-from scorerl.envs.hf import HFVideoEnv, check_frames, normalize_frames, resize_frames
+from scorerl.errors import EnvError
+from scorerl.envs.hf import (OPENAI_CLIP_MEAN, OPENAI_CLIP_STD, HFVideoEnv, check_frames, normalize_frames,
+                             pixel_order, processor_pixels, resize_frames)
+
+# Qwen2VLVideoProcessor's class defaults: the per-frame pixel limits (size.shortest_edge, size.longest_edge) where
+# the folder's processor file gives none, and the total-video budget of cap_pixels_per_frame.
+VIDEO_MIN_PIXELS = 128 * 28 * 28
+VIDEO_MAX_PIXELS = 768 * 28 * 28
+MAX_VIDEO_TOKENS = 128000
 
 
 def smart_resize(height: int, width: int, factor: int, min_pixels: int, max_pixels: int) -> tuple[int, int]:
-    """Nearest (H, W) that are multiples of factor with min_pixels <= H*W <= max_pixels (Qwen's rule)."""
-    h = max(factor, round(height / factor) * factor)
-    w = max(factor, round(width / factor) * factor)
-    if h * w > max_pixels:
-        beta = math.sqrt(height * width / max_pixels)
-        h = max(factor, math.floor(height / beta / factor) * factor)
-        w = max(factor, math.floor(width / beta / factor) * factor)
-    elif h * w < min_pixels:
+    """(H, W), multiples of factor, nearest the frame's own with min_pixels <= H*W <= max_pixels: transformers'
+    `smart_resize` (image_processing_qwen2_vl.py) line for line, so the token counts agree everywhere."""
+    if max(height, width) / min(height, width) > 200:
+        raise EnvError(f"a frame of {height}x{width}: Qwen2.5-VL needs an aspect ratio below 200, got "
+                       f"{max(height, width) / min(height, width)}")
+    h_bar = round(height / factor) * factor
+    w_bar = round(width / factor) * factor
+    if h_bar * w_bar > max_pixels:
+        beta = math.sqrt((height * width) / max_pixels)
+        h_bar = max(factor, math.floor(height / beta / factor) * factor)
+        w_bar = max(factor, math.floor(width / beta / factor) * factor)
+    elif h_bar * w_bar < min_pixels:
         beta = math.sqrt(min_pixels / (height * width))
-        h = math.ceil(height * beta / factor) * factor
-        w = math.ceil(width * beta / factor) * factor
-    return h, w
+        h_bar = math.ceil(height * beta / factor) * factor
+        w_bar = math.ceil(width * beta / factor) * factor
+    return h_bar, w_bar
+
+
+def frame_max_pixels(num_frames: int, factor: int, temporal_patch_size: int, min_pixels: int, max_pixels: int,
+                     cap_pixels_per_frame: bool = False, max_video_tokens: int = MAX_VIDEO_TOKENS) -> int:
+    """The per-frame pixel cap of a video of num_frames frames (Qwen2VLVideoProcessor.resize): max_pixels, or
+    with cap_pixels_per_frame (qwen-vl-utils' rule) at most an even share of 90% of max_video_tokens tokens'
+    worth of pixels, floored at 1.05 x min_pixels."""
+    if not cap_pixels_per_frame:
+        return max_pixels
+    total_pixels = int(max_video_tokens * factor * factor * 0.9)
+    return max(min(max_pixels, total_pixels * temporal_patch_size // num_frames), int(min_pixels * 1.05))
+
+
+def video_grid(num_frames: int, height: int, width: int, settings: dict, patch_size: int, merge_size: int,
+               temporal_patch_size: int) -> tuple[int, int, int]:
+    """(t, h, w) in patches of a video of num_frames frames of height x width, by the processor's rule and
+    `settings` (min_pixels, max_pixels, cap_pixels_per_frame, max_video_tokens): what preprocess gives, without
+    pixels. Visual tokens = t * h * w / merge_size^2."""
+    factor = patch_size * merge_size
+    cap = frame_max_pixels(num_frames, factor, temporal_patch_size, settings["min_pixels"], settings["max_pixels"],
+                           bool(settings.get("cap_pixels_per_frame")),
+                           int(settings.get("max_video_tokens") or MAX_VIDEO_TOKENS))
+    H, W = smart_resize(height, width, factor, settings["min_pixels"], cap)
+    return -(-num_frames // temporal_patch_size), H // patch_size, W // patch_size
 
 
 def patchify(videos: torch.Tensor, patch_size: int, merge_size: int, temporal_patch_size: int):
@@ -65,10 +104,24 @@ class Qwen25VLEnv(HFVideoEnv):
         return Qwen2_5_VLForConditionalGeneration
 
     def default_settings(self) -> dict:
+        """Settings of an environment without a processor file (the built-in world's, the tests' tiny ones): pixel
+        limits that leave its small frames at their size. A real folder's file overrides them (_read_settings)."""
         factor = self._vision.patch_size * self._vision.spatial_merge_size
         # second_per_grid_t: seconds per temporal unit for the temporal M-RoPE spacing (None = model default 1.0)
         return {**super().default_settings(), "min_pixels": factor * factor, "max_pixels": 16384 * 28 * 28,
-                "second_per_grid_t": None}
+                "cap_pixels_per_frame": False, "max_video_tokens": MAX_VIDEO_TOKENS, "second_per_grid_t": None}
+
+    @classmethod
+    def processor_defaults(cls) -> dict:
+        """Qwen2VLVideoProcessor's class defaults for what the folder's file leaves out (cap_pixels_per_frame:
+        unset there = off, with a warning)."""
+        return {"image_mean": OPENAI_CLIP_MEAN, "image_std": OPENAI_CLIP_STD, "min_pixels": VIDEO_MIN_PIXELS,
+                "max_pixels": VIDEO_MAX_PIXELS, "cap_pixels_per_frame": False, "max_video_tokens": MAX_VIDEO_TOKENS}
+
+    @property
+    def frame_factor(self) -> int:
+        """Frames per temporal unit: frame counts are rounded to it, as the processor's sample_frames rounds."""
+        return int(self._vision.temporal_patch_size)
 
     @property
     def _vision(self):
@@ -77,14 +130,19 @@ class Qwen25VLEnv(HFVideoEnv):
     # ---------------------------------------------------------------- vision
 
     def preprocess(self, frames) -> dict[str, torch.Tensor]:
-        """Frames uint8 [F, H, W, 3] -> {pixel_values_videos [t*h*w, C*tp*p*p], video_grid_thw [1, 3]}."""
+        """Frames uint8 [F, H, W, 3] -> {pixel_values_videos [t*h*w, C*tp*p*p], video_grid_thw [1, 3]}, as
+        Qwen2VLVideoProcessor computes them (settings["pixels"] "processor"; "float" keeps the order the built-in
+        world's environment was fitted with: normalise, then resize in float)."""
         frames = check_frames(frames, min_frames=1)
-        v = self._vision
-        factor = v.patch_size * v.spatial_merge_size
-        H, W = smart_resize(frames.shape[1], frames.shape[2], factor, self.settings["min_pixels"],
-                            self.settings["max_pixels"])
-        x = normalize_frames(frames, self.settings["image_mean"], self.settings["image_std"], self.device)
-        x = resize_frames(x, H, W)  # [F, 3, H, W]
+        v, s = self._vision, self.settings
+        _, gh, gw = video_grid(frames.shape[0], frames.shape[1], frames.shape[2], s, v.patch_size,
+                               v.spatial_merge_size, v.temporal_patch_size)
+        H, W = gh * v.patch_size, gw * v.patch_size
+        if pixel_order(s) == "processor":
+            x = processor_pixels(frames, H, W, s["image_mean"], s["image_std"], self.device,
+                                 float(s.get("rescale_factor") or 1 / 255))  # [F, 3, H, W] float32
+        else:
+            x = resize_frames(normalize_frames(frames, s["image_mean"], s["image_std"], self.device), H, W)
         patches, t, h, w = patchify(x[None], v.patch_size, v.spatial_merge_size, v.temporal_patch_size)
         return {"pixel_values_videos": patches[0].to(self.dtype),
                 "video_grid_thw": torch.tensor([[t, h, w]], device=self.device)}

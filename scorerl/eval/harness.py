@@ -47,6 +47,7 @@ from scorerl.export import load_policy
 from scorerl.io.atomic import ensure_writable_dir
 from scorerl.eval import stats
 from scorerl.eval.report import write_eval_report
+from scorerl.data.frames import describe_sampling, token_count_summary
 
 log = logging.getLogger(__name__)
 
@@ -109,8 +110,8 @@ def run_eval(cfg: Config, policy_dir: str | Path | list | tuple | None = None, o
     add_intervals(rows, correct, [s.family for s in samples], cfg.eval.bootstrap, cfg.run.seed)
 
     result = {
-        "meta": {**_meta(cfg, manifest_path, skipped, env_dir, env_id, methods, ratios, policy_dirs, samples),
-                 "skipped_media": skipped_media},
+        "meta": {**_meta(cfg, manifest_path, skipped, env_dir, env_id, methods, ratios, policy_dirs, samples, env),
+                 "skipped_media": skipped_media, "visual_tokens": _token_counts(items)},
         "results": rows,
         "predictions": predictions,
         "correct": correct,
@@ -376,8 +377,22 @@ def _versions() -> dict:
     return {"scorerl": __version__, "torch": torch.__version__, "transformers": transformers.__version__}
 
 
+def _token_counts(items: list[EvalItem]) -> dict:
+    """min / median / max visual tokens per sample (T x N, plus a suffix such as LLaVA-OneVision's newline)."""
+    return token_count_summary(it.visual.token_count for it in items)
+
+
+PROCESSOR_KEYS = ("processor_file", "pixels", "min_pixels", "max_pixels", "size", "cap_pixels_per_frame",
+                  "max_video_tokens")
+
+
+def _processor_meta(settings: dict) -> dict:
+    """The environment's resize settings (where they came from and their limits), for the results file."""
+    return {k: settings[k] for k in PROCESSOR_KEYS if k in settings}
+
+
 def _meta(cfg: Config, manifest_path: Path, skipped, env_dir: Path, env_id: str, methods, ratios,
-          policy_dirs: list[Path], samples: list[Sample]) -> dict:
+          policy_dirs: list[Path], samples: list[Sample], env: VideoEnv | None = None) -> dict:
     """Everything a number depends on, so a results file names exactly what produced it."""
     return {
         "manifest": {"path": str(Path(manifest_path).resolve()), "sha256": manifest_hash(manifest_path)},
@@ -385,6 +400,8 @@ def _meta(cfg: Config, manifest_path: Path, skipped, env_dir: Path, env_id: str,
                 "device": cfg.env.device, "attn_implementation": cfg.env.attn_implementation},
         "num_frames": cfg.data.num_frames,
         "frame_size": cfg.data.frame_size,
+        "sampling": describe_sampling(cfg.data),  # rate or count, floor and cap, native/capped/square, positions
+        "processor": _processor_meta(getattr(env, "settings", None) or {}) if env is not None else {},
         "answer_format": cfg.data.answer_format,
         "seed": cfg.run.seed,
         "methods": methods,

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from scorerl.data.frames import sampling_text
 from scorerl.io import atomic
 
 
@@ -115,6 +116,14 @@ def _seed_table(meta: dict, rows: list[dict]) -> list[str]:
     return lines
 
 
+def _frames_text(meta: dict) -> str:
+    """How the frames were sampled and sized, and the visual tokens per sample that gave (older results files
+    without `sampling`: their frame count and size)."""
+    if meta.get("sampling"):
+        return sampling_text(meta["sampling"], meta.get("visual_tokens"))
+    return f"{meta.get('num_frames')} frames at {meta.get('frame_size')} px"
+
+
 def eval_markdown(result: dict) -> str:
     """Rows = methods, columns = keep ratios; cell = accuracy % [95% interval] (relative to full %). Then paired
     differences to full and score, each seed's accuracy when several policies were pooled, per-family accuracy."""
@@ -128,8 +137,8 @@ def eval_markdown(result: dict) -> str:
     lines = [f"# Accuracy at keep ratios: {meta.get('manifest', {}).get('path', '?')}", ""]
     media = len(meta.get("skipped_media") or [])
     has_ci = any(r.get("ci95") for r in rows)
-    lines.append(f"{n} samples; env `{env.get('arch', '?')}` at `{env.get('path', '?')}`; {meta.get('num_frames')} "
-                 f"frames at {meta.get('frame_size')} px; skipped lines: {meta.get('skipped', 0)}"
+    lines.append(f"{n} samples; env `{env.get('arch', '?')}` at `{env.get('path', '?')}`; {_frames_text(meta)}; "
+                 f"skipped lines: {meta.get('skipped', 0)}"
                  + (f", unreadable media: {media}" if media else "") + ". Cells: accuracy %"
                  + (" [95% interval]" if has_ci else "") + " (relative to `full` %).")
     interval = _interval_line(meta, rows)

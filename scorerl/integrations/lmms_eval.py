@@ -9,7 +9,8 @@ policy or a baseline at a keep ratio, evaluated by the harness this field report
 It registers through lmms-eval's entry-points group `lmms_eval.models` (pyproject.toml), as a "simple" model.
 Each request's visual comes from the task's `doc_to_visual` (a video path, or an image as a static pseudo-video),
 is sampled by `num_frames`, or by `fps` up to `max_frames` (the real time between frames reaching the model's
-positions), encoded once by the frozen model, compressed by `compressor` (a policy folder, run or checkpoint; or a
+positions), sized by the model's own rule (`frame_size=0`, the default: native; `frame_size=N,keep_aspect=true`
+caps the longer side at N; `frame_size=N` alone squashes to N x N), encoded once by the frozen model, compressed by `compressor` (a policy folder, run or checkpoint; or a
 baseline name: uniform, random, pool, framediff, dycoke, dycoke_ttm+topk, vidcom2; `full` or ratio=1 keeps
 everything) and answered with the kept tokens at their original positions: `loglikelihood` scores the
 continuation by teacher forcing (one prefill), `generate_until` decodes greedily and cuts at the task's stops.
@@ -30,7 +31,7 @@ except ImportError as e:  # an optional dependency: say how to get it
                       "pip install --no-deps lmms-eval==0.7.3") from e
 
 from scorerl.config import EnvSection
-from scorerl.data.frames import FrameSampling, pseudo_video, read_clip
+from scorerl.data.frames import FrameSampling, frame_factor_of, pseudo_video, read_clip, target_size
 from scorerl.envs import load_env
 from scorerl.export import ScoreCompressor
 from scorerl.types import ScoreRequest, VisualTokens
@@ -49,16 +50,17 @@ class ScoreRLModel(lmms):
     is_simple = True
 
     def __init__(self, pretrained: str, arch: str = "qwen2_5_vl", compressor: str = "full", ratio: float = 1.0,
-                 num_frames: int = 16, frame_size: int = 448, fps: float = 0.0, max_frames: int = 768,
+                 num_frames: int = 16, frame_size: int = 0, fps: float = 0.0, max_frames: int = 768,
                  keep_aspect: bool = False, device: str = "auto", dtype: str = "bfloat16", max_new_tokens: int = 64,
                  batch_size: int | str = 1, **unused) -> None:
         super().__init__()
         self.env = load_env(EnvSection(arch=arch, path=str(pretrained), device=device, dtype=dtype))
         self.ratio, self.num_frames, self.frame_size = float(ratio), int(num_frames), int(frame_size)
-        # Frames as the model's own processor samples them (docs/data.md): by count, or by rate (fps > 0).
+        # Frames as the model's own processor samples them (docs/data.md): by count, or by rate (fps > 0), counts
+        # rounded to its temporal unit; frame_size 0 = native (the model's own resize rule alone).
         self.sampling = FrameSampling(num_frames=int(num_frames), size=int(frame_size), fps=float(fps),
                                       max_frames=int(max_frames), keep_aspect=str(keep_aspect).lower() == "true",
-                                      timed=True)
+                                      timed=True, frame_factor=frame_factor_of(self.env))
         self.max_new_tokens = int(max_new_tokens)
         self.compressor = self._compressor(str(compressor))
         self.task_dict: dict = {}
@@ -111,9 +113,12 @@ class ScoreRLModel(lmms):
         if isinstance(first, (str, Path)):
             clip = read_clip(first, self.sampling)
             frames, seconds_per_frame = clip.frames, clip.seconds_per_frame
-        else:  # a PIL image (image tasks)
-            image = np.asarray(first.convert("RGB").resize((self.frame_size, self.frame_size)), dtype=np.uint8)
-            frames = pseudo_video(image, self.num_frames)
+        else:  # a PIL image (image tasks): sized as video frames are (frame_size 0 keeps its own size)
+            image = first.convert("RGB")
+            height, width = target_size(image.height, image.width, self.sampling.size, self.sampling.keep_aspect)
+            if (image.height, image.width) != (height, width):
+                image = image.resize((width, height))
+            frames = pseudo_video(np.asarray(image, dtype=np.uint8), self.num_frames)
         with torch.inference_mode():
             return self.env.encode(frames, seconds_per_frame=seconds_per_frame)
 

@@ -89,3 +89,20 @@ def test_pseudo_video():
     assert np.abs(a.astype(float) - image).mean() < 4
     with pytest.raises(DataError, match="uint8 image"):
         pseudo_video(image.astype(np.float32), 5)
+
+
+def test_a_frame_size_decord_cannot_copy_is_read_by_pyav(tmp_path):
+    """decord 0.6 opens a 48 x 32 H.264 clip but fails to hand its frames over; the clip is then read by PyAV:
+    exactly PyAV's own decoded frames at the sampled indices."""
+    import av
+
+    from scorerl.data.frames import FrameSampling, read_clip
+    from scorerl.data.video_io import write_mp4
+
+    frames = np.random.default_rng(0).integers(0, 255, (6, 32, 48, 3), dtype=np.uint8)
+    path = write_mp4(tmp_path / "narrow.mp4", frames, fps=4)
+    clip = read_clip(path, FrameSampling(num_frames=3, size=0))
+    with av.open(str(path)) as container:
+        decoded = [f.to_ndarray(format="rgb24") for f in container.decode(container.streams.video[0])]
+    assert clip.frames.shape == (3, 32, 48, 3)
+    assert all(np.array_equal(clip.frames[j], decoded[i]) for j, i in enumerate([1, 3, 5]))  # segment centres

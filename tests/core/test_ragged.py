@@ -120,3 +120,69 @@ def test_pad_stack_pads_at_the_end_of_each_axis():
     assert out.tolist() == [[[1, 1, 1], [1, 1, 1]], [[2, 2, -1], [-1, -1, -1]]]
     masks = pad_stack([torch.ones(4, 1, 2, dtype=torch.bool)], (3, 3), value=False)
     assert masks.shape == (1, 4, 3, 3) and masks.sum() == 8
+
+
+# ------------------------------------------------------------------------------ the trainer on ragged data
+
+# (frames at 4 fps, height, width): at data.sample_fps=2 they give 3, 4, 5 and 2 frames at their own aspect
+RAGGED_CLIPS = [(6, 32, 32), (8, 32, 64), (10, 64, 32), (4, 64, 64)]
+RAGGED_IMAGES = [(32, 32), (32, 48), (48, 32)]
+
+
+@pytest.fixture(scope="module")
+def ragged_data(tmp_path_factory):
+    import json
+
+    from scorerl.data.video_io import write_mp4, write_png
+    from scorerl.envs.build import build_tiny_env
+
+    root = tmp_path_factory.mktemp("ragged")
+    rng = np.random.default_rng(1)
+    lines = {"train": [], "static": []}
+    for j, (f, h, w) in enumerate(RAGGED_CLIPS):
+        write_mp4(root / f"v{j}.mp4", rng.integers(0, 255, (f, h, w, 3), dtype=np.uint8), fps=4)
+        lines["train"].append({"id": f"v{j}", "video": f"v{j}.mp4", "question": "Which way?",
+                               "options": ["left", "right", "up", "down"], "answer": "ABCD"[j % 4]})
+    for j, (h, w) in enumerate(RAGGED_IMAGES):
+        write_png(root / f"i{j}.png", rng.integers(0, 255, (h, w, 3), dtype=np.uint8))
+        lines["static"].append({"id": f"i{j}", "image": f"i{j}.png", "question": "Which colour?",
+                                "options": ["red", "green", "blue", "grey"], "answer": "ABCD"[j % 4]})
+    for name, records in lines.items():
+        (root / f"{name}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    build_tiny_env("qwen2_5_vl", seed=0).save_pretrained(root / "env")
+    return root
+
+
+def test_ragged_data_trains_alike_from_cache_store_and_online(ragged_data, tmp_path):
+    """Native frames (data.frame_size=0) sampled by rate: every sample its own T and grid, in both stages; training
+    at batch 2 from the per-sample cache, the store and online ends at the same policy, bit for bit."""
+    import json
+
+    from safetensors.torch import load_file
+
+    from scorerl.envs.features import build_features
+    from scorerl.rl.trainer import train
+
+    common = [f"env.path={ragged_data / 'env'}", "env.device=cpu", "data.frame_size=0", "data.sample_fps=2",
+              "data.min_frames=2", "data.num_frames=3", f"data.stage1_manifest={ragged_data / 'static.jsonl'}",
+              f"data.stage2_manifest={ragged_data / 'train.jsonl'}", f"data.eval_manifest={ragged_data / 'train.jsonl'}",
+              f"run.output_dir={tmp_path}",
+              "rl.group_size=4", "policy.hidden=16", "policy.positions=true", "curriculum.stage1_steps=2",
+              "train.max_steps=5", "train.batch_size=2", "train.lr=0.05", f"data.cache_dir={tmp_path / 'cache'}"]
+    store = tmp_path / "store"
+    build_features(load_config(None, common), out=store, shard_size=2, progress=False)
+
+    def run(name, *extra):
+        return train(load_config(None, [*common, f"run.name={name}", *extra]))
+
+    runs = {"cache": run("cache"), "store": run("store", "data.features=store", f"data.store_dir={store}"),
+            "online": run("online", "data.features=online")}
+    report = json.loads((runs["cache"] / "data_report.json").read_text())
+    assert report["sampling"]["size"] == "native" and report["sampling"]["by"] == "rate"
+    assert report["1"]["visual_tokens"]["min"] < report["1"]["visual_tokens"]["max"]  # images of three shapes
+    assert report["2"]["visual_tokens"]["min"] < report["2"]["visual_tokens"]["max"]  # clips of four
+    assert json.loads((runs["store"] / "data_report.json").read_text())["2"]["visual_tokens"] == report["2"][
+        "visual_tokens"]
+    policies = {k: load_file(str(v / "policy" / "policy.safetensors")) for k, v in runs.items()}
+    for other in ("store", "online"):
+        assert all(torch.equal(policies["cache"][k], policies[other][k]) for k in policies["cache"])

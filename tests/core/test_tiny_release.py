@@ -227,6 +227,9 @@ def test_load_env_takes_the_chat_template_from_chat_template_json(release):
     before, after = env.text_around_video("Q?")
     assert after.endswith("<|im_start|>assistant\n") and "Q?" in after
     assert ("You are a helpful assistant." in before) == (arch == "qwen2_5_vl")  # LLaVA's has no system default
+    briefed = load_env(EnvSection(arch=arch, path=str(path), device="cpu", system_prompt="Be brief."))
+    before, _ = briefed.text_around_video("Q?")  # LLaVA's template renders list content only: it must arrive
+    assert before.startswith("<|im_start|>system\nBe brief.<|im_end|>\n")
 
 
 # ----------------------------------------------------------------------------------------------- refusing
