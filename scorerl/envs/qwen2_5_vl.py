@@ -134,6 +134,8 @@ class Qwen25VLEnv(HFVideoEnv):
         Qwen2VLVideoProcessor computes them (settings["pixels"] "processor"; "float" keeps the order the built-in
         world's environment was fitted with: normalise, then resize in float)."""
         frames = check_frames(frames, min_frames=1)
+        if self.video_processor is not None:  # transformers' own, where torchvision works
+            return self.own_processor_inputs(frames)
         v, s = self._vision, self.settings
         _, gh, gw = video_grid(frames.shape[0], frames.shape[1], frames.shape[2], s, v.patch_size,
                                v.spatial_merge_size, v.temporal_patch_size)
