@@ -28,8 +28,9 @@ def _add_config_args(p: argparse.ArgumentParser, required: bool = True):
 
 def _load(args):
     from scorerl.config import load_config
+    from scorerl.paths import resolve_config
 
-    return load_config(args.config, args.overrides)
+    return load_config(resolve_config(args.config), args.overrides)
 
 
 def _floats(text: str) -> list[float]:
@@ -51,6 +52,24 @@ def cmd_config_show(args):
     from scorerl.config import describe
 
     print(describe(_load(args)), end="")
+
+
+def cmd_config_list(args):
+    from scorerl.paths import list_packaged_configs, packaged_configs
+
+    print(f"# packaged with scorerl, in {packaged_configs()} (give a name to any command)")
+    for name in list_packaged_configs():
+        print(name)
+
+
+def cmd_config_path(args):
+    from scorerl.errors import ConfigError
+    from scorerl.paths import resolve_config
+
+    path = resolve_config(args.name)
+    if not path.is_file():
+        raise ConfigError(f"{args.name}: no such config file, and none packaged by that name (scorerl config list)")
+    print(path.resolve())
 
 
 def cmd_data_synthetic(args):
@@ -170,6 +189,17 @@ def build_parser() -> argparse.ArgumentParser:
                                "\n  scorerl train mine.yaml", formatter_class=raw)
     _add_config_args(q, required=False)
     q.set_defaults(func=cmd_config_show)
+    q = csub.add_parser("list", help="the run files and accelerate configs packaged with scorerl",
+                        description="List the config files that ship inside the package; any command takes such a "
+                                    "name in place of a path (e.g. qwen2_5_vl_7b/stage2_video.yaml).")
+    q.set_defaults(func=cmd_config_list)
+    q = csub.add_parser("path", help="the absolute path of a packaged config file",
+                        description="Print where a packaged config file is, e.g. for accelerate's --config_file.",
+                        epilog="example:\n  accelerate launch --config_file \"$(scorerl config path "
+                               "accelerate/multi_gpu.yaml)\" -m scorerl train qwen2_5_vl_7b/stage2_video.yaml",
+                        formatter_class=raw)
+    q.add_argument("name", help="a file name relative to the packaged configs (see `scorerl config list`)")
+    q.set_defaults(func=cmd_config_path)
 
     p = sub.add_parser("data", help="build data sets")
     dsub = p.add_subparsers(dest="data_command", required=True)

@@ -11,11 +11,12 @@ from pathlib import Path
 
 from scorerl.config import load_config
 from scorerl.errors import ConfigError
+from scorerl.paths import packaged_configs, resolve_config
 from scorerl.world.paths import world_env_dir
 
 DEMO_METHODS = ["full", "uniform", "random", "framediff", "score"]  # version 3; version 4 prints the run file's
 # eval.methods (every baseline): its 10% column is the README's main result
-ENV_CONFIGS = {3: "env.yaml", 4: "env_v4.yaml"}  # each version's environment run file, in configs/world/
+ENV_CONFIGS = {3: "env.yaml", 4: "env_v4.yaml"}  # each version's environment run file, in the packaged world/
 ENV_PATHS = {3: "world", 4: "world_v4"}  # the env.path that names each version's fitted environment
 ENV_SECTIONS = ("fit", "world", "env", "run", "data")
 
@@ -26,13 +27,13 @@ def run_demo(config_path: str | None = None, overrides: list[str] = ()) -> dict:
     from scorerl.eval.harness import run_eval
     from scorerl.rl.trainer import train
 
-    cfg = load_config(config_path or "configs/world/score_v4.yaml", list(overrides))
+    cfg = load_config(resolve_config(config_path or "world/score_v4.yaml"), list(overrides))
     started = time.perf_counter()
     version = cfg.world.version
     # The environment's own run file; command-line overrides of its sections (fit.*, world.*, env.*, run.*, data.*)
     # apply to it too, so one command line can shrink the whole path (e.g. for a smoke test).
     env_overrides = [o for o in overrides if o.split("=", 1)[0].split(".")[0] in ENV_SECTIONS]
-    env_config = Path(__file__).resolve().parents[2] / "configs" / "world" / ENV_CONFIGS[version]
+    env_config = packaged_configs() / "world" / ENV_CONFIGS[version]
     if cfg.env.path == ENV_PATHS[version] and not env_config.is_file():
         raise ConfigError(f"{env_config}: the environment's run file is missing; `scorerl demo` runs from a "
                           "checkout of the repository (pip install -e .)")
