@@ -11,7 +11,10 @@ work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
 
 echo "[wheel] building"
-"$PY" -m pip wheel -q --disable-pip-version-check --no-deps -w "$work/dist" . 2>&1 \
+# from a copy of the tracked files: the build leaves nothing (build/, *.egg-info) in the checkout
+mkdir -p "$work/src"
+git ls-files -z | xargs -0 cp -P --parents -t "$work/src"
+"$PY" -m pip wheel -q --disable-pip-version-check --no-deps -w "$work/dist" "$work/src" 2>&1 \
   | grep -v "^WARNING: Location" || true
 wheel="$(ls "$work"/dist/scorerl-*.whl)"
 echo "[wheel] $(basename "$wheel"): $(python3 -c "import zipfile,sys; n=zipfile.ZipFile(sys.argv[1]).namelist(); \

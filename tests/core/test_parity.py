@@ -1,4 +1,5 @@
-"""DyCoke and VidCom2 against the official implementations' outputs (data-only fixtures, shared/parity/README.md).
+"""DyCoke and VidCom2 against the official implementations' outputs (data-only fixtures in tests/fixtures/parity/,
+described in its README.md).
 
 Every case of dycoke.json and vidcom2.json: the official function ran on the stored inputs (float32, CPU) and the
 fixture holds what it kept, in its output order, plus VidCom2's intermediates. Here the same inputs go through
@@ -18,8 +19,8 @@ from scorerl.compress.baselines.dycoke import (PRUNED, WHOLE, dycoke_ttm, keep_p
                                                ttm_layout)
 from scorerl.compress.baselines.vidcom2 import vidcom2_steps
 
-PARITY = Path(__file__).resolve().parents[2].parent / "shared" / "parity"  # shared/ sits beside the clone
-ABSENT = f"parity fixtures not found at {PARITY} (shared/parity beside the repository)"
+PARITY = Path(__file__).resolve().parents[1] / "fixtures" / "parity"  # the repository's copy: every clone runs them
+ABSENT = f"parity fixtures not found at {PARITY}"
 GRID = (14, 14)
 N = 196
 

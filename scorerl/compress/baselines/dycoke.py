@@ -4,7 +4,7 @@ Keda Tao, Can Qin, Haoxuan You, Yang Sui, Huan Wang, "DyCoke: Dynamic Compressio
 Language Models", CVPR 2025 (arXiv 2411.15024). `dycoke` is the official TTM stage (KD-TAO/DyCoke, `dycole_ttm`
 in llava/model/llava_arch.py, as LLaVA-OneVision calls it on one clip's features flattened frame-major),
 re-implemented from its description and checked token for token, in order, against data-only fixtures of the
-official outputs (tests/core/test_parity.py, shared/parity/README.md). No code was copied. DyCoke's second stage
+official outputs (tests/core/test_parity.py, tests/fixtures/parity/README.md). No code was copied. DyCoke's second stage
 (KV-cache pruning during decoding) acts inside the LLM and is not reproduced.
 
 The official TTM, with pruning ratio K and m = int((1 - K) * N) tokens kept per pruned frame:

@@ -4,7 +4,7 @@ Xuyang Liu, Yiyu Wang, Junpeng Ma, Linfeng Zhang, "Video Compression Commander: 
 Acceleration for Video Large Language Models", arXiv 2505.14454, 2025. This is the official algorithm
 (xuyang-liu16/VidCom2, `vidcom2_compression`, as the LLaVA-OneVision and Qwen-VL integrations call it on one
 clip's features flattened frame-major), re-implemented from its description and checked token for token against
-data-only fixtures of the official outputs (tests/core/test_parity.py, shared/parity/README.md). No code was
+data-only fixtures of the official outputs (tests/core/test_parity.py, tests/fixtures/parity/README.md). No code was
 copied. With R the retention ratio (the harness's keep ratio: R = rho):
 
   1. channels: the half of the D channels (int(D / 2), at least 1) with the lowest variance over all T * N tokens
