@@ -23,3 +23,8 @@ class CheckpointError(ScoreRLError):
 
 class DivergedError(ScoreRLError):
     """Training produced a non-finite loss, gradient or weight; the run stopped before it reached a checkpoint."""
+
+
+class WriteError(ScoreRLError):
+    """A file or folder could not be written (disk full, read-only, no permission), or writing it would touch
+    files scorerl did not write; the message names the path. Nothing half written is left behind."""

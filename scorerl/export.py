@@ -18,7 +18,7 @@ from pathlib import Path
 
 import torch
 
-from scorerl.errors import CheckpointError
+from scorerl.errors import CheckpointError, WriteError
 from scorerl.io import atomic
 
 EXPORT_FILE = "export.json"
@@ -55,18 +55,52 @@ def export_checkpoint(checkpoint, out: str | Path) -> Path:
                         source=str(checkpoint.path))
 
 
-def write_export(policy, out: str | Path, *, config: dict, step: int, env: dict, source: str = "") -> Path:
-    """Write policy + export.json into `out` atomically (a temp folder renamed into place); returns `out`."""
+def write_export(policy, out: str | Path, *, config: dict, step: int, env: dict, source: str = "",
+                 card=None) -> Path:
+    """Write policy + export.json (+ README.md, `card(info)`, when given) into `out` atomically (a temp folder
+    renamed into place); returns `out`. `out` must be missing, empty or an export (check_export_target)."""
     from scorerl.version import __version__
 
+    out = Path(out).expanduser()
+    check_export_target(out)
     info = {"format": EXPORT_FORMAT, "scorerl_version": __version__, "step": int(step), "env": env,
             "source": source, "config": config}
 
     def build(tmp: Path) -> None:
         policy.save_pretrained(tmp)  # refuses a non-finite policy
         (tmp / EXPORT_FILE).write_text(json.dumps(info, indent=2) + "\n")
+        if card is not None:
+            (tmp / CARD_FILE).write_text(card(info))
 
-    return atomic.build_dir(Path(out).expanduser(), build)
+    return atomic.build_dir(out, build)
+
+
+def export_names() -> tuple[str, ...]:
+    """Every file an export folder holds: what scorerl may replace there, and all it copies from one."""
+    from scorerl.compress.policy import CONFIG_NAME, WEIGHTS_NAME
+
+    return (WEIGHTS_NAME, CONFIG_NAME, EXPORT_FILE, CARD_FILE)
+
+
+def check_export_target(out: Path) -> None:
+    """`out` may be missing, empty, or an export scorerl wrote (only export files, its policy_config.json among
+    them), which is then replaced whole. Anything else (a run folder, a user's folder) is refused naming what it
+    holds: an export never deletes or overwrites a file scorerl did not write."""
+    from scorerl.compress.policy import CONFIG_NAME
+
+    if not out.exists():
+        return
+    if not out.is_dir():
+        raise WriteError(f"{out}: is a file, not a folder; choose a folder for the exported policy")
+    entries = sorted(p.name + ("/" if p.is_dir() else "") for p in out.iterdir())
+    foreign = [name for name in entries if name not in export_names()]
+    if foreign:
+        raise WriteError(f"{out}: holds {', '.join(foreign)}, which an export does not write; refusing to replace "
+                         f"it (an export replaces only a folder holding nothing but an earlier export). Choose a "
+                         f"new or empty folder")
+    if entries and CONFIG_NAME not in entries:
+        raise WriteError(f"{out}: holds {', '.join(entries)} but no {CONFIG_NAME}, so no export scorerl wrote; "
+                         f"refusing to replace it. Choose a new or empty folder")
 
 
 def read_export_info(path: str | Path) -> dict:
@@ -114,7 +148,7 @@ def load_policy_and_info(path: str | Path, device: str | torch.device = "cpu") -
 
 def _policy_from_checkpoint(checkpoint):
     """(TokenPolicy with the checkpoint's weights, {config, step, env}) from a trainer checkpoint."""
-    from scorerl.compress.policy import TokenPolicy, policy_section
+    from scorerl.compress.policy import TokenPolicy, check_shapes, parameter_shapes, policy_section
 
     state, where = checkpoint.state, checkpoint.path / "state.json"
     for key in ("config", "feature_dim"):
@@ -122,8 +156,16 @@ def _policy_from_checkpoint(checkpoint):
             raise CheckpointError(f"{where}: has no {key!r}; not a checkpoint written by scorerl's trainer")
     if "policy" not in checkpoint.tensors:
         raise CheckpointError(f"{checkpoint.path}: has no policy.safetensors")
-    # Only the policy section matters here; it is validated like a config file and errors name the file.
-    policy = TokenPolicy(int(state["feature_dim"]), policy_section(state["config"].get("policy"), where))
+    feature_dim = state["feature_dim"]
+    if not isinstance(feature_dim, int) or isinstance(feature_dim, bool) or feature_dim < 1:
+        raise CheckpointError(f"{where}: feature_dim must be a positive integer, got {feature_dim!r}")
+    # Only the policy section matters here; it is validated like a config file and errors name the file. Its sizes
+    # are checked against the weights the checkpoint holds before anything is allocated.
+    section = policy_section(state["config"].get("policy"), where)
+    check_shapes(parameter_shapes(feature_dim, section),
+                 {k: tuple(t.shape) for k, t in checkpoint.tensors["policy"].items()},
+                 f"{checkpoint.path}/policy.safetensors (against {where.name})")
+    policy = TokenPolicy(feature_dim, section)
     try:
         policy.load_state_dict(checkpoint.tensors["policy"])
     except RuntimeError as e:
@@ -150,7 +192,15 @@ def _copy_export(src: Path, out: Path) -> Path:
         raise CheckpointError(f"{src}: is already the export folder; choose another --out")
     refuse_pickles(src)
     TokenPolicy.from_pretrained(src)  # checks it (readable, finite) before it is copied anywhere
-    return atomic.build_dir(out, lambda tmp: shutil.copytree(src, tmp))
+    check_export_target(out)
+
+    def copy(tmp: Path) -> None:  # the export's own files only: whatever else a user keeps there stays theirs
+        tmp.mkdir()
+        for name in export_names():
+            if (src / name).is_file():
+                shutil.copy2(src / name, tmp / name)
+
+    return atomic.build_dir(out, copy)
 
 
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt")
@@ -215,10 +265,9 @@ class ScoreCompressor:
         if self.policy is None:
             raise ValueError(f"baseline {self.name!r} has no weights to save")
         info = self.info or {}
-        out = write_export(self.policy, directory, config=info.get("config", {}), step=info.get("step", 0),
-                           env=info.get("env", {}), source=info.get("source", self.source))
-        atomic.write_text(out / CARD_FILE, model_card(read_export_info(out), eval_report))
-        return out
+        return write_export(self.policy, directory, config=info.get("config", {}), step=info.get("step", 0),
+                            env=info.get("env", {}), source=info.get("source", self.source),
+                            card=lambda written: model_card(written, eval_report))
 
     def keep_scores(self, features: torch.Tensor, grid: tuple[int, int] | None = None) -> torch.Tensor:
         """Keep logits [..., T, N] of tokens [..., T, N, D] (higher = keep); a trained policy only."""

@@ -74,15 +74,17 @@ class TokenPolicy(nn.Module):
     def save_pretrained(self, directory) -> Path:
         """Write policy.safetensors + policy_config.json into directory (created if needed); a non-finite policy
         is refused."""
-        from safetensors.torch import save_file
+        from safetensors.torch import save
 
+        from scorerl.io import atomic
         from scorerl.version import __version__
 
         self.check_finite(str(directory))
         directory = Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
         tensors = {k: v.detach().to("cpu").contiguous() for k, v in self.state_dict().items()}
-        save_file(tensors, str(directory / WEIGHTS_NAME), metadata={"format": "pt"})
+        # Through the atomic writer (not save_file, which creates 0600 files): the umask's mode, and a full disk
+        # is a WriteError naming the file.
+        atomic.write_bytes(directory / WEIGHTS_NAME, save(tensors, metadata={"format": "pt"}))
         meta = {
             "format_version": FORMAT_VERSION,
             "scorerl_version": __version__,
@@ -90,7 +92,7 @@ class TokenPolicy(nn.Module):
             "state_dim": self.state_dim,
             "policy": dataclasses.asdict(self.config),
         }
-        (directory / CONFIG_NAME).write_text(json.dumps(meta, indent=2) + "\n")
+        atomic.write_text(directory / CONFIG_NAME, json.dumps(meta, indent=2) + "\n")
         return directory
 
     @classmethod
@@ -115,27 +117,55 @@ class TokenPolicy(nn.Module):
         feature_dim = meta.get("feature_dim")
         if not isinstance(feature_dim, int) or feature_dim < 1:
             raise CheckpointError(f"{cfg_path}: feature_dim must be a positive integer, got {feature_dim!r}")
-        policy = cls(feature_dim, config)
-        if meta.get("state_dim", policy.state_dim) != policy.state_dim:
+        expected = parameter_shapes(feature_dim, config)
+        if meta.get("state_dim", expected["mlp.0.weight"][1]) != expected["mlp.0.weight"][1]:
             raise CheckpointError(f"{cfg_path}: state_dim {meta['state_dim']} disagrees with its options "
-                                  f"({policy.state_dim})")
+                                  f"({expected['mlp.0.weight'][1]})")
         if not w_path.is_file():
             raise CheckpointError(f"{w_path}: missing")
+        # The sizes in policy_config.json are checked against the weights file's header BEFORE the policy is
+        # built: a crafted `hidden: 1000000` must not allocate anything, let alone 800 GB.
+        check_shapes(expected, _header_shapes(w_path), f"{w_path} (against {CONFIG_NAME})")
+        policy = cls(feature_dim, config)
         try:
             tensors = load_file(str(w_path))
         except Exception as e:  # safetensors raises its own error type on a truncated / corrupt file
             raise CheckpointError(f"{w_path}: cannot read safetensors: {e}") from None
-        expected = policy.state_dict()
-        missing, unexpected = sorted(set(expected) - set(tensors)), sorted(set(tensors) - set(expected))
-        if missing or unexpected:
-            raise CheckpointError(f"{w_path}: does not match {CONFIG_NAME}: missing {missing}, unexpected {unexpected}")
-        for name, t in tensors.items():
-            if t.shape != expected[name].shape:
-                raise CheckpointError(f"{w_path}: {name} has shape {tuple(t.shape)}, "
-                                      f"{CONFIG_NAME} implies {tuple(expected[name].shape)}")
         policy.load_state_dict(tensors)
         policy.check_finite(str(w_path))
         return policy.to(device)
+
+
+def parameter_shapes(feature_dim: int, config: PolicySection) -> dict[str, tuple[int, ...]]:
+    """The shape of every weight of TokenPolicy(feature_dim, config), by name, computed without building it."""
+    widths = [state_dim(feature_dim, config)] + [config.hidden] * (config.layers - 1) + [1]
+    shapes = {}
+    for j, (a, b) in enumerate(zip(widths[:-1], widths[1:])):
+        shapes[f"mlp.{2 * j}.weight"], shapes[f"mlp.{2 * j}.bias"] = (b, a), (b,)  # GELUs sit at the odd indices
+    return shapes
+
+
+def check_shapes(expected: dict[str, tuple], found: dict[str, tuple], where: str) -> None:
+    """CheckpointError naming `where` unless the weights found have exactly the expected names and shapes."""
+    missing, unexpected = sorted(set(expected) - set(found)), sorted(set(found) - set(expected))
+    if missing or unexpected:
+        raise CheckpointError(f"{where}: the weights do not match the policy's config: missing {missing}, "
+                              f"unexpected {unexpected}")
+    for name, shape in found.items():
+        if tuple(shape) != tuple(expected[name]):
+            raise CheckpointError(f"{where}: {name} has shape {tuple(shape)}, the config implies "
+                                  f"{tuple(expected[name])}")
+
+
+def _header_shapes(path: Path) -> dict[str, tuple[int, ...]]:
+    """Names and shapes of a safetensors file's tensors, from its header alone (nothing is read or allocated)."""
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            return {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}
+    except Exception as e:  # safetensors raises its own error type on a truncated / corrupt header
+        raise CheckpointError(f"{path}: cannot read safetensors: {e}") from None
 
 
 def policy_section(fields, path: Path) -> PolicySection:

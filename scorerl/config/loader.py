@@ -40,6 +40,18 @@ def load_config(path: str | Path | None = None, overrides: list[str] = ()) -> Co
     return config_from_dict(data, source=source, lines=lines)
 
 
+def refuse_repeated(overrides: list[str]) -> None:
+    """ConfigError when the command line sets one key twice, as a YAML file may not either (which one was meant?).
+    Only the command line is held to it: code that layers its own overrides under a user's (tests, `scorerl demo`)
+    calls load_config, where the last one wins."""
+    given: dict[str, str] = {}
+    for item in overrides or ():
+        key = item.split("=", 1)[0].strip()
+        if key in given:
+            raise ConfigError(f"command line: {key}: given twice ({given[key]!r} and {item!r}); keep one")
+        given[key] = item
+
+
 def config_from_dict(data: dict, source: str = "<dict>", lines: dict[str, int] | None = None) -> Config:
     """A Config from nested plain data, checked like a file; errors name `source` (and the line when known)."""
     lines = lines or {}
@@ -211,12 +223,15 @@ def _read_yaml(path: Path) -> tuple[dict, dict[str, int]]:
         loader = _StrictLoader(text)
         loader.name = str(path)
         try:
-            data = loader.get_single_data() or {}
+            data = loader.get_single_data()
         finally:
             loader.dispose()
         lines = _key_lines(yaml.compose(text))
     except yaml.YAMLError as e:
         raise ConfigError(f"{path}: not valid YAML: {e}") from None
+    if data is None:  # empty or only comments: a wrong file (or a truncated one), not "all defaults"
+        raise ConfigError(f"{path}: holds no settings (empty or only comments); `scorerl config show > {path.name}` "
+                          f"writes every setting with its default")
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: the top level must be a mapping of sections, got {type(data).__name__}")
     return data, lines
@@ -258,3 +273,18 @@ def _set_dotted(data: dict, key: str, value) -> None:
             raise ConfigError(f"command line: {key}: {part!r} is not a section")
         node = nxt
     node[parts[-1]] = value
+
+
+def set_from_flag(section, key: str, value, flag: str):
+    """A copy of `section` with `key` set to a command-line flag's value (e.g. `scorerl eval --ratios`), checked
+    like a config value (type, declared rules, the section's validate) before any work: a ConfigError names the
+    flag."""
+    def fail(_dotted, msg):
+        raise ConfigError(f"{flag}: {msg}")
+
+    f = {f.name: f for f in dataclasses.fields(section)}[key]
+    kind = typing.get_type_hints(type(section))[key]
+    updated = dataclasses.replace(section, **{key: check_value(_coerce(value, kind, flag, fail), f, flag, fail)})
+    if hasattr(updated, "validate"):
+        updated.validate(lambda other, msg: fail(other, msg if other == key else f"with the config's {other}: {msg}"))
+    return updated

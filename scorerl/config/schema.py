@@ -33,6 +33,11 @@ def opt(default: Any = dataclasses.MISSING, *, factory=None, ge=None, gt=None, l
 
 ANSWER_FORMATS = ("letter", "option")
 DEVICE_PATTERN = r"auto|cpu|mps|cuda(:\d+)?"
+# The methods `scorerl eval` runs (eval.methods.available_methods(), which a test keeps equal to this): named here
+# so that a misspelt one is refused when the config is read, with its file and line, not after the evaluation
+# has started.
+EVAL_METHODS = ("dycoke", "dycoke_ttm+topk", "fastv", "fastv_input", "framediff", "full", "pool", "random", "score",
+                "uniform", "vidcom2")
 
 
 @dataclass
@@ -43,6 +48,10 @@ class RunSection:
     """Parent folder of run folders (checkpoints, metrics.jsonl, resolved config)."""
     seed: int = opt(0, ge=0)
     """Seed for python, numpy and torch (each process adds its rank)."""
+
+    def validate(self, err):
+        if self.name.strip() in (".", ".."):  # output_dir itself or its parent: never a run folder of its own
+            err("name", f"{self.name!r} is not a folder name; name the run (e.g. run.name=my_run)")
 
 
 @dataclass
@@ -274,6 +283,15 @@ class EvalSection:
     def validate(self, err):
         if not self.methods:
             err("methods", "must name at least one method")
+        if not self.ratios:
+            err("ratios", "must name at least one keep ratio")
+        for name in self.methods:
+            if str(name).strip().lower() not in EVAL_METHODS:
+                import difflib
+
+                near = difflib.get_close_matches(str(name).strip().lower(), EVAL_METHODS, n=1)
+                hint = f"; did you mean {near[0]!r}?" if near else ""
+                err("methods", f"unknown method {name!r}{hint} (available: {', '.join(EVAL_METHODS)})")
 
 
 @dataclass
@@ -306,6 +324,8 @@ class BenchSection:
     """ttft: besides full, the pipeline at the bench ratio nearest this one is also run end to end once."""
 
     def validate(self, err):
+        if not self.ratios:
+            err("ratios", "must name at least one keep ratio")
         if self.compile and not self.static_shapes:
             err("compile", "needs bench.static_shapes: true (a CUDA graph holds one shape)")
 

@@ -98,6 +98,7 @@ class Columns:
     fps: str | None = None
     family: str | None = None
     meta: tuple[str, ...] = ()  # columns copied into meta as they are
+    open_ended: bool = False  # no options on purpose, even though a column is named like options
 
     def named(self) -> list[str]:
         """Every column this mapping names (checked against the source up front, so a typo fails at once)."""
@@ -378,6 +379,7 @@ def read_generic(src: str | Path, columns: Columns, media_root: str | Path | Non
     _check_answer_format(answer_format)
     header, rows = _table_rows(src)
     _require(src, header, columns.named())
+    _require_options_named(src, header, columns)
     root = _root(src, media_root)
     build = partial(_column_line, columns=columns, root=root, check_files=check_files, answer_format=answer_format,
                     name=src.stem, source="generic")
@@ -412,6 +414,7 @@ def read_imageqa(src: str | Path, columns: Columns = Columns(image="image"), spl
         header, rows = _table_rows(src)
         name = src.stem
     _require(src, header, columns.named())
+    _require_options_named(src, header, columns)
     build = partial(_column_line, columns=columns, root=_root(src, media_root), check_files=check_files,
                     answer_format=answer_format, name=name, source="imageqa")
     return _collect(rows, build)
@@ -440,6 +443,7 @@ def _read_saved_dataset(src: Path, columns: Columns, split: str | None, media_ro
         ds, split = _pick_split(src, ds, split)
         where = f"{src}/{split}"
     _require(src, list(ds.column_names), columns.named())
+    _require_options_named(src, list(ds.column_names), columns)
     image_col = columns.image
     embedded = isinstance(ds.features[image_col], datasets.Image)
     raw = ds.select_columns([image_col]).cast_column(image_col, datasets.Image(decode=False)) if embedded else None
@@ -892,6 +896,21 @@ def _table_rows(path: Path) -> tuple[list[str], list[Row]]:
         keys = {k for row in rows if isinstance(row.rec, dict) for k in row.rec}
         return sorted(keys), rows
     raise DataError(f"{path}: unknown table type {suffix!r}; use .json, .jsonl, .csv, .tsv or .parquet")
+
+
+OPTION_LIKE = ("options", "choices", "candidates", "option", "choice", "answer_choices")
+
+
+def _require_options_named(path: Path, header: list[str], columns: Columns) -> None:
+    """DataError when no options column is named but the source has one by its usual name: without it every
+    multiple-choice question would silently become open-ended, its answer the option's index as text ("0")."""
+    if columns.options or columns.option_cols or columns.open_ended:
+        return
+    found = [c for c in header if str(c).lower() in OPTION_LIKE and c != columns.answer]
+    if found:
+        raise DataError(f"{path}: column {found[0]!r} looks like the options, but none is named: every question "
+                        f"would become open-ended. Pass --options-col {found[0]} (or --open-ended if the questions "
+                        "really have no options)")
 
 
 def _require(path: Path, header: list[str], needed: list[str]) -> None:

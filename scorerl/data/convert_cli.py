@@ -38,8 +38,8 @@ EXAMPLES = """examples:
 """
 
 # Options that only some formats read: naming one for another format is a mistake worth stopping at.
-_COLUMN_DESTS = ("id_col", "video_col", "image_col", "question_col", "options_col", "option_cols", "answer_col",
-                 "answer_format", "start_col", "end_col", "fps_col", "family_col", "meta_cols")
+_COLUMN_DESTS = ("open_ended", "id_col", "video_col", "image_col", "question_col", "options_col", "option_cols",
+                 "answer_col", "answer_format", "start_col", "end_col", "fps_col", "family_col", "meta_cols")
 _ONLY_FOR = {
     "map_json": ("nextqa",), "no_task_dirs": ("mvbench",), "split": ("imageqa",), "image_dir": ("generic", "imageqa"),
     **{dest: ("generic", "imageqa") for dest in _COLUMN_DESTS},
@@ -75,6 +75,8 @@ def add_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     g.add_argument("--options-col", default=None, metavar="COL", help="options as a list or a JSON-encoded list")
     g.add_argument("--option-cols", type=_names, default=None, metavar="COL,COL,...",
                    help="options one per column, e.g. a0,a1,a2,a3")
+    g.add_argument("--open-ended", action="store_true",
+                   help="the questions have no options (needed when a column is named like options: choices, ...)")
     g.add_argument("--answer-col", default=None, metavar="COL", help="answer (default: answer)")
     g.add_argument("--answer-format", choices=("auto", "letter", "index", "text"), default=None,
                    help="how the answer names its option (default auto: letter, index, then option text)")
@@ -117,7 +119,7 @@ def reader_options(args: argparse.Namespace) -> dict:
             question=args.question_col or "question", answer=args.answer_col or "answer", id=args.id_col,
             video=args.video_col, image=image, options=args.options_col, option_cols=tuple(args.option_cols or ()),
             start=args.start_col, end=args.end_col, fps=args.fps_col, family=args.family_col,
-            meta=tuple(args.meta_cols or ()))
+            meta=tuple(args.meta_cols or ()), open_ended=args.open_ended)
         options["answer_format"] = args.answer_format or "auto"
         if args.fmt == "imageqa":
             options["split"] = args.split

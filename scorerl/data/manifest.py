@@ -125,11 +125,12 @@ def _clip(rec: dict, kind: str) -> tuple[float | None, float | None, float | Non
     return start, end, fps
 
 
-def read_manifest(path: str | Path, skip_bad: bool = False) -> tuple[list[Sample], list[tuple[int, str]]]:
+def read_manifest(path: str | Path, skip_bad: bool = False,
+                  allow_empty: bool = False) -> tuple[list[Sample], list[tuple[int, str]]]:
     """(samples, skipped [(line, reason)]) of a JSONL manifest; blank lines are ignored.
 
     Raises DataError "FILE:LINE: reason" on the first bad line unless skip_bad, and always when the file is
-    missing or yields no sample at all.
+    missing or (unless allow_empty: a caller that reports the skipped lines first) yields no sample at all.
     """
     path = Path(path).expanduser()
     try:
@@ -160,7 +161,7 @@ def read_manifest(path: str | Path, skip_bad: bool = False) -> tuple[list[Sample
         samples.append(sample)
     if skipped:
         log.warning("%s: skipped %d bad line(s)", path, len(skipped))
-    if not samples:
+    if not samples and not allow_empty:
         raise DataError(f"{path}: no usable samples" + (f" ({len(skipped)} bad lines skipped)" if skipped else ""))
     return samples, skipped
 

@@ -150,7 +150,8 @@ def build_shard(store: Path, j: int, shard: list[Sample], encode: Callable[[Samp
             tokens = encode(sample)
         except DataError as e:
             if not skip_bad:
-                raise DataError(f"sample {sample.id!r} (line {sample.line}): {e}") from None
+                raise DataError(f"{sample.manifest or '<manifest>'}:{sample.line} (id {sample.id!r}): {e} (set "
+                                "data.skip_bad=true to skip unreadable media)") from None
             skipped.append({"id": sample.id, "media": str(sample.media), "reason": str(e)})
             on_sample()
             continue

@@ -125,7 +125,6 @@ def build_features(cfg, manifests: list[str] | None = None, out: str | Path | No
     counted with data.skip_bad, else the build stops naming the sample and file.
     """
     from scorerl.envs import load_env, resolve_env_path
-    from scorerl.io.progress import ProgressBar
 
     if rank is None:
         from accelerate import PartialState
@@ -139,7 +138,21 @@ def build_features(cfg, manifests: list[str] | None = None, out: str | Path | No
         env_dir, env = resolve_env_path(cfg.env.path), load_env(cfg.env)
     fingerprint = store_fingerprint(env, env_dir, cfg.data)
     store = Path(out).expanduser() if out is not None else store_dir(cfg.data, fingerprint)
+    _refuse_foreign(store)
+    created = not store.exists()  # a build that fails before any shard removes the folder it made
     atomic.ensure_writable_dir(store, "--out")
+    try:
+        return _build(cfg, store, fingerprint, env, manifests, shard_size, rank, world_size, barrier, progress)
+    except BaseException:
+        if rank == 0 and created:
+            _remove_if_unused(store)
+        raise
+
+
+def _build(cfg, store: Path, fingerprint: dict, env, manifests, shard_size: int, rank: int, world_size: int,
+           barrier, progress: bool) -> st.BuildReport:
+    """build_features with the store folder checked and created."""
+    from scorerl.io.progress import ProgressBar
 
     samples = []
     for spec in manifests_of(cfg, manifests):
@@ -184,6 +197,33 @@ def build_features(cfg, manifests: list[str] | None = None, out: str | Path | No
     index = json.loads((store / st.INDEX_FILE).read_text())
     return st.BuildReport(store, len(index["samples"]), len(mine), done_before, index["skipped"],
                           st.shards_bytes(store), main_process=rank == 0)
+
+
+STORE_ENTRIES = (BUILD_FILE, st.INDEX_FILE, st.SHARDS_DIR)  # all a build writes in its folder
+
+
+def _refuse_foreign(store: Path) -> None:
+    """DataError when the store folder holds anything a build does not write (a user's folder given as --out)."""
+    from scorerl.io.owned import foreign_entries
+
+    if store.is_dir():
+        foreign = foreign_entries(store, STORE_ENTRIES)
+        if foreign:
+            raise DataError(f"{store}: holds {', '.join(foreign)}, which a feature store build does not write; "
+                            "refusing to build there. Choose a new or empty --out (or data.store_dir)")
+
+
+def _remove_if_unused(store: Path) -> None:
+    """After a failed first build: remove the plan and the shards folder when no shard was finished, then the
+    folder itself if that leaves it empty, so a failed command leaves no empty store behind."""
+    shards = store / st.SHARDS_DIR
+    if shards.is_dir() and any(shards.iterdir()):
+        return  # finished shards are kept: a rerun builds only the missing ones
+    if shards.is_dir():
+        shards.rmdir()
+    (store / BUILD_FILE).unlink(missing_ok=True)
+    if store.is_dir() and not any(store.iterdir()):
+        store.rmdir()
 
 
 def _start_or_resume(store: Path, plan: dict, rank: int, barrier) -> None:

@@ -16,6 +16,7 @@ new checkpoint or none, and readers only ever consider `step-*` folders that hol
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -28,7 +29,7 @@ from typing import Any, Callable
 import safetensors.torch
 import torch
 
-from scorerl.errors import CheckpointError
+from scorerl.errors import CheckpointError, WriteError
 from scorerl.io import atomic
 
 FORMAT = "scorerl-checkpoint/1"
@@ -113,26 +114,48 @@ def save_checkpoint(
     final = root / step_dir_name(step)
     tmp = root / (_TMP_PREFIX + final.name)
     if rank == 0:
-        root.mkdir(parents=True, exist_ok=True)
-        _remove(tmp)  # leftover of a crashed attempt at this very step
-        tmp.mkdir()
+        with _cleaned_on_disk_error(tmp, final):
+            root.mkdir(parents=True, exist_ok=True)
+            _remove(tmp)  # leftover of a crashed attempt at this very step
+            tmp.mkdir()
     wait()
-    if rng is not None:
-        _write_rng(tmp, rank, rng)
-    if rank == 0:
-        for name, group in (tensors or {}).items():
-            _check_group_name(name)
-            atomic.write_synced(tmp / f"{name}.safetensors", safetensors.torch.save(_storable(group)))
-        atomic.write_synced(tmp / STATE_FILE, _json_bytes(state or {}, what=STATE_FILE))
+    if rank != 0 and not tmp.is_dir():
+        # Every rank writes its RNG files into rank 0's folder: a node that cannot see it has another filesystem.
+        raise CheckpointError(f"rank {rank}: cannot see {tmp}, which rank 0 just created: every process must see "
+                              f"run.output_dir on one shared filesystem (multi-node runs: a shared mount)")
+    with _cleaned_on_disk_error(tmp, final):
+        if rng is not None:
+            _write_rng(tmp, rank, rng)
+        if rank == 0:
+            for name, group in (tensors or {}).items():
+                _check_group_name(name)
+                atomic.write_synced(tmp / f"{name}.safetensors", safetensors.torch.save(_storable(group)))
+            atomic.write_synced(tmp / STATE_FILE, _json_bytes(state or {}, what=STATE_FILE))
     wait()
     if rank == 0:
-        _write_manifest(tmp, step, world_size)
-        atomic.replace_dir(tmp, final)
+        with _cleaned_on_disk_error(tmp, final):
+            _write_manifest(tmp, step, world_size)
+            atomic.apply_umask(tmp)
+            atomic.replace_dir(tmp, final)
         if keep_last:
             prune_checkpoints(run_dir, keep_last)
         _clean_stale(root)  # we are the only writer of this run, so any other temp folder is a dead one
     wait()
     return final
+
+
+@contextlib.contextmanager
+def _cleaned_on_disk_error(tmp: Path, final: Path):
+    """A full disk (or a read-only or forbidden folder) while writing checkpoint `final`: its temp folder is
+    removed and a WriteError names the checkpoint; the previous checkpoints stay intact, so `--resume auto`
+    continues exactly from the newest of them once there is room."""
+    try:
+        with atomic.disk_errors(final):
+            yield
+    except WriteError as e:
+        _remove(tmp)
+        raise WriteError(f"{e}; the previous checkpoints are intact: after freeing space, continue with "
+                         f"--resume auto") from None
 
 
 def prune_checkpoints(run_dir: str | Path, keep_last: int) -> None:

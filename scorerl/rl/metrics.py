@@ -217,3 +217,41 @@ def rollout_metrics(ro, rewards: dict, adv, stats: dict) -> dict[str, float]:
         "masks_guarded": ro.masks_guarded / (B * K),
         **ro.timings,
     }
+
+
+SATURATION_STEPS = 20  # steps in a row before a stalled run is reported
+
+
+class SaturationWatch:
+    """Reports (once, as a log warning) a run that has stopped learning: the gradient norm at zero, or every keep
+    probability pinned at 0 or 1, for SATURATION_STEPS optimizer steps in a row. A saturated sigmoid has no
+    gradient left, so such a run goes on to its last step without a sign; the usual cause is a learning rate
+    that is too high with clipping off (e.g. train.lr=10 train.max_grad_norm=0)."""
+
+    def __init__(self, patience: int | None = None):
+        self.patience = patience if patience is not None else SATURATION_STEPS
+        self.streak, self.reported = 0, False
+
+    @staticmethod
+    def symptom(metrics: dict) -> str | None:
+        """What in one step's (global) metrics says the policy is saturated, or None."""
+        if metrics.get("grad_norm", 1.0) == 0.0:
+            return "the gradient norm is 0"
+        keep = metrics.get("keep_prob")
+        if keep is not None and (keep <= 1e-3 or keep >= 1 - 1e-3):
+            return f"the mean keep probability is {keep:.4g} (saturated)"
+        if metrics.get("kept_fraction", 0.5) >= 0.999:
+            return "the masks keep every token"
+        return None
+
+    def observe(self, step: int, metrics: dict) -> str | None:
+        """Feed one optimizer step's metrics; returns (and logs) the warning the first time the streak is long."""
+        found = self.symptom(metrics)
+        self.streak = self.streak + 1 if found else 0
+        if not found or self.reported or self.streak < self.patience:
+            return None
+        self.reported = True
+        text = (f"step {step}: {found} for {self.streak} steps in a row; the policy has saturated and learns "
+                "nothing more. Lower train.lr or set train.max_grad_norm (> 0), then start over with --force")
+        log.warning(text)
+        return text

@@ -1,6 +1,7 @@
 """Where a training run starts: fresh, or from a checkpoint that is readable and belongs to this very run.
 
-    --resume (none)  a fresh run; refused if the run folder already holds checkpoints, unless --force (deletes them)
+    --resume (none)  a fresh run; refused if the run folder holds an earlier run, unless --force (deletes what
+                     scorerl wrote there, nothing else); refused always when it holds files scorerl did not write
     --resume auto    the newest checkpoint that reads back intact; a corrupt newer one is reported and skipped
     --resume PATH    that checkpoint folder (or a run folder: its newest readable checkpoint)
 
@@ -11,13 +12,13 @@ saves). Anything else is refused with the keys named, unless forced.
 
 from __future__ import annotations
 
-import shutil
 import warnings
 from pathlib import Path
 
 from scorerl.config import TRAINING_SECTIONS, Config, computation_diffs, dotted_value
 from scorerl.errors import CheckpointError
 from scorerl.io import checkpoint as ckpt
+from scorerl.rl import run_folder
 
 
 def check_resume_config(saved: dict, new: dict, force: bool = False) -> list[str]:
@@ -60,17 +61,8 @@ def find_start(run_dir: Path, resume: str | None, force: bool, cfg: Config, acce
                say=print) -> ckpt.Checkpoint | None:
     """The checkpoint to continue from (None = fresh), checked against cfg; see the module docstring."""
     is_main = accelerator.is_main_process
-    if resume is None:
-        existing = ckpt.list_checkpoints(run_dir)
-        if existing and not force:
-            raise CheckpointError(f"{run_dir} already holds checkpoints (latest {existing[-1].name}): pass "
-                                  "--resume auto to continue that run, use another run.name, or --force to "
-                                  "start over (deletes its checkpoints)")
-        if existing and is_main:
-            say(f"--force: deleting the checkpoints and policy of {run_dir}")
-            shutil.rmtree(ckpt.checkpoints_dir(run_dir), ignore_errors=True)
-            shutil.rmtree(run_dir / "policy", ignore_errors=True)
-        accelerator.wait_for_everyone()
+    if resume is None:  # the folder is checked (and, with --force, cleared of scorerl's files) by the main process
+        run_folder.on_main(accelerator, lambda: run_folder.check_fresh(run_dir, force, say))
         return None
     rank = accelerator.process_index
     if resume == "auto":
@@ -79,6 +71,9 @@ def find_start(run_dir: Path, resume: str | None, force: bool, cfg: Config, acce
         accelerator.wait_for_everyone()
         if start is None:
             say(f"--resume auto: no checkpoint in {run_dir}; starting fresh")
+            # What an attempt that never reached a checkpoint left (its config.yaml, metrics.jsonl) is this run's
+            # own and is redone; anything scorerl did not write still stops the start.
+            run_folder.on_main(accelerator, lambda: run_folder.check_fresh(run_dir, True, say))
             return None
     else:
         path = Path(resume).expanduser()
@@ -96,4 +91,5 @@ def find_start(run_dir: Path, resume: str | None, force: bool, cfg: Config, acce
     diffs = check_resume_config(start.state.get("config", {}), cfg.to_dict(), force=force)
     if diffs:
         warnings.warn(f"resuming {start.path} with a changed config (forced): {', '.join(diffs)}")
+    run_folder.on_main(accelerator, lambda: run_folder.check_resumed(run_dir))
     return start

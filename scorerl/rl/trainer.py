@@ -36,7 +36,9 @@ from scorerl.io import state_codec as codec
 from scorerl.io.progress import ProgressBar
 from scorerl.rl.advantages import compute_advantages
 from scorerl.rl.curriculum import Curriculum
-from scorerl.rl.metrics import MetricsLogger, rollout_metrics, tracker_kwargs
+from scorerl.rl.metrics import MetricsLogger, SaturationWatch, rollout_metrics, tracker_kwargs
+from scorerl.rl import run_folder
+from scorerl.rl.run_folder import DATA_REPORT
 from scorerl.rl.resume import find_start
 from scorerl.rl.rewards import combine, kept_fraction
 from scorerl.rl.rollout import RolloutItem, collect
@@ -44,7 +46,6 @@ from scorerl.rl.sampler import ResumableSampler
 from scorerl.rl.update import reference_logits, update_loss
 
 log = logging.getLogger(__name__)
-DATA_REPORT = "data_report.json"
 
 # The names TRL users already read, then ours; every logged line has all of them.
 METRIC_NAMES = ("reward", "reward_std", "frac_reward_zero_std", "fidelity", "sparsity", "kept_fraction", "ce_base",
@@ -54,21 +55,31 @@ METRIC_NAMES = ("reward", "reward_std", "frac_reward_zero_std", "fidelity", "spa
 def train(cfg: Config, resume: str | None = None, force: bool = False) -> Path:
     """Train a SCORE policy as `cfg` says; returns the run folder (which holds policy/ when the run finished).
 
-    resume: None = a fresh run (refused if the run folder already has checkpoints, unless force, which deletes
-    them); `auto` = continue from the run's latest complete checkpoint, or start fresh if it has none; a PATH =
+    resume: None = a fresh run (refused if the run folder holds an earlier run, unless force, which deletes what
+    scorerl wrote there and nothing else; a folder holding files scorerl did not write is always refused); `auto` = continue from the run's latest complete checkpoint, or start fresh if it has none; a PATH =
     continue from that checkpoint folder. A config that differs from the checkpoint's in a key that changes the
     run is refused (the error names the keys) unless force.
     """
-    from accelerate.utils import set_seed
-
     run_dir = Path(cfg.run.output_dir).expanduser() / cfg.run.name
-    T = cfg.train
     atomic.ensure_writable_dir(run_dir.parent, "run.output_dir")  # before any work is spent
     if cfg.data.cache_dir:
         atomic.ensure_writable_dir(cfg.data.cache_dir, "data.cache_dir")
 
-    # ---- 1. accelerate: processes, gradient accumulation, mixed precision, trackers
+    # ---- 1. accelerate: processes, gradient accumulation, mixed precision, trackers; the run folder's lock,
+    #         held by the main process until the run ends, however it ends (rl/run_folder.py)
     accelerator = _make_accelerator(cfg, run_dir)
+    lock = run_folder.claim(run_dir, accelerator)
+    try:
+        return _train(cfg, run_dir, accelerator, resume, force)
+    finally:
+        run_folder.release(lock)
+
+
+def _train(cfg: Config, run_dir: Path, accelerator, resume: str | None, force: bool) -> Path:
+    """train() with the accelerator made and the run folder locked."""
+    from accelerate.utils import set_seed
+
+    T = cfg.train
     rank, world_size, is_main = accelerator.process_index, accelerator.num_processes, accelerator.is_main_process
 
     # ---- 2. where to start: a checkpoint (validated against this config) or nothing
@@ -112,7 +123,8 @@ def train(cfg: Config, resume: str | None = None, force: bool = False) -> Path:
     for stage, spec, used in ((1, cfg.data.stage1_manifest, uses_stage1), (2, cfg.data.stage2_manifest, True)):
         if used:
             path = resolve_manifest(spec)
-            stage_samples[stage], skipped = read_manifest(path, skip_bad=cfg.data.skip_bad)
+            # allow_empty: a stage left with no sample stops the run after the data report (_stop_if_empty)
+            stage_samples[stage], skipped = read_manifest(path, skip_bad=cfg.data.skip_bad, allow_empty=True)
             report[stage] = {"manifest": str(path), "skipped_lines": [{"line": n, "reason": r} for n, r in skipped]}
     if cfg.data.skip_bad and cfg.data.features != "store":  # every process screens alike: same samples everywhere
         stage_samples = _readable(cfg, stage_samples, report)
@@ -123,6 +135,7 @@ def train(cfg: Config, resume: str | None = None, force: bool = False) -> Path:
 
     cache = feature_source(cfg.data, env, resolve_env_path(cfg.env.path), cache_id=env_info["fingerprint"])
     stage_samples = _usable(cache, stage_samples, cfg.data.skip_bad)
+    _stop_if_empty(run_dir, stage_samples, report, cfg.data, cache, is_main)
     if T.precompute_features and cfg.data.features == "cache":
         _precompute(cache, [s for samples in stage_samples.values() for s in samples], accelerator)
     feature_dim = cache.get(stage_samples[2][0]).features.shape[-1]
@@ -163,6 +176,7 @@ def train(cfg: Config, resume: str | None = None, force: bool = False) -> Path:
     max_norm = T.max_grad_norm if T.max_grad_norm > 0 else math.inf  # inf: no clipping, but the norm is logged
     last_saved = start_step
     step = start_step  # optimizer steps finished
+    watch = SaturationWatch()  # a run whose policy saturated (no gradient left) is reported, not silent
     try:
         while step < T.max_steps:
             t_step = time.perf_counter()
@@ -213,6 +227,8 @@ def train(cfg: Config, resume: str | None = None, force: bool = False) -> Path:
                            **curriculum.metrics())
             curriculum.observe(step, metrics["reward"])  # the global mean: every process switches together
             step += 1
+            if is_main:
+                watch.observe(step, metrics)
 
             if step % T.log_every == 0 or step == T.max_steps:
                 logger.log(step, metrics)
@@ -360,9 +376,19 @@ def _readable(cfg: Config, stage_samples: dict, report: dict) -> dict:
     for stage, samples in stage_samples.items():
         out[stage], report[stage]["skipped_media"] = usable_media(samples, lambda s: load_clip(s, sampling),
                                                                   skip_bad=True)
-        if not out[stage]:
-            raise DataError(f"{report[stage]['manifest']}: no readable sample left (see {DATA_REPORT})")
     return out
+
+
+def _stop_if_empty(run_dir: Path, stage_samples: dict, report: dict, data, features, is_main: bool) -> None:
+    """DataError when a stage has no sample left to train on (every line bad or unreadable), after the data
+    report that says why each one was left out is written: the case that most needs it."""
+    empty = [stage for stage, samples in stage_samples.items() if not samples]
+    if not empty:
+        return
+    if is_main:
+        _write_data_report(run_dir, stage_samples, report, data, features)
+    raise DataError(f"{report[empty[0]]['manifest']}: no usable sample left for stage {empty[0]} (every line "
+                    f"skipped as bad or unreadable; reasons in {run_dir / DATA_REPORT})")
 
 
 def _write_data_report(run_dir: Path, stage_samples: dict, report: dict, data, features) -> None:

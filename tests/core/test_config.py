@@ -61,8 +61,10 @@ def test_cli_overrides_may_follow_options(monkeypatch, capsys):
 
     seen = {}
     monkeypatch.setattr(cli, "cmd_env_fit", lambda args: seen.update(out=args.out, overrides=args.overrides))
-    assert cli.main(["env", "fit", "run.yaml", "fit.steps=5", "--out", "DIR", "fit.lr=0.1", "fit.steps=7"]) == 0
-    assert seen == {"out": "DIR", "overrides": ["fit.steps=5", "fit.lr=0.1", "fit.steps=7"]}  # in order: last wins
+    assert cli.main(["env", "fit", "run.yaml", "fit.steps=5", "--out", "DIR", "fit.lr=0.1", "fit.seed=7"]) == 0
+    assert seen == {"out": "DIR", "overrides": ["fit.steps=5", "fit.lr=0.1", "fit.seed=7"]}  # in order
+    # A key given twice is refused wherever the second one stands (test_faults.py has the message).
+    assert cli.main(["env", "fit", "run.yaml", "fit.steps=5", "--out", "DIR", "fit.steps=7"]) == 2
     with pytest.raises(SystemExit):
         cli.main(["env", "fit", "run.yaml", "--out", "DIR", "--bogus"])
     assert "unrecognized arguments: --bogus" in capsys.readouterr().err

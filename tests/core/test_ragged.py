@@ -169,7 +169,7 @@ def test_ragged_data_trains_alike_from_cache_store_and_online(ragged_data, tmp_p
               f"run.output_dir={tmp_path}",
               "rl.group_size=4", "policy.hidden=16", "policy.positions=true", "curriculum.stage1_steps=2",
               "train.max_steps=5", "train.batch_size=2", "train.lr=0.05", f"data.cache_dir={tmp_path / 'cache'}"]
-    store = tmp_path / "store"
+    store = tmp_path / "feature_store"  # not tmp_path/store: that is the run folder of run("store")
     build_features(load_config(None, common), out=store, shard_size=2, progress=False)
 
     def run(name, *extra):

@@ -189,8 +189,9 @@ def test_bad_media_are_skipped_and_counted_or_named(assets, tmp_path):
     (data / "videos" / "v2.mp4").write_text("not a video")
     cfg_args = [f"data.stage2_manifest={data / 'train.jsonl'}", f"data.eval_manifest={data / 'train.jsonl'}",
                 "curriculum.stage1_steps=0"]
-    with pytest.raises(DataError, match=r"sample 'v2' \(line 3\): .*v2.mp4: not a readable video"):
+    with pytest.raises(DataError, match=r"train.jsonl:3 \(id 'v2'\): .*v2.mp4: not a readable video"):
         build_features(make_cfg(assets, *cfg_args), out=tmp_path / "a", shard_size=3, progress=False)
+    assert not (tmp_path / "a").exists()  # the failed build leaves no empty store behind
     report = build_features(make_cfg(assets, *cfg_args, "data.skip_bad=true"), out=tmp_path / "b", shard_size=3,
                             progress=False)
     assert report.samples == 6 and [s["id"] for s in report.skipped] == ["v2"]
