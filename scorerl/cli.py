@@ -15,7 +15,7 @@ from scorerl.errors import ScoreRLError
 EXAMPLES = """examples:
   scorerl config show configs/quickstart.yaml > shown.yaml      every field resolved, docs as comments
   scorerl train configs/quickstart.yaml train.max_steps=100      section.key=value overrides follow the config
-  accelerate launch --num_processes 2 -m scorerl train CONFIG   the same run on 2 processes
+  accelerate launch --multi_gpu --num_processes 2 -m scorerl train CONFIG   the same run on 2 processes
   scorerl eval configs/quickstart.yaml --policy runs/quickstart --out results/quickstart.json
   scorerl demo                                                   the whole path on the built-in world
 """
@@ -98,6 +98,14 @@ def cmd_env_fit(args):
     _done(f"fitted environment in {out} (fit record: {Path(out) / 'fit.json'})")
 
 
+def cmd_env_show(args):
+    from scorerl.envs import load_env
+    from scorerl.envs.show import describe, load_for_show
+
+    env_section, data = load_for_show(args.target, args.overrides)
+    print(describe(load_env(env_section), data, video=args.video))
+
+
 def cmd_env_tiny(args):
     from scorerl.envs.release_folder import describe_tiny_release, write_tiny_release
 
@@ -121,11 +129,14 @@ def cmd_eval(args):
     from scorerl.eval.harness import run_eval
     from scorerl.eval.report import eval_markdown, output_paths
 
+    from scorerl.config.loader import set_from_flag
+
     cfg = _load(args)
-    if args.methods:
-        cfg.eval.methods = args.methods
-    if args.ratios:
-        cfg.eval.ratios = args.ratios
+    # Checked like the config's own values, before any work; an empty `--methods ''` is refused, not ignored.
+    if args.methods is not None:
+        cfg.eval = set_from_flag(cfg.eval, "methods", args.methods, "--methods")
+    if args.ratios is not None:
+        cfg.eval = set_from_flag(cfg.eval, "ratios", args.ratios, "--ratios")
     if args.skip_bad:
         cfg.data.skip_bad = True
     result = run_eval(cfg, policy_dir=_policies(args.policy), out=args.out, manifest=args.manifest)
@@ -146,9 +157,11 @@ def cmd_bench(args):
     from scorerl.eval.bench import run_bench
     from scorerl.eval.report import bench_markdown, output_paths
 
+    from scorerl.config.loader import set_from_flag
+
     cfg = _load(args)
-    if args.ratios:
-        cfg.bench.ratios = args.ratios
+    if args.ratios is not None:
+        cfg.bench = set_from_flag(cfg.bench, "ratios", args.ratios, "--ratios")
     result = run_bench(cfg, out=args.out, policy_dir=args.policy)
     print(bench_markdown(result), end="")
     paths = output_paths(args.out)
@@ -235,7 +248,7 @@ def build_parser() -> argparse.ArgumentParser:
                                     "launch` each process builds its share of the shards; a rerun builds only "
                                     "the shards still missing. Train from it with data.features=store.",
                         epilog="examples:\n  scorerl data features configs/quickstart.yaml\n"
-                               "  accelerate launch --num_processes 8 -m scorerl data features CONFIG "
+                               "  accelerate launch --multi_gpu --num_processes 8 -m scorerl data features CONFIG "
                                "--manifest train.jsonl --out /data/store", formatter_class=raw)
     _add_config_args(q)
     q.add_argument("--manifest", action="append", default=None,
@@ -269,19 +282,31 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--force", action="store_true",
                    help="replace OUT if `scorerl env tiny` wrote it (a folder it did not write is never touched)")
     q.set_defaults(func=cmd_env_tiny)
+    q = esub.add_parser("show", help="the prompt, frame rule and visual-token count a model folder produces",
+                        description="Print the chat text the model folder's own template renders around a video, the "
+                                    "frame rule (a run config's data section; a bare folder: native size), the "
+                                    "processor settings, and with --video the frames and visual tokens of that clip.",
+                        epilog="examples:\n  scorerl env show /models/Qwen2.5-VL-7B-Instruct --video clip.mp4\n"
+                               "  scorerl env show configs/qwen2_5_vl_7b/stage2_video.yaml --video clip.mp4",
+                        formatter_class=raw)
+    q.add_argument("target", metavar="CONFIG_OR_FOLDER", help="a run config file or a model folder")
+    q.add_argument("overrides", nargs="*", metavar="section.key=value", help="config overrides (a config only)")
+    q.add_argument("--video", default=None, metavar="CLIP", help="a video file: its frames and visual-token count")
+    q.set_defaults(func=cmd_env_show)
 
     p = sub.add_parser("train", help="train a SCORE compression policy",
                        description="Train a SCORE policy; the run folder is run.output_dir/run.name.",
                        epilog="examples:\n  scorerl train configs/quickstart.yaml\n"
                               "  scorerl train configs/quickstart.yaml --resume auto     continue after a stop\n"
-                              "  accelerate launch --num_processes 2 -m scorerl train configs/quickstart.yaml",
+                              "  accelerate launch --multi_gpu --num_processes 2 -m scorerl train configs/quickstart.yaml",
                        formatter_class=raw)
     _add_config_args(p)
     p.add_argument("--resume", default=None,
                    help="auto (the run's newest intact checkpoint; fresh if none) | PATH of a checkpoint or run folder")
     p.add_argument("--force", action="store_true",
-                   help="without --resume: DELETE the run folder's checkpoints/ and policy/ and start over; "
-                        "with --resume: continue even though the config changes the run")
+                   help="without --resume: DELETE what scorerl wrote in the run folder (checkpoints/, policy/, "
+                        "metrics.jsonl, ...; never other files) and start over; with --resume: continue even though "
+                        "the config changes the run")
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("eval", help="accuracy of compression methods at keep ratios",
@@ -320,7 +345,8 @@ def build_parser() -> argparse.ArgumentParser:
                        epilog="example:\n  scorerl export runs/quickstart --out policies/quickstart",
                        formatter_class=raw)
     p.add_argument("run", help="run folder (its newest checkpoint, else its policy/) or checkpoint folder")
-    p.add_argument("--out", required=True, help="folder to write (replaced atomically if it exists)")
+    p.add_argument("--out", required=True, help="folder to write: new, empty, or an earlier export (replaced "
+                                                "atomically); a folder holding anything else is refused")
     p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("demo", help="the whole path on the built-in world: data, env fit, train, eval at 0.1",
@@ -357,9 +383,20 @@ def main(argv: list[str] | None = None) -> int:
     elif extra:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     try:
+        if getattr(args, "overrides", None):
+            from scorerl.config.loader import refuse_repeated
+
+            refuse_repeated(args.overrides)
         args.func(args)
     except ScoreRLError as e:
         print(f"scorerl: error: {e}", file=sys.stderr)
+        return 2
+    except OSError as e:
+        from scorerl.io.atomic import DISK_ERRNOS
+
+        if e.errno not in DISK_ERRNOS:  # a full disk, a read-only or forbidden place: one line, not a traceback
+            raise
+        print(f"scorerl: error: {e.filename or 'a file'}: {e.strerror}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("scorerl: interrupted", file=sys.stderr)

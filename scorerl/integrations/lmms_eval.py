@@ -1,23 +1,34 @@
-"""lmms-eval plugin: any scorerl environment (a local Qwen2.5-VL or LLaVA-OneVision folder) with a trained SCORE
-policy or a baseline at a keep ratio, evaluated by the harness this field reports with.
+"""lmms-eval plugin: a local Qwen2.5-VL or LLaVA-OneVision folder with a trained SCORE policy or a baseline at a
+keep ratio, evaluated by lmms-eval's own evaluator (docs/method.md, "lmms-eval").
 
-    pip install 'scorerl[lmms]' && pip install --no-deps lmms-eval==0.7.3
     python -m lmms_eval --model scorerl \\
         --model_args pretrained=/models/Qwen2.5-VL-7B-Instruct,arch=qwen2_5_vl,compressor=runs/quickstart/policy,ratio=0.1 \\
-        --tasks mvbench --batch_size 1
+        --tasks mvbench --batch_size 4
 
-It registers through lmms-eval's entry-points group `lmms_eval.models` (pyproject.toml), as a "simple" model.
-Each request's visual comes from the task's `doc_to_visual` (a video path, or an image as a static pseudo-video),
-is sampled by `num_frames`, or by `fps` up to `max_frames` (the real time between frames reaching the model's
-positions), sized by the model's own rule (`frame_size=0`, the default: native; `frame_size=N,keep_aspect=true`
-caps the longer side at N; `frame_size=N` alone squashes to N x N), encoded once by the frozen model, compressed by `compressor` (a policy folder, run or checkpoint; or a
-baseline name: uniform, random, pool, framediff, dycoke, dycoke_ttm+topk, vidcom2; `full` or ratio=1 keeps
-everything) and answered with the kept tokens at their original positions: `loglikelihood` scores the
-continuation by teacher forcing (one prefill), `generate_until` decodes greedily and cuts at the task's stops.
+Conventions, as lmms-eval's own models keep them:
+- `loglikelihood` returns (loss, is_greedy) per request: the MEAN negative log-likelihood of the continuation's
+  tokens (lmms-eval picks a multiple-choice answer by argmin), and whether greedy decoding gives it;
+- requests go `batch_size` at a time (one batched forward or `generate` per batch; generation requests are
+  grouped by their generation settings first);
+- a task's generation settings are honoured: max_new_tokens, temperature (0 = greedy, > 0 samples), do_sample,
+  top_p, top_k, num_beams, and `until` stop strings; anything the task leaves out comes from the folder's
+  generation_config.json, as with the model's own generate;
+- `generate_until_multi_round`: each round's context and visuals come from the task's doc_to_text.
+
+Visuals: a video path is sampled by `num_frames`, or by `fps` up to `max_frames` (the real time between frames
+reaching Qwen2.5-VL's positions), frames at the model's own size rule (`frame_size=0`, the default: native;
+`frame_size=N,keep_aspect=true` caps the longer side; `frame_size=N` alone squashes to N x N); an image becomes
+a static pseudo-video of `num_frames` frames, as scorerl's stage 1 trains on images. The compressor (a policy
+folder, run or checkpoint; or a baseline name) keeps `ratio` of each video's tokens at their original positions.
+
+lmms-eval 0.7.x turns every model output that is not text into a string (`unwrap_generation_output`), so no
+log-likelihood task can score ("too many values to unpack"); importing this module lets (number, bool) pairs
+through that function unchanged (`_pass_loglikelihood_pairs`; nothing changes where lmms-eval already does so).
 """
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -25,7 +36,6 @@ import torch
 
 try:
     from lmms_eval.api.model import lmms
-    from lmms_eval.models.registry_v2 import ModelManifest
 except ImportError as e:  # an optional dependency: say how to get it
     raise ImportError("the lmms-eval plugin needs lmms-eval: pip install 'scorerl[lmms]' && "
                       "pip install --no-deps lmms-eval==0.7.3") from e
@@ -33,15 +43,12 @@ except ImportError as e:  # an optional dependency: say how to get it
 from scorerl.config import EnvSection
 from scorerl.data.frames import FrameSampling, frame_factor_of, pseudo_video, read_clip, target_size
 from scorerl.envs import load_env
-from scorerl.export import ScoreCompressor
-from scorerl.types import ScoreRequest, VisualTokens
+from scorerl.integrations.hf_generate import compressed_generate, processor_like_inputs
+from scorerl.integrations.lmms_entry import MODEL_NAME, manifest
+from scorerl.integrations.patch import load_compressor, selector
+from scorerl.types import ScoreRequest
 
-MODEL_NAME = "scorerl"
-
-
-def manifest() -> ModelManifest:
-    """What lmms-eval's entry point loads: the model's name and class."""
-    return ModelManifest(model_id=MODEL_NAME, simple_class_path=f"{__name__}.ScoreRLModel")
+GREEDY = {"do_sample": False}  # the folder's sampling settings then play no part
 
 
 class ScoreRLModel(lmms):
@@ -55,72 +62,125 @@ class ScoreRLModel(lmms):
                  batch_size: int | str = 1, **unused) -> None:
         super().__init__()
         self.env = load_env(EnvSection(arch=arch, path=str(pretrained), device=device, dtype=dtype))
-        self.ratio, self.num_frames, self.frame_size = float(ratio), int(num_frames), int(frame_size)
+        self.ratio, self.num_frames = float(ratio), int(num_frames)
         # Frames as the model's own processor samples them (docs/data.md): by count, or by rate (fps > 0), counts
         # rounded to its temporal unit; frame_size 0 = native (the model's own resize rule alone).
         self.sampling = FrameSampling(num_frames=int(num_frames), size=int(frame_size), fps=float(fps),
                                       max_frames=int(max_frames), keep_aspect=str(keep_aspect).lower() == "true",
                                       timed=True, frame_factor=frame_factor_of(self.env))
         self.max_new_tokens = int(max_new_tokens)
-        self.compressor = self._compressor(str(compressor))
+        self.batch_size_per_gpu = max(1, int(batch_size)) if str(batch_size).isdigit() else 1  # "auto" -> 1
+        self.compressor = load_compressor(str(compressor))
+        self.select = selector(self.compressor, self.ratio)
         self.task_dict: dict = {}
-
-    @staticmethod
-    def _compressor(spec: str) -> ScoreCompressor:
-        if Path(spec).expanduser().is_dir():
-            return ScoreCompressor.from_pretrained(spec)
-        return ScoreCompressor.baseline(spec)
 
     # ---------------------------------------------------------------- requests
 
     def loglikelihood(self, requests) -> list[tuple[float, bool]]:
+        """(mean NLL of the continuation's tokens, whether greedy decoding gives them) per request."""
         out = []
-        for req in requests:
-            context, target, doc_to_visual, doc_id, task, split = req.args
-            doc = self.task_dict[task][split][doc_id]
-            continuation = target(doc) if callable(target) else target
-            request = self._request(doc_to_visual(doc), context, continuation)
-            (logp, greedy), = self.env.token_logprobs([request], with_greedy=True)
-            out.append((float(logp.sum()), bool(greedy.all())))
+        for batch in _chunks([r.args for r in requests], self.batch_size_per_gpu):
+            scored = []
+            for context, target, doc_to_visual, doc_id, task, split in batch:
+                doc = self.task_dict[task][split][doc_id]
+                continuation = target(doc) if callable(target) else target
+                scored.append(self._request(doc_to_visual(doc), context, continuation))
+            with torch.inference_mode():
+                for logp, greedy in self.env.token_logprobs(scored, with_greedy=True):  # logp [n], greedy [n]
+                    out.append((float(-logp.float().mean()), bool(greedy.all())))
         return out
 
     def generate_until(self, requests) -> list[str]:
-        out = []
-        for req in requests:
-            context, gen_kwargs, doc_to_visual, doc_id, task, split = req.args
-            request = self._request(doc_to_visual(self.task_dict[task][split][doc_id]), context, "")
-            text = self.env.generate(request, max_new_tokens=int(gen_kwargs.get("max_new_tokens", self.max_new_tokens)))
-            out.append(cut_at_stops(text, gen_kwargs.get("until", [])))
+        """Batches of requests with the same generation settings, each one compressed `generate` call."""
+        args = [r.args for r in requests]
+        out: list[str | None] = [None] * len(args)
+        groups: dict[str, list[int]] = {}
+        for i, (_, gen_kwargs, *_rest) in enumerate(args):
+            groups.setdefault(json.dumps(gen_kwargs, sort_keys=True, default=str), []).append(i)
+        for indices in groups.values():
+            for batch in _chunks(indices, self.batch_size_per_gpu):
+                items = []
+                for i in batch:
+                    context, gen_kwargs, doc_to_visual, doc_id, task, split = args[i]
+                    items.append((doc_to_visual(self.task_dict[task][split][doc_id]), context))
+                for i, text in zip(batch, self._generate(items, args[batch[0]][1])):
+                    out[i] = text
         return out
 
-    def generate_until_multi_round(self, requests) -> list[str]:
-        raise NotImplementedError("scorerl's lmms-eval model answers single-round tasks")
+    def generate_until_multi_round(self, requests) -> list[list[str]]:
+        """Per request, every round's answer: round 0 from the request, later rounds from the task's
+        doc_to_text(doc, previous_output=..., round_idx=..., previous_round_info=...) until it says stop."""
+        out = []
+        for context, gen_kwargs, doc_to_visual, doc_to_text, doc_id, task, split in (r.args for r in requests):
+            doc = self.task_dict[task][split][doc_id]
+            visuals, answers, info = doc_to_visual(doc), [], None
+            for round_idx in range(1, 1000):
+                answers.append(self._generate([(visuals, context)], gen_kwargs)[0])
+                visuals, context, stop, answers, info = doc_to_text(doc, previous_output=answers,
+                                                                    round_idx=round_idx, previous_round_info=info)
+                answers = list(answers)
+                if stop:
+                    break
+            out.append(answers)
+        return out
+
+    # ---------------------------------------------------------------- generation
+
+    def _generate(self, items: list[tuple], gen_kwargs: dict) -> list[str]:
+        """Texts answering (visuals, context) items in one compressed `generate` call, cut at the stops."""
+        options, until = generation_options(gen_kwargs, self.max_new_tokens)
+        clips = [self._frames(visuals) for visuals, _ in items]
+        inputs = processor_like_inputs(self.env, [frames for frames, _ in clips], [context for _, context in items],
+                                       seconds_per_frame=[spf for _, spf in clips])
+        with torch.inference_mode():
+            new = compressed_generate(self.env.model, inputs, self.select, **options)  # [B, n] new tokens only
+        texts = self.env.tokenizer.batch_decode(new, skip_special_tokens=True)
+        return [cut_at_stops(text, until) for text in texts]
 
     # ---------------------------------------------------------------- visuals
 
     def _request(self, visuals, context: str, target: str) -> ScoreRequest:
-        tokens = self._encode(visuals)
-        keep = None
-        if self.ratio < 1 and self.compressor.name != "full":
-            keep = self.compressor.keep_mask(tokens.features.float(), self.ratio, tokens.grid)
-        return ScoreRequest(tokens, context, target=target, keep=keep)
+        frames, seconds_per_frame = self._frames(visuals)
+        with torch.inference_mode():
+            tokens = self.env.encode(frames, seconds_per_frame=seconds_per_frame)
+        keep = self.select(tokens.features, tokens.grid)  # bool [T, N]
+        return ScoreRequest(tokens, context, target=target, keep=None if bool(keep.all()) else keep.cpu())
 
-    def _encode(self, visuals) -> VisualTokens:
-        """The first visual of a doc (a video path, or an image as a static pseudo-video) -> its tokens."""
+    def _frames(self, visuals) -> tuple[np.ndarray, float | None]:
+        """The first visual of a doc -> (uint8 frames [F, H, W, 3], seconds between frames or None)."""
         if not visuals:
             raise ValueError("scorerl's lmms-eval model needs a visual per doc (doc_to_visual returned none)")
-        first, seconds_per_frame = visuals[0], None
+        first = visuals[0]
         if isinstance(first, (str, Path)):
             clip = read_clip(first, self.sampling)
-            frames, seconds_per_frame = clip.frames, clip.seconds_per_frame
-        else:  # a PIL image (image tasks): sized as video frames are (frame_size 0 keeps its own size)
-            image = first.convert("RGB")
-            height, width = target_size(image.height, image.width, self.sampling.size, self.sampling.keep_aspect)
-            if (image.height, image.width) != (height, width):
-                image = image.resize((width, height))
-            frames = pseudo_video(np.asarray(image, dtype=np.uint8), self.num_frames)
-        with torch.inference_mode():
-            return self.env.encode(frames, seconds_per_frame=seconds_per_frame)
+            return clip.frames, clip.seconds_per_frame
+        image = first.convert("RGB")  # a PIL image: sized as video frames are (frame_size 0 keeps its own size)
+        height, width = target_size(image.height, image.width, self.sampling.size, self.sampling.keep_aspect)
+        if (image.height, image.width) != (height, width):
+            image = image.resize((width, height))
+        return pseudo_video(np.asarray(image, dtype=np.uint8), self.num_frames), None
+
+
+def generation_options(gen_kwargs: dict, max_new_tokens: int) -> tuple[dict, list[str]]:
+    """(generate options, stop strings) of a task's generation settings, as lmms-eval's own models read them:
+    temperature 0 (or do_sample false) decodes greedily, temperature > 0 samples at it; what the task leaves out
+    stays the folder's generation_config.json."""
+    gen = dict(gen_kwargs or {})
+    until = gen.pop("until", None)
+    until = [until] if isinstance(until, str) else list(until or [])
+    options = {"max_new_tokens": int(gen.pop("max_new_tokens", max_new_tokens))}
+    temperature = gen.pop("temperature", None)
+    sample = gen.pop("do_sample", None)
+    if sample is None and temperature is not None:
+        sample = float(temperature) > 0
+    if sample is False:
+        options.update(GREEDY)
+    elif sample:
+        options.update(do_sample=True, **({"temperature": float(temperature)} if temperature else {}))
+    for key, cast in (("top_p", float), ("top_k", int), ("num_beams", int)):
+        if gen.get(key) is not None and (sample or key == "num_beams"):
+            options[key] = cast(gen[key])
+    return options, until
 
 
 def cut_at_stops(text: str, until) -> str:
@@ -129,3 +189,43 @@ def cut_at_stops(text: str, until) -> str:
         if stop and stop in text:
             text = text[:text.index(stop)]
     return text
+
+
+def _chunks(items: list, size: int) -> list[list]:
+    return [items[i:i + size] for i in range(0, len(items), size)]
+
+
+def _pass_loglikelihood_pairs() -> None:
+    """lmms-eval 0.7.x: its evaluator stores `unwrap_generation_output(x)[0]` as each response, and that
+    function turns anything but text into `str(x)`, so a log-likelihood (loss, is_greedy) pair reaches the task
+    as "(1.2, True)" and every multiple-choice task fails. Wrap it so such pairs pass unchanged (checked first:
+    a version that already passes them is left alone)."""
+    try:
+        from lmms_eval import evaluator
+    except ImportError:
+        return
+    unwrap = getattr(evaluator, "unwrap_generation_output", None)
+    if unwrap is None or getattr(unwrap, "scorerl_passes_pairs", False) or unwrap((1.0, True))[0] == (1.0, True):
+        return
+
+    def passing(output):
+        if isinstance(output, (tuple, list)) and len(output) == 2 and isinstance(output[0], (int, float)) \
+                and isinstance(output[1], (bool, np.bool_)):
+            return tuple(output), None
+        return unwrap(output)
+
+    passing.scorerl_passes_pairs = True
+    evaluator.unwrap_generation_output = passing
+
+
+def _register() -> None:
+    """Register `--model scorerl` in lmms-eval's registry now, whatever was imported first (the entry point
+    registers it too, where the package is installed)."""
+    from lmms_eval.models import MODEL_REGISTRY_V2
+
+    MODEL_REGISTRY_V2.register_manifest(manifest(), overwrite=True)
+
+
+_pass_loglikelihood_pairs()
+_register()
+__all__ = ["MODEL_NAME", "ScoreRLModel", "cut_at_stops", "generation_options", "manifest"]
