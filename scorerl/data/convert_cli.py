@@ -1,7 +1,7 @@
 """The command line of the converters: `scorerl data convert --from FORMAT SRC --out MANIFEST [options]`
 (also `python data_pipelines/convert.py ...`), a video-QA data set's annotation file -> manifest v2.
 
-Formats (each reader's docstring in scorerl/data/convert.py lists the columns it expects):
+Formats (each reader's docstring in scorerl/data/convert/<format>.py lists the columns it expects):
   nextqa       NExT-QA train/val/test.csv; --map map_vid_vidorID.json, --video-root NExTVideo/
   mvbench      MVBench json/<task>.json, or the json/ folder; --video-root MVBench/video/ (task folders added)
   videomme     Video-MME videomme/test-*.parquet; --video-root the folder of <videoID>.mp4

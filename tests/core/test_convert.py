@@ -1,4 +1,4 @@
-"""Converters (scorerl/data/convert.py, scorerl/data/convert_cli.py): small files in each public layout -> manifest v2
+"""Converters (scorerl/data/convert/, scorerl/data/convert_cli.py): small files in each public layout -> manifest v2
 lines, checked field by field and read back by read_manifest."""
 
 from __future__ import annotations
