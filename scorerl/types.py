@@ -24,7 +24,8 @@ class VisualTokens:
 
     @property
     def shape(self) -> tuple[int, int, int]:
-        return tuple(self.features.shape)
+        T, N, D = self.features.shape
+        return int(T), int(N), int(D)
 
     @property
     def token_count(self) -> int:

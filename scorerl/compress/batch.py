@@ -12,9 +12,14 @@ order t * N_b + i of the sample are unchanged when its slice [b, :T_b, :N_b] is 
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
+
+if TYPE_CHECKING:
+    from scorerl.types import VisualTokens
 
 
 @dataclass(frozen=True)
@@ -24,7 +29,7 @@ class TokenBatch:
     features: tuple[torch.Tensor, ...]  # B tensors [T_b, N_b, D]
     grids: tuple[tuple[int, int], ...]  # (rows_b, cols_b), rows_b * cols_b == N_b
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         if not self.features:
             raise ValueError("a TokenBatch needs at least one sample")
         widths = {f.shape[-1] for f in self.features}
@@ -37,10 +42,10 @@ class TokenBatch:
                 raise ValueError(f"grid {(rows, cols)} does not match N={f.shape[1]} tokens per unit")
 
     @classmethod
-    def of(cls, visuals) -> "TokenBatch":
+    def of(cls, visuals: Iterable[VisualTokens]) -> "TokenBatch":
         """From VisualTokens (anything with .features [T, N, D] and .grid)."""
         visuals = list(visuals)
-        return cls(tuple(v.features for v in visuals), tuple(tuple(v.grid) for v in visuals))
+        return cls(tuple(v.features for v in visuals), tuple((*v.grid,) for v in visuals))  # (*g,) == tuple(g)
 
     def __len__(self) -> int:
         return len(self.features)
@@ -75,7 +80,7 @@ class TokenBatch:
         return [t * n for t, n in self.shapes]
 
 
-def pad_stack(parts: list[torch.Tensor], shape: tuple[int, int], value=0) -> torch.Tensor:
+def pad_stack(parts: list[torch.Tensor], shape: tuple[int, int], value: float = 0) -> torch.Tensor:
     """Per-sample tensors [..., T_b, N_b] -> [B, ..., T, N], each padded at the end of its last two axes."""
     T, N = shape
     return torch.stack([torch.nn.functional.pad(p, (0, N - p.shape[-1], 0, T - p.shape[-2]), value=value)

@@ -12,6 +12,7 @@ import dataclasses
 import json
 import math
 from pathlib import Path
+from typing import NoReturn
 
 import torch
 import torch.nn as nn
@@ -43,7 +44,8 @@ class TokenPolicy(nn.Module):
             if j < len(widths) - 2:
                 layers.append(nn.GELU())
         self.mlp = nn.Sequential(*layers)
-        last = self.mlp[-1]
+        last = layers[-1]
+        assert isinstance(last, nn.Linear)
         with torch.no_grad():
             last.weight.mul_(_LAST_LAYER_SCALE)
             last.bias.fill_(math.log(config.rho_init / (1 - config.rho_init)))  # logit(rho_init)
@@ -56,7 +58,8 @@ class TokenPolicy(nn.Module):
         """Keep logits [...] of states h [..., S]."""
         if h.shape[-1] != self.state_dim:
             raise ValueError(f"state width {h.shape[-1]} != policy state_dim {self.state_dim}")
-        return self.mlp(h).squeeze(-1)
+        logits: torch.Tensor = self.mlp(h).squeeze(-1)
+        return logits
 
     def keep_prob(self, h: torch.Tensor) -> torch.Tensor:
         """Keep probabilities p [...] = sigmoid(logits) of states h [..., S]."""
@@ -71,7 +74,7 @@ class TokenPolicy(nn.Module):
             if not torch.isfinite(t).all():
                 raise CheckpointError(f"{where}: weight {name} is not finite (NaN or inf); refusing to use it")
 
-    def save_pretrained(self, directory) -> Path:
+    def save_pretrained(self, directory: str | Path) -> Path:
         """Write policy.safetensors + policy_config.json into directory (created if needed); a non-finite policy
         is refused."""
         from safetensors.torch import save
@@ -96,7 +99,7 @@ class TokenPolicy(nn.Module):
         return directory
 
     @classmethod
-    def from_pretrained(cls, directory, device: str | torch.device = "cpu") -> "TokenPolicy":
+    def from_pretrained(cls, directory: str | Path, device: str | torch.device = "cpu") -> "TokenPolicy":
         """Rebuild a policy from a save_pretrained folder; reads only JSON and safetensors."""
         from safetensors.torch import load_file
 
@@ -139,13 +142,13 @@ class TokenPolicy(nn.Module):
 def parameter_shapes(feature_dim: int, config: PolicySection) -> dict[str, tuple[int, ...]]:
     """The shape of every weight of TokenPolicy(feature_dim, config), by name, computed without building it."""
     widths = [state_dim(feature_dim, config)] + [config.hidden] * (config.layers - 1) + [1]
-    shapes = {}
+    shapes: dict[str, tuple[int, ...]] = {}
     for j, (a, b) in enumerate(zip(widths[:-1], widths[1:])):
         shapes[f"mlp.{2 * j}.weight"], shapes[f"mlp.{2 * j}.bias"] = (b, a), (b,)  # GELUs sit at the odd indices
     return shapes
 
 
-def check_shapes(expected: dict[str, tuple], found: dict[str, tuple], where: str) -> None:
+def check_shapes(expected: dict[str, tuple[int, ...]], found: dict[str, tuple[int, ...]], where: str) -> None:
     """CheckpointError naming `where` unless the weights found have exactly the expected names and shapes."""
     missing, unexpected = sorted(set(expected) - set(found)), sorted(set(found) - set(expected))
     if missing or unexpected:
@@ -168,22 +171,26 @@ def _header_shapes(path: Path) -> dict[str, tuple[int, ...]]:
         raise CheckpointError(f"{path}: cannot read safetensors: {e}") from None
 
 
-def policy_section(fields, path: Path) -> PolicySection:
+def policy_section(fields: object, path: Path) -> PolicySection:
     """PolicySection from the JSON `policy` mapping, checked like a config file; errors name the file."""
     from scorerl.config.loader import build_section
 
-    def fail(key, msg):
+    def fail(key: str, msg: str) -> NoReturn:
         raise CheckpointError(f"{path}: {key}: {msg}")
 
     if not isinstance(fields, dict):
         fail("policy", "must be a mapping of PolicySection fields")
-    return build_section(PolicySection, fields, "policy.", fail)
+    section: PolicySection = build_section(PolicySection, fields, "policy.", fail)
+    return section
 
 
 def unwrap(policy: nn.Module) -> "TokenPolicy":
     """The TokenPolicy inside an accelerate / DDP / DeepSpeed wrapper (for its config; never for the forward)."""
-    while hasattr(policy, "module"):
-        policy = policy.module
+    while not isinstance(policy, TokenPolicy):
+        inner = getattr(policy, "module", None)
+        if not isinstance(inner, nn.Module):
+            raise TypeError(f"not a TokenPolicy, nor a wrapper of one: {type(policy).__name__}")
+        policy = inner
     return policy
 
 
@@ -200,7 +207,8 @@ def keep_logits(policy: nn.Module, v: torch.Tensor, grid: tuple[int, int] | None
         raise ValueError(f"features have width D={v.shape[-1]}, the policy was built for D={core.feature_dim}")
     h = state_from_config(v.float(), core.config, grid)  # [..., T, N, S]
     param = next(core.parameters())
-    return policy(h.to(device=param.device, dtype=param.dtype))  # [..., T, N]
+    logits: torch.Tensor = policy(h.to(device=param.device, dtype=param.dtype))  # [..., T, N]
+    return logits
 
 
 def batch_keep_logits(policy: nn.Module, batch: TokenBatch) -> torch.Tensor:

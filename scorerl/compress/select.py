@@ -6,10 +6,11 @@ Shapes: logits / scores [..., T, N] (leading dims optional), masks bool.
 
 from __future__ import annotations
 
+from typing import Literal, overload
 
 import torch
 
-from scorerl.budget import num_keep  # noqa: F401  (re-exported: the compressors' budget rule)
+from scorerl.budget import num_keep as num_keep  # re-exported: the compressors' budget rule
 
 
 def _top_order(scores_flat: torch.Tensor) -> torch.Tensor:
@@ -17,8 +18,17 @@ def _top_order(scores_flat: torch.Tensor) -> torch.Tensor:
     return torch.argsort(scores_flat, dim=-1, descending=True, stable=True)
 
 
+@overload
 def sample_masks(logits: torch.Tensor, K: int, generator: torch.Generator | None = None, min_keep: int = 1,
-                 return_num_guarded: bool = False):
+                 return_num_guarded: Literal[False] = False) -> torch.Tensor: ...
+@overload
+def sample_masks(logits: torch.Tensor, K: int, generator: torch.Generator | None = None, min_keep: int = 1, *,
+                 return_num_guarded: Literal[True]) -> tuple[torch.Tensor, int]: ...
+@overload
+def sample_masks(logits: torch.Tensor, K: int, generator: torch.Generator | None = None, min_keep: int = 1,
+                 return_num_guarded: bool = False) -> torch.Tensor | tuple[torch.Tensor, int]: ...
+def sample_masks(logits: torch.Tensor, K: int, generator: torch.Generator | None = None, min_keep: int = 1,
+                 return_num_guarded: bool = False) -> torch.Tensor | tuple[torch.Tensor, int]:
     """K independent Bernoulli masks per video: logits [..., T, N] -> masks bool [..., K, T, N].
 
     Token (t, i) of mask k is kept with probability sigmoid(logits[t, i]), independently.

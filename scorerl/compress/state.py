@@ -8,8 +8,13 @@ Every function accepts extra leading batch dims: v [..., T, N, D] -> h [..., T, 
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 import torch.nn.functional as F
+
+if TYPE_CHECKING:
+    from scorerl.config.schema import PolicySection
 
 _EPS = 1e-5  # keeps the norms finite for an all-zero vector (e.g. the residual of a static pseudo-video)
 
@@ -45,7 +50,8 @@ def _normalise(x: torch.Tensor, norm: str, scale_of: torch.Tensor | None = None)
         centred = x - x.mean(dim=-1, keepdim=True)
         return centred / torch.sqrt(ref.var(dim=-1, unbiased=False, keepdim=True) + _EPS)
     if norm == "l2":
-        return x / ref.norm(dim=-1, keepdim=True).clamp_min(_EPS)
+        length: torch.Tensor = ref.norm(dim=-1, keepdim=True).clamp_min(_EPS)
+        return x / length
     raise ValueError(f"norm must be layer, l2 or none, not {norm!r}")
 
 
@@ -107,12 +113,12 @@ def state_width(feature_dim: int, surprise_scalar: bool = False, positions: bool
     return (1 + int(residual)) * feature_dim + int(surprise_scalar) + 3 * int(positions)
 
 
-def state_dim(feature_dim: int, cfg) -> int:
+def state_dim(feature_dim: int, cfg: PolicySection) -> int:
     """State width S for a PolicySection cfg."""
     return state_width(feature_dim, cfg.surprise_scalar, cfg.positions, cfg.residual)
 
 
-def state_from_config(v: torch.Tensor, cfg, grid: tuple[int, int] | None = None) -> torch.Tensor:
+def state_from_config(v: torch.Tensor, cfg: PolicySection, grid: tuple[int, int] | None = None) -> torch.Tensor:
     """surprise_state with every option read from a PolicySection cfg: v [..., T, N, D] -> h [..., T, N, S]."""
     return surprise_state(
         v,

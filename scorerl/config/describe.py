@@ -13,16 +13,20 @@ import yaml
 from scorerl.config.schema import Config, section_types
 
 
-def field_docs(cls) -> dict[str, str]:
+def field_docs(cls: type) -> dict[str, str]:
     """The doc under each dataclass field (the string literal that follows it in the source)."""
     try:
         tree = ast.parse(inspect.getsource(cls))
     except (OSError, TypeError):
         return {}
-    body = tree.body[0].body
-    docs = {}
+    first = tree.body[0]
+    if not isinstance(first, ast.ClassDef):
+        return {}
+    body = first.body
+    docs: dict[str, str] = {}
     for node, nxt in zip(body, body[1:]):
-        if isinstance(node, ast.AnnAssign) and isinstance(nxt, ast.Expr) and isinstance(nxt.value, ast.Constant):
+        if (isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name) and isinstance(nxt, ast.Expr)
+                and isinstance(nxt.value, ast.Constant)):
             docs[node.target.id] = inspect.cleandoc(str(nxt.value.value))
     return docs
 
@@ -43,7 +47,7 @@ def describe(config: Config) -> str:
     return "\n".join(out) + "\n"
 
 
-def _rules_text(kind, f: dataclasses.Field) -> str:
+def _rules_text(kind: Any, f: dataclasses.Field[Any]) -> str:
     """`[choices: a | b]` for a Literal (or a list of one), `[range: > 0, <= 1]` for declared bounds."""
     args = typing.get_args(kind)
     if typing.get_origin(kind) is list and args:
@@ -59,13 +63,13 @@ def _rules_text(kind, f: dataclasses.Field) -> str:
 
 def _flow(value: Any) -> str:
     """One value as single-line YAML (a string that YAML would read as something else is quoted)."""
-    dumped = yaml.safe_dump(value, default_flow_style=True, width=10_000).strip()
+    dumped: str = yaml.safe_dump(value, default_flow_style=True, width=10_000).strip()
     return dumped.removesuffix("\n...").removesuffix("...").strip()
 
 
-def diff_configs(a: dict, b: dict, prefix: str = "") -> list[str]:
+def diff_configs(a: dict[str, Any], b: dict[str, Any], prefix: str = "") -> list[str]:
     """Dotted keys whose values differ between two config dicts."""
-    keys = []
+    keys: list[str] = []
     for k in sorted(set(a) | set(b)):
         va, vb = a.get(k), b.get(k)
         if isinstance(va, dict) and isinstance(vb, dict):
@@ -75,7 +79,7 @@ def diff_configs(a: dict, b: dict, prefix: str = "") -> list[str]:
     return keys
 
 
-def computation_diffs(saved: dict, new: dict, sections: tuple[str, ...]) -> list[str]:
+def computation_diffs(saved: dict[str, Any], new: dict[str, Any], sections: tuple[str, ...]) -> list[str]:
     """Dotted keys of `sections` that differ between two config dicts and change what a run computes: fields
     declared `inert` (how long it runs, where it logs or saves) and every other section are left out, and so are
     keys the schema gained or lost since `saved` was written while they hold the value that computes as before (a
@@ -83,7 +87,7 @@ def computation_diffs(saved: dict, new: dict, sections: tuple[str, ...]) -> list
     from scorerl.config.loader import REMOVED_NEUTRAL
 
     types = section_types()
-    diffs = []
+    diffs: list[str] = []
     for name in sections:
         a, b = saved.get(name, {}), new.get(name, {})
         a, b = a if isinstance(a, dict) else {}, b if isinstance(b, dict) else {}
@@ -101,7 +105,7 @@ def computation_diffs(saved: dict, new: dict, sections: tuple[str, ...]) -> list
     return diffs
 
 
-def _default(f) -> Any:
+def _default(f: dataclasses.Field[Any] | None) -> Any:
     if f is None:
         return object()  # equal to nothing
     if f.default is not dataclasses.MISSING:
@@ -109,7 +113,7 @@ def _default(f) -> Any:
     return f.default_factory() if f.default_factory is not dataclasses.MISSING else object()
 
 
-def dotted_value(cfg: dict, key: str):
+def dotted_value(cfg: dict[str, Any], key: str) -> Any:
     """The value at a dotted key of a config dict, or `<absent>`."""
     node: Any = cfg
     for part in key.split("."):

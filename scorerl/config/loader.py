@@ -12,8 +12,9 @@ import difflib
 import math
 import re
 import typing
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import yaml
 
@@ -21,12 +22,14 @@ from scorerl.config.schema import Config, section_types
 from scorerl.errors import ConfigError
 
 COMMAND_LINE = -1  # the "line" of a key that came from an override
+# Reports a broken rule as (dotted key, message); never returns (raises ConfigError).
+Fail = Callable[[str, str], NoReturn]
 
 
-def load_config(path: str | Path | None = None, overrides: list[str] = ()) -> Config:
+def load_config(path: str | Path | None = None, overrides: Sequence[str] = ()) -> Config:
     """Read a YAML run file (or start from defaults when path is None), apply `a.b=value` overrides, check all."""
     source = str(path) if path is not None else "<defaults>"
-    data: dict = {}
+    data: dict[str, Any] = {}
     lines: dict[str, int] = {}
     if path is not None:
         data, lines = _read_yaml(Path(path))
@@ -52,11 +55,11 @@ def refuse_repeated(overrides: list[str]) -> None:
         given[key] = item
 
 
-def config_from_dict(data: dict, source: str = "<dict>", lines: dict[str, int] | None = None) -> Config:
+def config_from_dict(data: dict[str, Any], source: str = "<dict>", lines: dict[str, int] | None = None) -> Config:
     """A Config from nested plain data, checked like a file; errors name `source` (and the line when known)."""
     lines = lines or {}
 
-    def fail(key: str, msg: str):
+    def fail(key: str, msg: str) -> NoReturn:
         line = lines.get(key)
         where = "command line" if line == COMMAND_LINE else (
             f"{source}, line {line + 1}" if line is not None else source)
@@ -65,7 +68,7 @@ def config_from_dict(data: dict, source: str = "<dict>", lines: dict[str, int] |
     if not isinstance(data, dict):
         raise ConfigError(f"{source}: the top level must be a mapping of sections, got {type(data).__name__}")
     types = section_types()
-    sections = {}
+    sections: dict[str, Any] = {}
     for name, value in data.items():
         if name not in types:
             _unknown(str(name), list(types), "", fail, hint=" (a client's section needs its package imported, "
@@ -74,13 +77,13 @@ def config_from_dict(data: dict, source: str = "<dict>", lines: dict[str, int] |
     return Config(**sections)
 
 
-def build_section(cls, data: Any, prefix: str, fail):
+def build_section(cls: type, data: Any, prefix: str, fail: Fail) -> Any:
     """One section dataclass from a mapping: known keys, coerced types, declared rules, then its validate()."""
     if not isinstance(data, dict):
         fail(prefix.rstrip("."), f"must be a mapping, got {type(data).__name__}")
     fields = {f.name: f for f in dataclasses.fields(cls)}
     hints = typing.get_type_hints(cls)
-    kwargs = {}
+    kwargs: dict[str, Any] = {}
     for key, value in data.items():
         dotted = prefix + str(key)
         if key not in fields:
@@ -92,7 +95,7 @@ def build_section(cls, data: Any, prefix: str, fail):
     return obj
 
 
-def check_value(value, f: dataclasses.Field, dotted: str, fail):
+def check_value(value: Any, f: dataclasses.Field[Any], dotted: str, fail: Fail) -> Any:
     """Apply a field's declared rules (ranges, pattern; `items` for each list item) to a coerced value."""
     rules = f.metadata.get("rules", {})
     items = rules.get("items")
@@ -103,7 +106,7 @@ def check_value(value, f: dataclasses.Field, dotted: str, fail):
     return value
 
 
-def _check_rules(value, rules: dict, dotted: str, fail) -> None:
+def _check_rules(value: Any, rules: dict[str, Any], dotted: str, fail: Fail) -> None:
     bounds = (("ge", ">=", lambda v, b: v >= b), ("gt", ">", lambda v, b: v > b),
               ("le", "<=", lambda v, b: v <= b), ("lt", "<", lambda v, b: v < b))
     if isinstance(value, (int, float)) and not isinstance(value, bool):
@@ -135,7 +138,7 @@ REMOVED = {
 REMOVED_NEUTRAL = {"train.deepspeed_config": ""}
 
 
-def _unknown(key: str, valid: list[str], prefix: str, fail, hint: str = ""):
+def _unknown(key: str, valid: list[str], prefix: str, fail: Fail, hint: str = "") -> NoReturn:
     if prefix + key in REMOVED:
         fail(prefix + key, REMOVED[prefix + key])
     near = difflib.get_close_matches(key, valid, n=1, cutoff=0.5)
@@ -147,11 +150,11 @@ class _Override:
     """A command-line value: its text as typed, and that text read as YAML. A str field takes the text (so
     `run.name=yes` is the name "yes", not True); every other field takes the YAML reading."""
 
-    def __init__(self, text: str, parsed):
+    def __init__(self, text: str, parsed: Any) -> None:
         self.text, self.parsed = text, parsed
 
 
-def _coerce(value, kind, dotted, fail):
+def _coerce(value: Any, kind: Any, dotted: str, fail: Fail) -> Any:
     """value as the declared type (int, float, bool, str, Literal[...], list[...], dict) or fail naming it."""
     if isinstance(value, _Override):
         value = value.text if kind is str else value.parsed
@@ -195,8 +198,8 @@ class _StrictLoader(yaml.SafeLoader):
     """SafeLoader that refuses a key given twice in one mapping (plain YAML keeps the last one silently)."""
 
 
-def _construct_mapping(loader, node, deep=False):
-    seen: dict = {}
+def _construct_mapping(loader: _StrictLoader, node: Any, deep: bool = False) -> Any:
+    seen: dict[Any, int] = {}
     for key_node, _ in node.value:
         key = loader.construct_object(key_node, deep=deep)
         if key in seen:
@@ -209,7 +212,7 @@ def _construct_mapping(loader, node, deep=False):
 _StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
 
 
-def _read_yaml(path: Path) -> tuple[dict, dict[str, int]]:
+def _read_yaml(path: Path) -> tuple[dict[str, Any], dict[str, int]]:
     """(data, {dotted key: 0-based line}) of a YAML run file; ConfigError naming the file otherwise."""
     if not path.is_file():
         raise ConfigError(f"{path}: config file not found")
@@ -237,7 +240,7 @@ def _read_yaml(path: Path) -> tuple[dict, dict[str, int]]:
     return data, lines
 
 
-def _key_lines(node, prefix: str = "") -> dict[str, int]:
+def _key_lines(node: Any, prefix: str = "") -> dict[str, int]:
     """Map each dotted key of a composed YAML mapping to its 0-based line, for error messages."""
     out: dict[str, int] = {}
     if isinstance(node, yaml.MappingNode):
@@ -262,7 +265,7 @@ def _parse_override(item: str) -> tuple[str, Any]:
     return key, _Override(raw, value)
 
 
-def _set_dotted(data: dict, key: str, value) -> None:
+def _set_dotted(data: dict[str, Any], key: str, value: Any) -> None:
     parts = key.split(".")
     node = data
     for part in parts[:-1]:
@@ -275,11 +278,11 @@ def _set_dotted(data: dict, key: str, value) -> None:
     node[parts[-1]] = value
 
 
-def set_from_flag(section, key: str, value, flag: str):
+def set_from_flag(section: Any, key: str, value: Any, flag: str) -> Any:
     """A copy of `section` with `key` set to a command-line flag's value (e.g. `scorerl eval --ratios`), checked
     like a config value (type, declared rules, the section's validate) before any work: a ConfigError names the
     flag."""
-    def fail(_dotted, msg):
+    def fail(_dotted: str, msg: str) -> NoReturn:
         raise ConfigError(f"{flag}: {msg}")
 
     f = {f.name: f for f in dataclasses.fields(section)}[key]

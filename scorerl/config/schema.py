@@ -16,12 +16,14 @@ in code.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 
-def opt(default: Any = dataclasses.MISSING, *, factory=None, ge=None, gt=None, le=None, lt=None,
-        pattern: str | None = None, inert: bool = False, items: dict | None = None):
+def opt(default: Any = dataclasses.MISSING, *, factory: Callable[[], Any] | None = None, ge: float | None = None,
+        gt: float | None = None, le: float | None = None, lt: float | None = None, pattern: str | None = None,
+        inert: bool = False, items: dict[str, Any] | None = None) -> Any:
     """A field with declared rules: ranges (ge/gt/le/lt; for a list, of each item, see `items`), a regex `pattern`
     for strings, `inert` = does not change what a training run computes (resume may differ there)."""
     rules = {k: v for k, v in dict(ge=ge, gt=gt, le=le, lt=lt, pattern=pattern, items=items).items() if v is not None}
@@ -36,8 +38,8 @@ DEVICE_PATTERN = r"auto|cpu|mps|cuda(:\d+)?"
 # The methods `scorerl eval` runs (eval.methods.available_methods(), which a test keeps equal to this): named here
 # so that a misspelt one is refused when the config is read, with its file and line, not after the evaluation
 # has started.
-EVAL_METHODS = ("dycoke", "dycoke_ttm+topk", "fastv", "fastv_input", "framediff", "full", "pool", "random", "score",
-                "uniform", "vidcom2")
+EVAL_METHODS = ("dycoke", "dycoke_ttm+topk", "fastv", "fastv_input", "fastvid_meanq", "framediff", "full", "pool",
+                "random", "score", "uniform", "vidcom2")
 
 
 @dataclass
@@ -49,7 +51,7 @@ class RunSection:
     seed: int = opt(0, ge=0)
     """Seed for python, numpy and torch (each process adds its rank)."""
 
-    def validate(self, err):
+    def validate(self, err: Callable[[str, str], None]) -> None:
         if self.name.strip() in (".", ".."):  # output_dir itself or its parent: never a run folder of its own
             err("name", f"{self.name!r} is not a folder name; name the run (e.g. run.name=my_run)")
 
@@ -125,7 +127,7 @@ class DataSection:
     answer_format: Literal["letter", "option"] = "letter"
     """What the MLLM answers and is scored on: letter (the option's letter) | option (the option's text). [ours]"""
 
-    def validate(self, err):
+    def validate(self, err: Callable[[str, str], None]) -> None:
         if self.min_frames > self.max_frames:
             err("min_frames", f"must be <= data.max_frames ({self.max_frames}), got {self.min_frames}")
         if 0 < self.frame_size < 8:
@@ -200,7 +202,7 @@ class RLSection:
     budgets: list[float] = opt(factory=lambda: [0.05, 0.1, 0.15, 0.25], items={"gt": 0, "le": 1})
     """rl.sampling: ranked: keep ratios a group's budget k = ceil(rho T N) is drawn from, uniformly. [ours]"""
 
-    def validate(self, err):
+    def validate(self, err: Callable[[str, str], None]) -> None:
         if self.sampling != "ranked":
             return
         if not self.budgets:
@@ -280,7 +282,7 @@ class EvalSection:
     """Bootstrap resamples of the test questions for the 95% intervals of every accuracy and paired difference
     (seeded with run.seed; 0 = no intervals)."""
 
-    def validate(self, err):
+    def validate(self, err: Callable[[str, str], None]) -> None:
         if not self.methods:
             err("methods", "must name at least one method")
         if not self.ratios:
@@ -308,7 +310,7 @@ class BenchSection:
     """Untimed runs before timing."""
     repeats: int = opt(5, ge=1)
     """Timed runs; the median is reported."""
-    random_init: dict = opt(factory=dict)
+    random_init: dict[str, Any] = opt(factory=dict)
     """Build the architecture from this config dict with random weights instead of loading env.path."""
     static_shapes: bool = False
     """Pad each prefill's length up to a bucket (LEFT padding, mask 0) so repeated calls see few shapes."""
@@ -323,7 +325,7 @@ class BenchSection:
     ttft_ratio: float = opt(0.1, gt=0, le=1)
     """ttft: besides full, the pipeline at the bench ratio nearest this one is also run end to end once."""
 
-    def validate(self, err):
+    def validate(self, err: Callable[[str, str], None]) -> None:
         if not self.ratios:
             err("ratios", "must name at least one keep ratio")
         if self.compile and not self.static_shapes:
@@ -355,7 +357,23 @@ def section_types() -> dict[str, type]:
 class Config:
     """A whole run file: one attribute per section (`cfg.train.lr`), each a validated section dataclass."""
 
-    def __init__(self, **sections):
+    # The core sections, declared for readers and type checkers; a client's registered sections (the world's
+    # `world`, `fit`) are set the same way and typed through __getattr__ below.
+    run: RunSection
+    env: EnvSection
+    data: DataSection
+    policy: PolicySection
+    reward: RewardSection
+    rl: RLSection
+    curriculum: CurriculumSection
+    train: TrainSection
+    eval: EvalSection
+    bench: BenchSection
+
+    if TYPE_CHECKING:
+        def __getattr__(self, name: str) -> Any: ...  # a registered client section
+
+    def __init__(self, **sections: Any) -> None:
         types = section_types()
         unknown = sorted(set(sections) - set(types))
         if unknown:
@@ -366,15 +384,16 @@ class Config:
     def sections(self) -> dict[str, Any]:
         return {name: getattr(self, name) for name in section_types() if hasattr(self, name)}
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         return {name: dataclasses.asdict(section) for name, section in self.sections().items()}
 
     def to_yaml(self) -> str:
         import yaml
 
-        return yaml.safe_dump(self.to_dict(), sort_keys=False)
+        text: str = yaml.safe_dump(self.to_dict(), sort_keys=False)
+        return text
 
-    def __eq__(self, other) -> bool:
+    def __eq__(self, other: object) -> bool:
         return isinstance(other, Config) and self.to_dict() == other.to_dict()
 
     def __repr__(self) -> str:

@@ -207,8 +207,8 @@ def read_image(path: str | Path, size: int | None, keep_aspect: bool = False) ->
     if not path.is_file():
         raise DataError(f"{path}: image file not found")
     try:
-        with Image.open(path) as im:
-            im = im.convert("RGB")
+        with Image.open(path) as opened:
+            im = opened.convert("RGB")
             height, width = target_size(im.size[1], im.size[0], size, keep_aspect)
             if im.size != (width, height):
                 im = im.resize((width, height), Image.Resampling.BICUBIC)

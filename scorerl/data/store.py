@@ -144,7 +144,8 @@ def build_shard(store: Path, j: int, shard: list[Sample], encode: Callable[[Samp
                 skip_bad: bool, on_sample: Callable[[], None] = lambda: None) -> None:
     """Encode one shard's samples and write it (tensors first, then its list, both atomically)."""
     tensors: dict[str, torch.Tensor] = {}
-    entries, skipped = [], []
+    entries: list[dict] = []
+    skipped: list[dict] = []
     for sample in shard:
         try:
             tokens = encode(sample)

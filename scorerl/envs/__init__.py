@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 from scorerl.envs.base import VideoEnv
 from scorerl.errors import ConfigError, EnvError
 from scorerl.types import ScoreRequest, VisualTokens
+
+if TYPE_CHECKING:  # the transformers-backed base class; imported where an architecture is picked
+    from scorerl.envs.hf import HFVideoEnv
 
 __all__ = ["ScoreRequest", "VideoEnv", "VisualTokens", "check_answer_format", "env_class", "load_env",
            "register_env_alias", "resolve_env_path"]
@@ -24,7 +27,7 @@ def register_env_alias(name: str, folder: Callable[[], Path]) -> None:
     _ALIASES[name] = folder
 
 
-def env_class(arch: str) -> type:
+def env_class(arch: str) -> type[HFVideoEnv]:
     """The VideoEnv subclass of an architecture name (qwen2_5_vl | llava_onevision)."""
     if arch == "qwen2_5_vl":
         from scorerl.envs.qwen2_5_vl import Qwen25VLEnv

@@ -12,6 +12,7 @@ subset is exactly a full forward with the dropped tokens masked out.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from typing import Any
 
 import numpy as np
 import torch
@@ -23,6 +24,8 @@ class VideoEnv(ABC):
     """One small interface over a frozen HF video MLLM (see qwen2_5_vl.py, llava_onevision.py)."""
 
     arch: str
+    tokenizer: Any  # the model folder's transformers tokenizer
+    model: Any  # the frozen transformers model
     # None, or (when the LLM's weights are partitioned across processes: envs/partition.py) a function n -> the
     # largest n over all processes. Every process must then make every scoring call the others make, with the
     # same number of LLM forwards; `score([])` then still takes part.
@@ -53,8 +56,18 @@ class VideoEnv(ABC):
         """Mean cross-entropy of each request's target tokens -> [R]. One batched forward per token-budget chunk."""
 
     @abstractmethod
-    def choice_logprobs(self, requests: list[ScoreRequest], choices: list[str]) -> torch.Tensor:
-        """Log-probabilities [R, C] of each choice (e.g. option letters) as the answer to each request."""
+    def choice_logprobs(self, requests: list[ScoreRequest], choices: list[str], normalize: bool = True
+                        ) -> torch.Tensor:
+        """Log-probabilities [R, C] of each choice (e.g. option letters) as the answer to each request; normalize
+        False: each choice's full-vocabulary log-probability, not renormalised over the choices."""
+
+    def choice_ids(self, choices: list[str]) -> list[int]:
+        """The single token id of each choice (EnvError when one is several tokens)."""
+        raise NotImplementedError(f"{type(self).__name__} does not expose choice token ids")
+
+    def token_logprobs(self, requests: list[ScoreRequest], with_greedy: bool = False) -> list:
+        """Per-token log-probabilities of each request's target (and, with_greedy, whether each is the argmax)."""
+        raise NotImplementedError(f"{type(self).__name__} does not expose token log-probabilities")
 
     @abstractmethod
     def generate(self, request: ScoreRequest, max_new_tokens: int = 16) -> str:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import logging
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -131,6 +132,7 @@ def build_features(cfg, manifests: list[str] | None = None, out: str | Path | No
 
         state = PartialState(cpu=not torch.cuda.is_available())
         rank, world_size, barrier = state.process_index, state.num_processes, state.wait_for_everyone
+    world_size = world_size or 1
     if shard_size < 1:
         raise ConfigError(f"--shard-size must be >= 1, got {shard_size}")
     barrier = barrier or (lambda: None)
@@ -160,7 +162,7 @@ def _build(cfg, store: Path, fingerprint: dict, env, manifests, shard_size: int,
         samples += found
     shards = st.plan_shards(samples, shard_size)
     keys = [st.sample_key(s) for shard in shards for s in shard]
-    plan = {"format": st.STORE_FORMAT, "fingerprint": fingerprint,
+    plan: dict[str, Any] = {"format": st.STORE_FORMAT, "fingerprint": fingerprint,
             "plan": st.plan_digest(keys, shard_size)}
     _start_or_resume(store, plan, rank, barrier)
 

@@ -196,7 +196,7 @@ def layer_pruned_forward(env, seqs: list[Sequence], layer: int, counts: list[int
                                 max(need[i] for i in chunk))
         for (logits, kept), i in zip(results, chunk):
             out[i] = PrunedOutput(logits=logits[logits.shape[0] - need[i]:], kept=kept)
-    return out
+    return [o for o in out if o is not None]  # every sequence belongs to one chunk: none is left None
 
 
 def _pruned_chunk(env, seqs: list[Sequence], layer: int, counts: list[int], need: int):

@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -90,8 +91,8 @@ QWEN2_TEXT_CHAT_TEMPLATE = (
 )
 
 # Tiny sizes. Everything else (patch 14, merge 2, temporal patch 2, window 112, M-RoPE) is the release's.
-_TEXT = dict(hidden_size=64, num_layers=2, num_heads=4, num_kv_heads=2)
-_VISION = dict(vision_depth=2, vision_hidden=32, vision_heads=2)
+_TEXT: dict[str, Any] = dict(hidden_size=64, num_layers=2, num_heads=4, num_kv_heads=2)
+_VISION: dict[str, Any] = dict(vision_depth=2, vision_hidden=32, vision_heads=2)
 _LLAVA_IMAGE_SIZE = 112  # the release's 384 = 27 x 27 patches of 14; 112 = 8 x 8, 4 x 4 tokens a frame after pooling
 _VOCAB_MULTIPLE = 64  # the releases pad the embedding past the tokenizer (152064 / 152128 rows for 151665 / 151648)
 _SHARDS = 2
@@ -377,7 +378,8 @@ def _release_name(name: str, rename: list) -> str:
 
 def _split(keys: list[str], sizes: list[int], n: int) -> list[list[str]]:
     """Consecutive keys in n shards of about equal bytes (as save_pretrained's max_shard_size does, in order)."""
-    total, shards, done = sum(sizes), [[] for _ in range(n)], 0
+    shards: list[list[str]] = [[] for _ in range(n)]
+    total, done = sum(sizes), 0
     for key, size in zip(keys, sizes):
         shards[min(n - 1, done * n // max(total, 1))].append(key)
         done += size

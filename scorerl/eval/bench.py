@@ -229,7 +229,7 @@ def _ratio_row(rho, kept, suffix, n_text, policy_times, prefill_times, full, dim
 def _fastv_row(dims, layer: int | None, n_full: int, n_kept: int, full: dict) -> dict | None:
     """FastV's analytic prefill at this ratio: ceil(rho T N) visual tokens kept from LLM layer K on (every token
     before), the same count a global top-k keeps; None without model dimensions."""
-    if dims is None:
+    if dims is None or layer is None:
         return None
     flops = fastv_prefill_flops(dims, n_full, n_kept, layer)
     return {"layer": layer, "tokens_from_layer": n_kept, "flops": flops,

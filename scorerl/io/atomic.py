@@ -66,8 +66,9 @@ def write_text(path: str | Path, text: str, fsync: bool = True) -> Path:
     return write_bytes(path, text.encode("utf-8"), fsync=fsync)
 
 
-def write_with(path: str | Path, write: Callable[[Path], None]) -> Path:
-    """Let write(tmp) produce the file at a temp path (e.g. safetensors' save_file), then rename it into place."""
+def write_with(path: str | Path, write: Callable[[Path], object]) -> Path:
+    """Let write(tmp) produce the file at a temp path (e.g. safetensors' save_file), then rename it into place (what
+    write returns is ignored)."""
     path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     with disk_errors(path):

@@ -24,7 +24,7 @@ import re
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import safetensors.torch
 import torch
@@ -46,8 +46,8 @@ class Checkpoint:
     step: int
     world_size: int
     tensors: dict[str, dict[str, torch.Tensor]]
-    state: dict
-    rng: dict | None  # this rank's RNG state for restore_rng_state; None if the saving run had no such rank
+    state: dict[str, Any]
+    rng: dict[str, Any] | None  # this rank's RNG state for restore_rng_state; None if the saving run had no such rank
 
 
 # ------------------------------------------------------------------------------------------------ layout
@@ -94,8 +94,8 @@ def save_checkpoint(
     step: int,
     *,
     tensors: dict[str, dict[str, torch.Tensor]] | None = None,
-    state: dict | None = None,
-    rng: dict | None = None,
+    state: dict[str, Any] | None = None,
+    rng: dict[str, Any] | None = None,
     keep_last: int | None = None,
     rank: int = 0,
     world_size: int = 1,
@@ -145,7 +145,7 @@ def save_checkpoint(
 
 
 @contextlib.contextmanager
-def _cleaned_on_disk_error(tmp: Path, final: Path):
+def _cleaned_on_disk_error(tmp: Path, final: Path) -> Iterator[None]:
     """A full disk (or a read-only or forbidden folder) while writing checkpoint `final`: its temp folder is
     removed and a WriteError names the checkpoint; the previous checkpoints stay intact, so `--resume auto`
     continues exactly from the newest of them once there is room."""
@@ -244,7 +244,7 @@ def load_checkpoint(path: str | Path, rank: int = 0) -> Checkpoint:
     return Checkpoint(path, int(manifest["step"]), int(manifest["world_size"]), tensors, state, rng)
 
 
-def _read_manifest(path: Path) -> dict:
+def _read_manifest(path: Path) -> dict[str, Any]:
     marker = path / MARKER
     if not marker.is_file():
         raise CheckpointError(f"{marker}: missing; the checkpoint is incomplete (its write was interrupted)")
@@ -254,7 +254,7 @@ def _read_manifest(path: Path) -> dict:
     return manifest
 
 
-def _read_verified(f: Path, entry: dict) -> bytes:
+def _read_verified(f: Path, entry: dict[str, Any]) -> bytes:
     if not f.is_file():
         raise CheckpointError(f"{f}: missing from checkpoint (listed in {MARKER})")
     data = f.read_bytes()
@@ -263,7 +263,7 @@ def _read_verified(f: Path, entry: dict) -> bytes:
     return data
 
 
-def _parse_json(f: Path, data: bytes):
+def _parse_json(f: Path, data: bytes) -> Any:
     try:
         return json.loads(data)
     except ValueError as e:
@@ -277,7 +277,7 @@ def _parse_safetensors(f: Path, data: bytes) -> dict[str, torch.Tensor]:
         raise CheckpointError(f"{f}: not a valid safetensors file: {e}") from None
 
 
-def _write_rng(tmp: Path, rank: int, rng: dict) -> None:
+def _write_rng(tmp: Path, rank: int, rng: dict[str, Any]) -> None:
     json_part = {k: rng[k] for k in ("python", "numpy", "numpy_generators")}
     tensors = {"torch_cpu": rng["torch_cpu"]}
     tensors.update({f"cuda.{i}": t for i, t in enumerate(rng["cuda"])})
@@ -286,7 +286,7 @@ def _write_rng(tmp: Path, rank: int, rng: dict) -> None:
     atomic.write_synced(tmp / f"rng-rank{rank}.json", _json_bytes(json_part, what=f"rng-rank{rank}.json"))
 
 
-def _join_rng(json_part: dict, tensors: dict[str, torch.Tensor]) -> dict:
+def _join_rng(json_part: dict[str, Any], tensors: dict[str, torch.Tensor]) -> dict[str, Any]:
     cuda = sorted((int(k.split(".", 1)[1]), t) for k, t in tensors.items() if k.startswith("cuda."))
     return {
         **json_part,

@@ -19,7 +19,9 @@ import logging
 import os
 import socket
 import time
+from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 from scorerl.errors import ScoreRLError
 from scorerl.io import atomic
@@ -49,14 +51,14 @@ def recorded(folder: str | Path) -> set[str]:
         return set()  # a damaged record vouches for nothing: every entry is then treated as the user's
 
 
-def record(folder: str | Path, names, written_by: str) -> None:
+def record(folder: str | Path, names: Iterable[str], written_by: str) -> None:
     """Add `names` (entries scorerl is about to write in `folder`) to its record, before writing them."""
     folder = Path(folder)
     files = sorted(recorded(folder) | set(names))
     atomic.write_text(folder / RECORD, json.dumps({"written_by": written_by, "files": files}, indent=1) + "\n")
 
 
-def foreign_entries(folder: str | Path, ours) -> list[str]:
+def foreign_entries(folder: str | Path, ours: Iterable[str]) -> list[str]:
     """Entries of `folder` that are neither in `ours` nor scorerl's bookkeeping, sorted (folders end in '/')."""
     folder = Path(folder)
     if not folder.is_dir():
@@ -129,11 +131,11 @@ class FolderLock:
     def __enter__(self) -> "FolderLock":
         return self.acquire()
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.release()
 
 
-def _flock(fd: int, holder: dict | None, folder: Path) -> None:
+def _flock(fd: int, holder: dict[str, Any] | None, folder: Path) -> None:
     """flock(fd) without waiting; FolderInUseError when another process holds it."""
     import errno
     import fcntl
@@ -152,14 +154,14 @@ def _flock(fd: int, holder: dict | None, folder: Path) -> None:
         raise FolderInUseError(_busy_message(folder, holder))
 
 
-def _busy_message(folder: Path, holder: dict | None) -> str:
+def _busy_message(folder: Path, holder: dict[str, Any] | None) -> str:
     who = (f"pid {holder.get('pid')} on {holder.get('host')}, since {holder.get('started')}" if holder
            else "another process")
     return (f"{folder} is in use by another scorerl process ({who}); two writers would mix their files. Wait for "
             f"it to finish, or choose another folder (run.name)")
 
 
-def _read_holder(path: Path) -> dict | None:
+def _read_holder(path: Path) -> dict[str, Any] | None:
     try:
         data = json.loads(path.read_text(encoding="utf-8") or "null")
     except (OSError, ValueError, UnicodeDecodeError):
@@ -167,7 +169,7 @@ def _read_holder(path: Path) -> dict | None:
     return data if isinstance(data, dict) else None
 
 
-def _alive(pid) -> bool:
+def _alive(pid: object) -> bool:
     if not isinstance(pid, int) or pid <= 0:
         return False
     try:

@@ -17,7 +17,7 @@ import torch
 from scorerl.errors import CheckpointError
 
 
-def flatten_optimizer_state(state_dict: dict) -> tuple[dict[str, torch.Tensor], dict]:
+def flatten_optimizer_state(state_dict: dict[str, Any]) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     """A torch optimizer state_dict as (tensors for safetensors, JSON layout); tensors are named by their path,
     e.g. `state.0.exp_avg`. Usage: tensors["optimizer"], state["optimizer"] = flatten_optimizer_state(opt.state_dict())
     """
@@ -25,9 +25,10 @@ def flatten_optimizer_state(state_dict: dict) -> tuple[dict[str, torch.Tensor], 
     return tensors, _encode(state_dict, "", tensors)
 
 
-def unflatten_optimizer_state(tensors: dict[str, torch.Tensor], layout: dict) -> dict:
+def unflatten_optimizer_state(tensors: dict[str, torch.Tensor], layout: dict[str, Any]) -> dict[str, Any]:
     """Inverse of flatten_optimizer_state: a state_dict for optimizer.load_state_dict."""
-    return _decode(layout, tensors)
+    state_dict: dict[str, Any] = _decode(layout, tensors)
+    return state_dict
 
 
 def _encode(obj: Any, path: str, tensors: dict[str, torch.Tensor]) -> Any:
@@ -78,7 +79,7 @@ def _decode(obj: Any, tensors: dict[str, torch.Tensor]) -> Any:
 def capture_rng_state(
     generators: dict[str, torch.Generator] | None = None,
     numpy_generators: dict[str, np.random.Generator] | None = None,
-) -> dict:
+) -> dict[str, Any]:
     """Every RNG state of this process: python, numpy legacy, torch CPU, CUDA (if any), and the named generators."""
     version, internal, gauss = random.getstate()
     return {
@@ -92,7 +93,7 @@ def capture_rng_state(
 
 
 def restore_rng_state(
-    state: dict,
+    state: dict[str, Any],
     generators: dict[str, torch.Generator] | None = None,
     numpy_generators: dict[str, np.random.Generator] | None = None,
 ) -> None:
@@ -106,10 +107,10 @@ def restore_rng_state(
         g.bit_generator.state = _decode(state["numpy_generators"][name], {})
     torch.set_rng_state(state["torch_cpu"])
     _restore_cuda(state["cuda"])
-    for name, g in (generators or {}).items():
+    for name, torch_generator in (generators or {}).items():
         if name not in state["generators"]:
             raise CheckpointError(f"checkpoint has no state for torch generator {name!r}")
-        g.set_state(state["generators"][name])
+        torch_generator.set_state(state["generators"][name])
 
 
 def _restore_cuda(states: list[torch.Tensor]) -> None:

@@ -13,8 +13,12 @@ split / split_action it is the pair (F, S): a group is "zero std" when both are 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
+
+if TYPE_CHECKING:
+    from scorerl.config.schema import RLSection
 
 # A group is "all equal" when its spread is within float32 rounding of its values (TRL: std isclose to 0). A
 # range test, because the std of identical float32 values need not come out exactly 0 after the mean's rounding.
@@ -29,9 +33,11 @@ class Advantages:
     kept: torch.Tensor | None = None  # [B, K] split_action: weight of the kept tokens' log-probs
     dropped: torch.Tensor | None = None  # [B, K] split_action: weight of the dropped tokens' log-probs
 
-    def to(self, device) -> "Advantages":
-        move = (lambda t: None if t is None else t.to(device))
-        return Advantages(move(self.per_mask), move(self.zero_std), self.frac_zero_std, move(self.kept),
+    def to(self, device: torch.device | str) -> "Advantages":
+        def move(t: torch.Tensor | None) -> torch.Tensor | None:
+            return None if t is None else t.to(device)
+
+        return Advantages(self.per_mask.to(device), self.zero_std.to(device), self.frac_zero_std, move(self.kept),
                           move(self.dropped))
 
 
@@ -54,19 +60,22 @@ def _zscore(x: torch.Tensor, eps: float, floor: float = 0.0) -> tuple[torch.Tens
     return torch.where(const[:, None], torch.zeros_like(z), z), const
 
 
-def grpo(fidelity, sparsity, reward, cfg, lam) -> Advantages:
+def grpo(fidelity: torch.Tensor, sparsity: torch.Tensor, reward: torch.Tensor, cfg: RLSection,
+         lam: float) -> Advantages:
     a, const = _zscore(reward, cfg.std_eps)
     return Advantages(a, const, const.float().mean().item())
 
 
-def dr_grpo(fidelity, sparsity, reward, cfg, lam) -> Advantages:
+def dr_grpo(fidelity: torch.Tensor, sparsity: torch.Tensor, reward: torch.Tensor, cfg: RLSection,
+            lam: float) -> Advantages:
     const = _constant(reward)
     a = reward - reward.mean(dim=1, keepdim=True)
     a = torch.where(const[:, None], torch.zeros_like(a), a)
     return Advantages(a, const, const.float().mean().item())
 
 
-def split(fidelity, sparsity, reward, cfg, lam) -> Advantages:
+def split(fidelity: torch.Tensor, sparsity: torch.Tensor, reward: torch.Tensor, cfg: RLSection,
+          lam: float) -> Advantages:
     # Each component on its own scale: a big CE swing cannot drown the sparsity signal or vice versa, and the
     # floor stops a component that barely varies (e.g. kappa in a stage-1 group) from being blown up into noise.
     zf, const_f = _zscore(fidelity, cfg.std_eps, cfg.std_floor)
@@ -75,7 +84,8 @@ def split(fidelity, sparsity, reward, cfg, lam) -> Advantages:
     return Advantages(zf + lam * zs, const, const.float().mean().item())
 
 
-def split_action(fidelity, sparsity, reward, cfg, lam) -> Advantages:
+def split_action(fidelity: torch.Tensor, sparsity: torch.Tensor, reward: torch.Tensor, cfg: RLSection,
+                 lam: float) -> Advantages:
     # Credit assignment by action: keeping a token is what fidelity rewards, dropping one is what sparsity rewards.
     zf, const_f = _zscore(fidelity, cfg.std_eps, cfg.std_floor)
     zs, const_s = _zscore(sparsity, cfg.std_eps, cfg.std_floor)
@@ -86,7 +96,7 @@ def split_action(fidelity, sparsity, reward, cfg, lam) -> Advantages:
 ESTIMATORS = {"grpo": grpo, "split": split, "split_action": split_action, "dr_grpo": dr_grpo}
 
 
-def compute_advantages(name: str, fidelity: torch.Tensor, sparsity: torch.Tensor, reward: torch.Tensor, cfg,
+def compute_advantages(name: str, fidelity: torch.Tensor, sparsity: torch.Tensor, reward: torch.Tensor, cfg: RLSection,
                        lam: float = 1.0) -> Advantages:
     """Advantages of a [B, K] group batch with the named estimator; cfg is the RLSection, lam RewardSection.lam."""
     if name not in ESTIMATORS:

@@ -68,16 +68,22 @@ class Curriculum:
         p1 = self.stage1_fraction()
         if p1 in (0.0, 1.0):
             stage = 1 if p1 == 1.0 else 2
-            return self.stage, [(stage, i) for i in self.samplers[stage].next_batch(batch_size)]
+            return self.stage, [(stage, i) for i in self._sampler(stage).next_batch(batch_size)]
         from_stage1 = (self._mix_rng.random(batch_size) < p1).tolist()
         n1 = sum(from_stage1)
         # Each sampler is asked once per batch (and not at all for zero items) so its position is a plain count.
         picks = {
-            1: iter(self.samplers[1].next_batch(n1) if n1 else []),
-            2: iter(self.samplers[2].next_batch(batch_size - n1) if n1 < batch_size else []),
+            1: iter(self._sampler(1).next_batch(n1) if n1 else []),
+            2: iter(self._sampler(2).next_batch(batch_size - n1) if n1 < batch_size else []),
         }
         items = [(s, next(picks[s])) for s in (1 if f else 2 for f in from_stage1)]
         return self.stage, items
+
+    def _sampler(self, stage: int) -> ResumableSampler:
+        sampler = self.samplers[stage]
+        if sampler is None:  # stage 1 without data: the trainer only omits it when no step can draw from it
+            raise ValueError(f"curriculum stage {stage} has no data")
+        return sampler
 
     # ------------------------------------------------------------------------------------------- progress
 

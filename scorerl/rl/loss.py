@@ -22,10 +22,15 @@ Optional switches, all off by default (RLSection):
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 import torch.nn.functional as F
 
 from scorerl.rl.advantages import Advantages
+
+if TYPE_CHECKING:
+    from scorerl.config.schema import RLSection
 
 
 def mask_logprobs(logits: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
@@ -66,7 +71,7 @@ def bernoulli_kl(logits: torch.Tensor, ref_logits: torch.Tensor) -> torch.Tensor
             + (1 - p) * (F.logsigmoid(-logits) - F.logsigmoid(-ref_logits)))
 
 
-def policy_loss(logits: torch.Tensor, masks: torch.Tensor, adv: Advantages | torch.Tensor, cfg,
+def policy_loss(logits: torch.Tensor, masks: torch.Tensor, adv: Advantages | torch.Tensor, cfg: RLSection,
                 old_logp: torch.Tensor | None = None, ref_logits: torch.Tensor | None = None,
                 valid: torch.Tensor | None = None, order: torch.Tensor | None = None
                 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
@@ -87,7 +92,7 @@ def policy_loss(logits: torch.Tensor, masks: torch.Tensor, adv: Advantages | tor
     B, K, T, N = masks.shape
 
     # Per-token advantage A_tok [B, K, T, N].
-    if isinstance(adv, Advantages) and adv.kept is not None:
+    if isinstance(adv, Advantages) and adv.kept is not None and adv.dropped is not None:
         a_tok = torch.where(masks, adv.kept[:, :, None, None], adv.dropped[:, :, None, None])
     else:
         a = adv.per_mask if isinstance(adv, Advantages) else adv  # [B, K]
@@ -101,7 +106,7 @@ def policy_loss(logits: torch.Tensor, masks: torch.Tensor, adv: Advantages | tor
         v = valid.to(logits.dtype).unsqueeze(1)  # [B, 1, T, N]
         w = v / v.sum(dim=(-1, -2), keepdim=True).clamp_min(1)
 
-    def tok_mean(x):  # [B, K or 1, T, N] -> [B, K or 1]
+    def tok_mean(x: torch.Tensor) -> torch.Tensor:  # [B, K or 1, T, N] -> [B, K or 1]
         return (x * w).sum(dim=(-1, -2))
 
     clip_frac = torch.zeros((), device=logits.device)  # no ratio formed: REINFORCE, and ranked draws

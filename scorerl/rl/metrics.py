@@ -108,7 +108,7 @@ class MetricsLogger:
 
     def log(self, step: int, metrics: dict[str, Any]) -> None:
         """Append {"step": step, **metrics} to metrics.jsonl and forward to the trackers."""
-        if not self.is_main:
+        if not self.is_main or self._file is None:
             return
         values = {k: _plain(v) for k, v in metrics.items()}
         self._file.write(json.dumps({"step": step, **values}) + "\n")

@@ -14,7 +14,12 @@ log r = F + lam * log g mirrors `add` and lam = 0 is pure fidelity. drop keeps t
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
+
+if TYPE_CHECKING:
+    from scorerl.config.schema import RewardSection
 
 
 def kept_fraction(masks: torch.Tensor, valid: torch.Tensor | None = None) -> torch.Tensor:
@@ -44,7 +49,7 @@ def sparsity(kappa: torch.Tensor, rho: float, mode: str = "target") -> torch.Ten
     raise ValueError(f"sparsity mode must be drop, target or over, not {mode!r}")
 
 
-def combine(dce: torch.Tensor, kappa: torch.Tensor, cfg) -> dict[str, torch.Tensor]:
+def combine(dce: torch.Tensor, kappa: torch.Tensor, cfg: RewardSection) -> dict[str, torch.Tensor]:
     """Reward of each mask: dce, kappa [B, K] and a RewardSection cfg -> {reward, fidelity, sparsity} each [B, K]."""
     F = fidelity(dce, cfg.fidelity_clip)
     S = sparsity(kappa, cfg.rho, cfg.sparsity)

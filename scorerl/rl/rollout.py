@@ -63,7 +63,7 @@ def base_ce(env: VideoEnv, items: list[RolloutItem], cache: dict[str, float],
     scored (a batched forward is only reproducible to the bit when it sees the same batch).
     """
     fmt = answer_format
-    missing = {}
+    missing: dict[str, RolloutItem] = {}
     for it in items:
         if it.key not in cache:
             missing.setdefault(it.key, it)  # a sample can come twice in a batch when an epoch wraps
@@ -92,7 +92,8 @@ def collect(policy: torch.nn.Module, env: VideoEnv, items: list[RolloutItem], cf
     shape = batch.padded_shape  # (T, N)
     with torch.no_grad():
         logits = batch_keep_logits(policy, batch)  # [B, T, N]
-    masks, guarded, orders = [], 0, []
+    own_masks: list[torch.Tensor] = []  # per sample [K, T_b, N_b]
+    guarded, orders = 0, []
     for b, (it, (t, n)) in enumerate(zip(items, batch.shapes)):
         own = logits[b, :t, :n]  # [T_b, N_b] this sample's logits: its masks are drawn on its own shape
         g = mask_generator(cfg.run.seed, step, it.position, logits.device)
@@ -102,8 +103,8 @@ def collect(policy: torch.nn.Module, env: VideoEnv, items: list[RolloutItem], cf
         else:
             m, n_guarded = sample_masks(own, K, generator=g, min_keep=cfg.rl.min_keep, return_num_guarded=True)
             guarded += n_guarded
-        masks.append(m)  # [K, T_b, N_b]
-    masks = pad_stack(masks, shape, value=False)  # [B, K, T, N]
+        own_masks.append(m)  # [K, T_b, N_b]
+    masks = pad_stack(own_masks, shape, value=False)  # [B, K, T, N]
     B = masks.shape[0]
     order = None
     if orders:  # groups may draw different budgets: pad to the longest with -1 (no draw)

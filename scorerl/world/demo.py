@@ -7,6 +7,7 @@ training run), so a second `scorerl demo` only re-evaluates.
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 from scorerl.config import load_config
@@ -21,7 +22,7 @@ ENV_PATHS = {3: "world", 4: "world_v4"}  # the env.path that names each version'
 ENV_SECTIONS = ("fit", "world", "env", "run", "data")
 
 
-def run_demo(config_path: str | None = None, overrides: list[str] = ()) -> dict:
+def run_demo(config_path: str | None = None, overrides: Sequence[str] = ()) -> dict:
     from scorerl.world.synthetic import build_from_section
     from scorerl.world.fit import fit_env
     from scorerl.eval.harness import run_eval

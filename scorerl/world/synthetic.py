@@ -30,6 +30,7 @@ import json
 import logging
 import re
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -70,7 +71,7 @@ def _plan(split: str, n: int, seed: int) -> list[tuple[str, int]]:
     # Walk the samples family by family and deal letters from shuffled blocks of ABCD: each family gets every
     # letter floor(count/4) times, and the split as a whole is balanced too (blocks run across families).
     order = [i for fam in families for i, f in enumerate(fams) if f == fam]
-    blocks = np.concatenate([rng.permutation(4) for _ in range(-(-n // 4))]) if n else []
+    blocks: Any = np.concatenate([rng.permutation(4) for _ in range(-(-n // 4))]) if n else []
     letters = [0] * n
     for i, letter in zip(order, blocks):
         letters[i] = int(letter)
@@ -122,7 +123,7 @@ def world_params(train: int, test: int, static_train: int, frames: int, size: in
         static_test = min(200, static_train // 5)
     if version not in VERSIONS:
         raise DataError(f"world: version must be one of {', '.join(map(str, VERSIONS))}, got {version!r}")
-    params = {"version": version, "train": train, "test": test, "static_train": static_train,
+    params: dict[str, Any] = {"version": version, "train": train, "test": test, "static_train": static_train,
               "static_test": static_test, "frames": frames, "size": size, "seed": seed, "fps": FPS, "crf": CRF,
               "noise_std": NOISE_STD}
     if version == V4:

@@ -147,7 +147,7 @@ def dycoke_ttm(features: torch.Tensor, pruning_ratio: float | None = None, *,
     layout = ttm_layout(T)
     if (pruning_ratio is None) == (keep_per_pruned is None):
         raise CompressorError("dycoke_ttm: give exactly one of pruning_ratio (K) and keep_per_pruned (m)")
-    m = keep_per_pruned_frame(pruning_ratio, N) if keep_per_pruned is None else int(keep_per_pruned)
+    m = int(keep_per_pruned) if keep_per_pruned is not None else keep_per_pruned_frame(float(pruning_ratio or 0), N)
     if not 0 <= m <= N:
         raise CompressorError(f"dycoke_ttm: keep_per_pruned must be in [0, {N}], got {keep_per_pruned!r}")
     sim = ttm_similarity(features)  # [T, N]

@@ -21,7 +21,7 @@ class Row(NamedTuple):
     """One record of a source: where it is ("FILE:LINE" or "FILE[i]"), its 0-based position, its content."""
 
     where: str
-    index: int
+    index: int  # type: ignore[assignment]  # the row's position; shadows tuple.index, which no caller uses
     rec: Any
 
 

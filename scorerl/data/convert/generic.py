@@ -66,6 +66,8 @@ def _column_line(
     """One row of a column-mapped table -> a line."""
     rec = _record(row.rec)
     kind, col = ("video", columns.video) if columns.video else ("image", columns.image)
+    if col is None:
+        raise ValueError("no media column: name the video or the image column")
     row_id = _text(_field(rec, columns.id), columns.id) if columns.id else f"{name}_{row.index}"
     media = _media_value(_field(rec, col), kind, root, check_files, row.where)
     options = _row_options(rec, columns)

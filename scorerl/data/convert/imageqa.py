@@ -90,6 +90,8 @@ def _read_saved_dataset(
     _require(src, list(ds.column_names), columns.named())
     _require_options_named(src, list(ds.column_names), columns)
     image_col = columns.image
+    if image_col is None:
+        raise DataError(f"{src}: image QA needs the image column (--image-col)")
     embedded = isinstance(ds.features[image_col], datasets.Image)
     raw = ds.select_columns([image_col]).cast_column(image_col, datasets.Image(decode=False)) if embedded else None
     plain = ds.remove_columns([image_col]) if embedded else ds
@@ -114,7 +116,7 @@ def _pick_split(src: Path, dsd: Any, split: str | None) -> tuple[Any, str]:
     names = list(dsd.keys())
     if split is None and len(names) == 1:
         split = names[0]
-    if split not in names:
+    if split is None or split not in names:
         raise DataError(
             f"{src}: "
             + (f"has no split {split!r}" if split else "holds several splits")

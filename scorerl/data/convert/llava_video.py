@@ -105,7 +105,7 @@ def parse_lettered_question(text: str) -> tuple[str, list[str], str] | None:
     first = next((i for i, line in enumerate(lines) if _option_letter(line) == "A"), None)
     if first is None:
         return None
-    options = []
+    options: list[str] = []
     for line in lines[first:]:
         m = _OPTION_LINE.fullmatch(line)
         if not m or (m.group(1) or m.group(2)) != LETTERS[len(options)] or not m.group(3):

@@ -83,12 +83,12 @@ def _mvbench_line(row: Row, task: str, root: Path, subdir: str | None, check_fil
     video = next((c for c in candidates if c.exists()), candidates[0])
     if video.is_dir():
         raise ValueError(f"video is a folder of frames, not a video file: {video}")
-    video = _media(video, "video", check_files)
+    media = _media(video, "video", check_files)
     options, letter = choice(_field(rec, "candidates"), _field(rec, "answer"), "text")
     return make_line(
         f"{task}_{index}",
         "video",
-        video,
+        media,
         _field(rec, "question"),
         options,
         letter,
