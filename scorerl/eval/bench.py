@@ -100,11 +100,11 @@ def run_bench(cfg: Config, out: str | Path, policy_dir: str | Path | None = None
                     "padded_tokens": padded_tokens(n_full, static), "nll": float(last["nll"][0])}
             rows = []
             for rho in sorted({float(r) for r in b.ratios}):
-                policy_times = time_runs(lambda: select(rho), b.warmup, b.repeats, sync)
+                policy_times = time_runs(lambda rho=rho: select(rho), b.warmup, b.repeats, sync)
                 keep = select(rho)
                 kept = int(keep.sum())
                 n_kept = kept + suffix + n_text
-                prefill_times, first = time_prefill(lambda: prefill(keep), _warmup(b, static, n_kept), b.repeats,
+                prefill_times, first = time_prefill(lambda keep=keep: prefill(keep), _warmup(b, static, n_kept), b.repeats,
                                                     sync)
                 row = _ratio_row(rho, kept, suffix, n_text, policy_times, prefill_times, full, dims, policy, T * N)
                 row.update(first_call_s=first, padded_tokens=padded_tokens(n_kept, static),
@@ -326,7 +326,7 @@ def ttft_block(clip, vision_s, full, rows, pipeline, b, sync) -> dict:
     for arm in arms:
         if arm["arm"] == "full" or arm["arm"] == e2e_rho:
             rho = None if arm["arm"] == "full" else arm["arm"]
-            arm["e2e_s"] = time_runs(lambda: pipeline(rho, decode), 0, 1, sync)[0]
+            arm["e2e_s"] = time_runs(lambda rho=rho: pipeline(rho, decode), 0, 1, sync)[0]
     clip = {k: v for k, v in (clip or {}).items() if k != "path"}  # a temporary file: gone once bench ends
     return {"decoder": decoder_name() if decode_s is not None else None, "decode_s": decode_s,
             "decode_na_reason": reason, "clip": clip, "e2e_ratio": e2e_rho, "arms": arms,

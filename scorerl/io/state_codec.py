@@ -119,6 +119,6 @@ def _restore_cuda(states: list[torch.Tensor]) -> None:
     if not torch.cuda.is_available() or torch.cuda.device_count() != len(states):
         have = torch.cuda.device_count() if torch.cuda.is_available() else 0
         warnings.warn(f"checkpoint holds {len(states)} CUDA RNG states but {have} devices are visible; "
-                      "CUDA RNG not restored, so GPU-side random draws will differ from the original run")
+                      "CUDA RNG not restored, so GPU-side random draws will differ from the original run", stacklevel=2)
         return
     torch.cuda.set_rng_state_all(states)

@@ -35,8 +35,8 @@ if TYPE_CHECKING:
 
 def mask_logprobs(logits: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
     """Per-token log pi(m | h): logits [B, T, N], masks bool [B, K, T, N] -> [B, K, T, N]. logsigmoid: stable."""
-    l = logits.unsqueeze(1)  # [B, 1, T, N]
-    return torch.where(masks, F.logsigmoid(l), F.logsigmoid(-l))
+    lg = logits.unsqueeze(1)  # [B, 1, T, N]
+    return torch.where(masks, F.logsigmoid(lg), F.logsigmoid(-lg))
 
 
 def ranking_logprobs(logits: torch.Tensor, order: torch.Tensor) -> torch.Tensor:

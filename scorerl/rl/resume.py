@@ -49,7 +49,7 @@ def newest_readable(run_dir: Path, rank: int = 0, clean_stale: bool = False) -> 
             continue
         if problems:
             warnings.warn(f"skipped {len(problems)} unreadable newer checkpoint(s) ({'; '.join(problems)}); "
-                          f"resuming from {path.name}, the newest intact one")
+                          f"resuming from {path.name}, the newest intact one", stacklevel=2)
         return found
     if problems:
         raise CheckpointError(f"{run_dir}: no checkpoint reads back intact ({'; '.join(problems)}); start over "
@@ -90,6 +90,6 @@ def find_start(run_dir: Path, resume: str | None, force: bool, cfg: Config, acce
                                       "folder with a complete checkpoint")
     diffs = check_resume_config(start.state.get("config", {}), cfg.to_dict(), force=force)
     if diffs:
-        warnings.warn(f"resuming {start.path} with a changed config (forced): {', '.join(diffs)}")
+        warnings.warn(f"resuming {start.path} with a changed config (forced): {', '.join(diffs)}", stacklevel=2)
     run_folder.on_main(accelerator, lambda: run_folder.check_resumed(run_dir))
     return start

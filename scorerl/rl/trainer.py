@@ -326,7 +326,8 @@ def _restore(start: ckpt.Checkpoint, accelerator, policy, optimizer, scheduler, 
         codec.restore_rng_state(start.rng)
     else:
         warnings.warn(f"{start.path}: written by {start.world_size} process(es), none with rank "
-                      f"{accelerator.process_index}; this process's RNG is not restored (masks do not depend on it)")
+                      f"{accelerator.process_index}; this process's RNG is not restored (masks do not depend on it)",
+                      stacklevel=2)
 
 
 def _save(run_dir: Path, step: int, cfg: Config, accelerator, policy, optimizer, scheduler, curriculum, ref_policy,

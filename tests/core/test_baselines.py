@@ -15,7 +15,8 @@ from scorerl.errors import ScoreRLError
 # The faithful re-implementations keep what the published method keeps at rho (their own count, tested below and
 # in test_parity.py); dycoke_ttm+topk keeps exactly k (on clips of T <= 4 too, where the TTM is undefined).
 OWN_COUNT = ("dycoke", "vidcom2")
-SELECTORS = [n for n in available() if n not in ("full", "dycoke_ttm+topk", *OWN_COUNT)]  # exactly ceil(rho*T*N)
+MERGING = ("fastvid_meanq",)  # output kept + merged tokens (compress, not select): tests/core/test_merging.py
+SELECTORS = [n for n in available() if n not in ("full", "dycoke_ttm+topk", *OWN_COUNT, *MERGING)]  # ceil(rho*T*N)
 
 
 def unit(deg: float) -> list[float]:
@@ -31,7 +32,8 @@ def kept(keep: torch.Tensor) -> set[tuple[int, int]]:
 
 
 def test_registry_names_and_unknown():
-    assert available() == ["dycoke", "dycoke_ttm+topk", "framediff", "full", "pool", "random", "uniform", "vidcom2"]
+    assert available() == ["dycoke", "dycoke_ttm+topk", "fastvid_meanq", "framediff", "full", "pool", "random",
+                           "uniform", "vidcom2"]
     assert get_compressor("DyCoke").name == "dycoke" and get_compressor("vidcom2", temperature=0.05).temperature == 0.05
     with pytest.raises(ScoreRLError, match="dycoke"):
         get_compressor("dycoke", window=2)  # the official TTM's groups of 4 are fixed
@@ -227,8 +229,10 @@ def test_random_is_seeded_and_reproducible():
 
 def test_framediff_keeps_the_tokens_that_changed():
     base = torch.tensor([[1.0, 0.0]]).repeat(4, 1)  # [N=4, D=2], every token |v| = 1
-    f1 = base.clone(); f1[2] = torch.tensor([1.0, 3.0])  # token 2 changes by 3
-    f2 = f1.clone(); f2[0] = torch.tensor([1.0, -2.0])  # token 0 changes by 2; token 2 stays
+    f1 = base.clone()
+    f1[2] = torch.tensor([1.0, 3.0])  # token 2 changes by 3
+    f2 = f1.clone()
+    f2[0] = torch.tensor([1.0, -2.0])  # token 0 changes by 2; token 2 stays
     features = torch.stack([base, f1, f2])  # [T=3, N=4, D=2]
     fd = get_compressor("framediff")
     assert kept(fd.select(features, 2 / 12, (2, 2))) == {(1, 2), (2, 0)}

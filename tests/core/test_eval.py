@@ -142,7 +142,7 @@ def test_fastv_input_keeps_exactly_k_most_attended(world):
     env, items = _items(world)
     ctx = MethodContext(env=env, fastv_layer=2)
     for rho in (0.05, 0.1, 0.3, 1.0):
-        for item, mask in zip(items, method_masks("fastv_input", items, rho, ctx)):
+        for mask in method_masks("fastv_input", items, rho, ctx):
             T, N = mask.shape
             assert mask.dtype == torch.bool and int(mask.sum()) == num_keep(rho, T, N)
     # The kept tokens are the ones the last prompt token attends to most in layer K (0-based K-1).

@@ -124,7 +124,7 @@ def manual_decode(env, compressed, steps: int) -> torch.Tensor:
     positions = compressed.position_ids if compressed.position_ids.ndim == 3 else compressed.position_ids[None]
     embed = env.model.get_input_embeddings()
     tokens = []
-    for k in range(1, steps + 1):
+    for _ in range(1, steps + 1):
         with torch.no_grad():
             logits = env.model(inputs_embeds=embeds, attention_mask=mask, use_cache=False,
                                position_ids=positions if env.arch == "qwen2_5_vl" else positions[0]).logits[:, -1]

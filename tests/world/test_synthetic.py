@@ -95,7 +95,7 @@ def _expected(rec) -> str:
 
 
 def test_answers_match_scene_description(world):
-    for split, rec in _all_records(world):
+    for _split, rec in _all_records(world):
         opts = rec["options"]
         assert len(opts) == 4 and len(set(opts)) == 4
         expected = _expected(rec)
@@ -104,7 +104,7 @@ def test_answers_match_scene_description(world):
 
 
 def test_scene_invariants(world):
-    for split, rec in _all_records(world):
+    for _split, rec in _all_records(world):
         scene = rec["scene"]
         objs = scene["objects"]
         t = scene["frames"]
@@ -135,7 +135,7 @@ def test_scene_invariants(world):
 
 def test_colour_distractors_are_nowhere_in_the_scene(world):
     # The coloured object is the only one in the scene, so a colour question needs no binding of attributes
-    for split, rec in _all_records(world):
+    for _split, rec in _all_records(world):
         if rec["family"] in ("moving_color", "event", "static_attr"):
             in_scene = {o["color"] for o in rec["scene"]["objects"]}
             wrong = set(rec["options"]) - {_expected(rec)}
@@ -186,7 +186,7 @@ def test_every_file_decodes_with_right_shape(world):
     from PIL import Image
 
     n_video = n_image = 0
-    for split, rec in _all_records(world):
+    for _split, rec in _all_records(world):
         if "video" in rec:
             vr = decord.VideoReader(str(world / rec["video"]))
             assert len(vr) == TINY["frames"]

@@ -25,7 +25,7 @@ from scorerl.errors import DataError, ScoreRLError
 
 def read_imageqa(
     src: str | Path,
-    columns: Columns = Columns(image="image"),
+    columns: Columns | None = None,
     split: str | None = None,
     media_root: str | Path | None = None,
     check_files: bool = True,
@@ -40,6 +40,7 @@ def read_imageqa(
     - a .jsonl / .json / .csv / .parquet file: image paths relative to media_root (default: its folder).
     The question/options/answer columns are named in `columns` as for read_generic; id None numbers the rows.
     """
+    columns = columns if columns is not None else Columns(image="image")
     src = _existing(src)
     if not columns.image or columns.video:
         raise ScoreRLError("imageqa: name the image column (and no video column)")
