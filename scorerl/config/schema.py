@@ -21,9 +21,18 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
 
-def opt(default: Any = dataclasses.MISSING, *, factory: Callable[[], Any] | None = None, ge: float | None = None,
-        gt: float | None = None, le: float | None = None, lt: float | None = None, pattern: str | None = None,
-        inert: bool = False, items: dict[str, Any] | None = None) -> Any:
+def opt(
+    default: Any = dataclasses.MISSING,
+    *,
+    factory: Callable[[], Any] | None = None,
+    ge: float | None = None,
+    gt: float | None = None,
+    le: float | None = None,
+    lt: float | None = None,
+    pattern: str | None = None,
+    inert: bool = False,
+    items: dict[str, Any] | None = None,
+) -> Any:
     """A field with declared rules: ranges (ge/gt/le/lt; for a list, of each item, see `items`), a regex `pattern`
     for strings, `inert` = does not change what a training run computes (resume may differ there)."""
     rules = {k: v for k, v in dict(ge=ge, gt=gt, le=le, lt=lt, pattern=pattern, items=items).items() if v is not None}
@@ -38,8 +47,21 @@ DEVICE_PATTERN = r"auto|cpu|mps|cuda(:\d+)?"
 # The methods `scorerl eval` runs (eval.methods.available_methods(), which a test keeps equal to this): named here
 # so that a misspelt one is refused when the config is read, with its file and line, not after the evaluation
 # has started.
-EVAL_METHODS = ("dycoke", "dycoke_ttm+topk", "fastv", "fastv_input", "fastvid_meanq", "framediff", "full", "pool",
-                "random", "score", "uniform", "vidcom2")
+EVAL_METHODS = (
+    "dycoke",
+    "dycoke_ttm+topk",
+    "fastv",
+    "fastv_input",
+    "fastvid_meanq",
+    "framediff",
+    "full",
+    "holitom_meanq",
+    "pool",
+    "random",
+    "score",
+    "uniform",
+    "vidcom2",
+)
 
 
 @dataclass
@@ -208,8 +230,11 @@ class RLSection:
         if not self.budgets:
             err("budgets", "must name at least one keep ratio for rl.sampling: ranked")
         if self.estimator == "split_action":
-            err("estimator", "split_action weights kept and dropped tokens apart; rl.sampling: ranked draws have "
-                "one log-probability per mask: use split, grpo or dr_grpo")
+            err(
+                "estimator",
+                "split_action weights kept and dropped tokens apart; rl.sampling: ranked draws have "
+                "one log-probability per mask: use split, grpo or dr_grpo",
+            )
         if self.ppo_epochs > 1:
             err("ppo_epochs", "PPO ratios are per token; rl.sampling: ranked supports ppo_epochs: 1 only")
         for key in ("entropy_coef", "kl_coef"):
@@ -267,8 +292,9 @@ class TrainSection:
 
 @dataclass
 class EvalSection:
-    methods: list[str] = opt(factory=lambda: ["full", "uniform", "random", "framediff", "score"],
-                             items={"pattern": r"\S+"})
+    methods: list[str] = opt(
+        factory=lambda: ["full", "uniform", "random", "framediff", "score"], items={"pattern": r"\S+"}
+    )
     """Compression methods to evaluate (see `scorerl eval --help`)."""
     ratios: list[float] = opt(factory=lambda: [0.05, 0.1, 0.15, 0.25], items={"gt": 0, "le": 1})
     """Keep ratios rho to evaluate."""
@@ -277,7 +303,8 @@ class EvalSection:
     limit: int = opt(0, ge=0)
     """Evaluate only the first N samples (0 = all)."""
     fastv_layer: int = opt(2, ge=1)
-    """FastV's K: visual tokens are ranked by the last prompt token's attention in LLM layer K (1-based), as in FastV."""
+    """FastV's K: visual tokens are ranked by the last prompt token's attention in LLM layer K (1-based), as in
+    FastV."""
     bootstrap: int = opt(2000, ge=0, inert=True)
     """Bootstrap resamples of the test questions for the 95% intervals of every accuracy and paired difference
     (seeded with run.seed; 0 = no intervals)."""
@@ -333,8 +360,15 @@ class BenchSection:
 
 
 CORE_SECTIONS: dict[str, type] = {
-    "run": RunSection, "env": EnvSection, "data": DataSection, "policy": PolicySection, "reward": RewardSection,
-    "rl": RLSection, "curriculum": CurriculumSection, "train": TrainSection, "eval": EvalSection,
+    "run": RunSection,
+    "env": EnvSection,
+    "data": DataSection,
+    "policy": PolicySection,
+    "reward": RewardSection,
+    "rl": RLSection,
+    "curriculum": CurriculumSection,
+    "train": TrainSection,
+    "eval": EvalSection,
     "bench": BenchSection,
 }
 # What `scorerl train` reads; a resume compares only these sections' non-inert fields.
@@ -371,6 +405,7 @@ class Config:
     bench: BenchSection
 
     if TYPE_CHECKING:
+
         def __getattr__(self, name: str) -> Any: ...  # a registered client section
 
     def __init__(self, **sections: Any) -> None:

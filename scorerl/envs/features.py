@@ -31,8 +31,9 @@ BUILD_FILE = "building.json"  # the plan of a build in progress: its fingerprint
 
 
 def _as_float_cpu(t: VisualTokens) -> VisualTokens:
-    return VisualTokens(t.features.detach().float().cpu(), t.grid,
-                        None if t.suffix is None else t.suffix.detach().float().cpu(), t.meta)
+    return VisualTokens(
+        t.features.detach().float().cpu(), t.grid, None if t.suffix is None else t.suffix.detach().float().cpu(), t.meta
+    )
 
 
 class OnlineFeatures:
@@ -59,8 +60,10 @@ def env_identity(env, env_dir: Path | None) -> str:
         return env_fingerprint(env_dir)
     model = getattr(env, "model", None)
     if model is None:
-        raise ConfigError(f"env.path {str(env_dir)!r} is not a folder and the environment exposes no weights to "
-                          f"identify its features by")
+        raise ConfigError(
+            f"env.path {str(env_dir)!r} is not a folder and the environment exposes no weights to "
+            f"identify its features by"
+        )
     import hashlib
 
     h = hashlib.sha256(type(env).__name__.encode())
@@ -78,9 +81,13 @@ def sampling_of(data, env, jitter: float | None = None) -> FrameSampling:
 def store_fingerprint(env, env_dir: Path | None, data, jitter: float | None = None) -> dict:
     """The fingerprint a store for this environment and data section must carry: weights, processor settings (the
     model's resize rule), dtype and the frame rule (rate or count, floor and cap, size, aspect, temporal unit)."""
-    return st.store_fingerprint(arch=env.arch, dtype=str(env.dtype).removeprefix("torch."),
-                                weights=env_identity(env, env_dir), settings=dict(getattr(env, "settings", {})),
-                                sampling=sampling_of(data, env, jitter))
+    return st.store_fingerprint(
+        arch=env.arch,
+        dtype=str(env.dtype).removeprefix("torch."),
+        weights=env_identity(env, env_dir),
+        settings=dict(getattr(env, "settings", {})),
+        sampling=sampling_of(data, env, jitter),
+    )
 
 
 def store_dir(data, fingerprint: dict) -> Path:
@@ -115,9 +122,19 @@ def manifests_of(cfg, given: list[str] | None) -> list[str]:
     return specs
 
 
-def build_features(cfg, manifests: list[str] | None = None, out: str | Path | None = None, shard_size: int = 256,
-                   *, env=None, env_dir: Path | None = None, rank: int | None = None,
-                   world_size: int | None = None, barrier=None, progress: bool = True) -> st.BuildReport:
+def build_features(
+    cfg,
+    manifests: list[str] | None = None,
+    out: str | Path | None = None,
+    shard_size: int = 256,
+    *,
+    env=None,
+    env_dir: Path | None = None,
+    rank: int | None = None,
+    world_size: int | None = None,
+    barrier=None,
+    progress: bool = True,
+) -> st.BuildReport:
     """Build (or finish building) the feature store of cfg's environment over `manifests`.
 
     Under `accelerate launch` every process builds the shards j with j % world_size == rank and the main process
@@ -142,6 +159,9 @@ def build_features(cfg, manifests: list[str] | None = None, out: str | Path | No
     store = Path(out).expanduser() if out is not None else store_dir(cfg.data, fingerprint)
     _refuse_foreign(store)
     created = not store.exists()  # a build that fails before any shard removes the folder it made
+    # Every process checks before the main one writes anything (its plan goes through a temp file, which another
+    # process checking later would call foreign).
+    barrier()
     atomic.ensure_writable_dir(store, "--out")
     try:
         return _build(cfg, store, fingerprint, env, manifests, shard_size, rank, world_size, barrier, progress)
@@ -151,8 +171,18 @@ def build_features(cfg, manifests: list[str] | None = None, out: str | Path | No
         raise
 
 
-def _build(cfg, store: Path, fingerprint: dict, env, manifests, shard_size: int, rank: int, world_size: int,
-           barrier, progress: bool) -> st.BuildReport:
+def _build(
+    cfg,
+    store: Path,
+    fingerprint: dict,
+    env,
+    manifests,
+    shard_size: int,
+    rank: int,
+    world_size: int,
+    barrier,
+    progress: bool,
+) -> st.BuildReport:
     """build_features with the store folder checked and created."""
     from scorerl.io.progress import ProgressBar
 
@@ -162,8 +192,11 @@ def _build(cfg, store: Path, fingerprint: dict, env, manifests, shard_size: int,
         samples += found
     shards = st.plan_shards(samples, shard_size)
     keys = [st.sample_key(s) for shard in shards for s in shard]
-    plan: dict[str, Any] = {"format": st.STORE_FORMAT, "fingerprint": fingerprint,
-            "plan": st.plan_digest(keys, shard_size)}
+    plan: dict[str, Any] = {
+        "format": st.STORE_FORMAT,
+        "fingerprint": fingerprint,
+        "plan": st.plan_digest(keys, shard_size),
+    }
     _start_or_resume(store, plan, rank, barrier)
 
     done_before = sum(st.shard_done(store, j) for j in range(len(shards)))
@@ -197,8 +230,15 @@ def _build(cfg, store: Path, fingerprint: dict, env, manifests, shard_size: int,
             log.warning("skipped %s (%s): %s", item["id"], item["media"], item["reason"])
     barrier()
     index = json.loads((store / st.INDEX_FILE).read_text())
-    return st.BuildReport(store, len(index["samples"]), len(mine), done_before, index["skipped"],
-                          st.shards_bytes(store), main_process=rank == 0)
+    return st.BuildReport(
+        store,
+        len(index["samples"]),
+        len(mine),
+        done_before,
+        index["skipped"],
+        st.shards_bytes(store),
+        main_process=rank == 0,
+    )
 
 
 STORE_ENTRIES = (BUILD_FILE, st.INDEX_FILE, st.SHARDS_DIR)  # all a build writes in its folder
@@ -211,8 +251,10 @@ def _refuse_foreign(store: Path) -> None:
     if store.is_dir():
         foreign = foreign_entries(store, STORE_ENTRIES)
         if foreign:
-            raise DataError(f"{store}: holds {', '.join(foreign)}, which a feature store build does not write; "
-                            "refusing to build there. Choose a new or empty --out (or data.store_dir)")
+            raise DataError(
+                f"{store}: holds {', '.join(foreign)}, which a feature store build does not write; "
+                "refusing to build there. Choose a new or empty --out (or data.store_dir)"
+            )
 
 
 def _remove_if_unused(store: Path) -> None:
@@ -237,8 +279,10 @@ def _start_or_resume(store: Path, plan: dict, rank: int, barrier) -> None:
             found = json.loads(f.read_text())
             st.check_fingerprint(store, found["fingerprint"], plan["fingerprint"])
             if found.get("plan") != plan["plan"]:
-                raise DataError(f"{store}: holds a store of other samples or another --shard-size; build these "
-                                "manifests into another --out, or delete that folder")
+                raise DataError(
+                    f"{store}: holds a store of other samples or another --shard-size; build these "
+                    "manifests into another --out, or delete that folder"
+                )
             barrier()
             return
     if rank == 0:
@@ -258,7 +302,18 @@ def _say_estimate(env, cfg, shards, store: Path, done_before: int) -> None:
     kinds = [s.kind for shard in shards for s in shard]
     size = st.estimate_bytes(tokens, kinds)
     T, N, D = tokens.features.shape
-    log.info("feature store %s: %d samples (%d videos, %d images) in %d shards, %d already built; each video "
-             "[%d, %d, %d] %s; about %s on disk (images kept as one unit)", store, len(kinds), kinds.count("video"),
-             kinds.count("image"), len(shards), done_before, T, N, D, str(tokens.features.dtype).removeprefix("torch."),
-             st.human_bytes(size))
+    log.info(
+        "feature store %s: %d samples (%d videos, %d images) in %d shards, %d already built; each video "
+        "[%d, %d, %d] %s; about %s on disk (images kept as one unit)",
+        store,
+        len(kinds),
+        kinds.count("video"),
+        kinds.count("image"),
+        len(shards),
+        done_before,
+        T,
+        N,
+        D,
+        str(tokens.features.dtype).removeprefix("torch."),
+        st.human_bytes(size),
+    )

@@ -16,15 +16,17 @@ original position. Requests are right-aligned (LEFT padding) so all their target
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 
 from scorerl.envs.base import VideoEnv
-from scorerl.types import ScoreRequest, VisualTokens
 from scorerl.errors import ConfigError, EnvError
+from scorerl.types import ScoreRequest, VisualTokens
 
 OPENAI_CLIP_MEAN = [0.48145466, 0.4578275, 0.40821073]
 OPENAI_CLIP_STD = [0.26862954, 0.26130258, 0.27577711]
@@ -89,13 +91,12 @@ def left_pad(seqs: list[Sequence]) -> tuple[torch.Tensor, torch.Tensor, torch.Te
     embeds = first.embeds.new_zeros(len(seqs), width, first.embeds.shape[-1])
     mask = torch.zeros(len(seqs), width, dtype=torch.long, device=first.embeds.device)
     # padding positions are never attended to; 1 matches what transformers fills in for padding
-    positions = torch.ones(first.positions.shape[0], len(seqs), width, dtype=torch.long,
-                           device=first.embeds.device)
+    positions = torch.ones(first.positions.shape[0], len(seqs), width, dtype=torch.long, device=first.embeds.device)
     for b, s in enumerate(seqs):
         n = len(s)
-        embeds[b, width - n:] = s.embeds
-        mask[b, width - n:] = 1
-        positions[:, b, width - n:] = s.positions
+        embeds[b, width - n :] = s.embeds
+        mask[b, width - n :] = 1
+        positions[:, b, width - n :] = s.positions
     return embeds, mask, positions
 
 
@@ -119,8 +120,9 @@ def bucket_length(n: int, bucket: int) -> int:
     return -(-n // bucket) * bucket
 
 
-def pad_left_to(embeds: torch.Tensor, mask: torch.Tensor, positions: torch.Tensor,
-                width: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def pad_left_to(
+    embeds: torch.Tensor, mask: torch.Tensor, positions: torch.Tensor, width: int
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """left_pad's output [B, L, D], [B, L], [P, B, L] padded further on the LEFT to width W >= L: embeddings 0,
     attention mask 0, positions 1 (as left_pad fills them), so the real tokens stay right-aligned."""
     extra = width - embeds.shape[1]
@@ -129,9 +131,11 @@ def pad_left_to(embeds: torch.Tensor, mask: torch.Tensor, positions: torch.Tenso
     if extra == 0:
         return embeds, mask, positions
     F = torch.nn.functional
-    return (F.pad(embeds, (0, 0, extra, 0)),  # [B, W, D]
-            F.pad(mask, (extra, 0)),  # [B, W]
-            F.pad(positions, (extra, 0), value=1))  # [P, B, W]
+    return (
+        F.pad(embeds, (0, 0, extra, 0)),  # [B, W, D]
+        F.pad(mask, (extra, 0)),  # [B, W]
+        F.pad(positions, (extra, 0), value=1),
+    )  # [P, B, W]
 
 
 def target_logprobs(seqs: list[Sequence], last_logits, with_greedy: bool = False) -> list:
@@ -193,8 +197,7 @@ def resize_frames(x: torch.Tensor, height: int, width: int) -> torch.Tensor:
     "float"; processor_pixels resizes the uint8 frames first, as transformers does)."""
     if tuple(x.shape[-2:]) == (height, width):
         return x
-    return torch.nn.functional.interpolate(x, size=(height, width), mode="bicubic", align_corners=False,
-                                           antialias=True)
+    return torch.nn.functional.interpolate(x, size=(height, width), mode="bicubic", align_corners=False, antialias=True)
 
 
 def resize_uint8_bicubic(x: torch.Tensor, height: int, width: int) -> torch.Tensor:
@@ -206,8 +209,7 @@ def resize_uint8_bicubic(x: torch.Tensor, height: int, width: int) -> torch.Tens
     F = torch.nn.functional
     if x.device.type == "cpu":
         return F.interpolate(x, size=(height, width), mode="bicubic", align_corners=False, antialias=True)
-    y = F.interpolate(x.to(torch.float32), size=(height, width), mode="bicubic", align_corners=False,
-                      antialias=True)
+    y = F.interpolate(x.to(torch.float32), size=(height, width), mode="bicubic", align_corners=False, antialias=True)
     return y.clamp_(0, 255).round_().to(torch.uint8)
 
 
@@ -229,8 +231,12 @@ def own_video_processor(path: Path):
     try:
         return AutoVideoProcessor.from_pretrained(str(path), local_files_only=True)
     except Exception as e:  # an old or custom folder: scorerl's own path reads the same files
-        logging.getLogger(__name__).warning("%s: transformers' video processor did not load (%s: %s); using "
-                                            "scorerl's reproduction of it", path, type(e).__name__, e)
+        logging.getLogger(__name__).warning(
+            "%s: transformers' video processor did not load (%s: %s); using scorerl's reproduction of it",
+            path,
+            type(e).__name__,
+            e,
+        )
         return None
 
 
@@ -243,8 +249,9 @@ def pixel_order(settings: dict) -> str:
     return order
 
 
-def processor_pixels(frames: torch.Tensor, height: int, width: int, mean, std, device,
-                     rescale_factor: float = 1 / 255) -> torch.Tensor:
+def processor_pixels(
+    frames: torch.Tensor, height: int, width: int, mean, std, device, rescale_factor: float = 1 / 255
+) -> torch.Tensor:
     """uint8 [F, H, W, 3] -> float32 [F, 3, height, width] in the order and arithmetic of transformers' video
     processors (BaseVideoProcessor._preprocess, TorchvisionBackend): the uint8 frames are resized first
     (resize_uint8_bicubic), then rescaled and normalised in one step, (x - mean / r) / (std / r) in float32 with
@@ -279,7 +286,7 @@ class HFVideoEnv(VideoEnv):
         self.grad = False
         # transformers' own video processor (own_video_processor), set by from_pretrained where torchvision works;
         # None: scorerl's reproduction of it prepares the pixels
-        self.video_processor = None
+        self.video_processor: Callable[..., Any] | None = None
         self._layouts: dict = {}  # memo of _layout
         self._check_tokenizer()
 
@@ -295,8 +302,7 @@ class HFVideoEnv(VideoEnv):
         world's and the tests' environments). system_prompt None leaves the system turn to the chat template (its
         default, or none). pixels "float": normalise, then resize in float (how the world's environment was fitted);
         a folder with a transformers processor file gets "processor", transformers' own order (processor_pixels)."""
-        return {"image_mean": OPENAI_CLIP_MEAN, "image_std": OPENAI_CLIP_STD, "system_prompt": None,
-                "pixels": "float"}
+        return {"image_mean": OPENAI_CLIP_MEAN, "image_std": OPENAI_CLIP_STD, "system_prompt": None, "pixels": "float"}
 
     @classmethod
     def processor_defaults(cls) -> dict:
@@ -307,19 +313,28 @@ class HFVideoEnv(VideoEnv):
         """(text before the video placeholder, text after it up to the answer cue), rendered by the model's own
         chat template: a system turn (settings["system_prompt"], or the template's default when None), then a user
         turn holding the video and the prompt, then the generation prompt."""
-        messages = [] if self.settings.get("system_prompt") is None else [
-            # list content: the LLaVA-OneVision release's template renders only that (a plain string comes out
-            # empty, silently); Qwen's renders both
-            {"role": "system", "content": [{"type": "text", "text": self.settings["system_prompt"]}]}]
+        messages = (
+            []
+            if self.settings.get("system_prompt") is None
+            else [
+                # list content: the LLaVA-OneVision release's template renders only that (a plain string comes out
+                # empty, silently); Qwen's renders both
+                {"role": "system", "content": [{"type": "text", "text": self.settings["system_prompt"]}]}
+            ]
+        )
         messages.append({"role": "user", "content": [{"type": "video"}, {"type": "text", "text": prompt}]})
         if not self.tokenizer.chat_template:
-            raise EnvError("the tokenizer has no chat template (the folder gives neither chat_template.json, "
-                           "chat_template.jinja nor a chat_template in tokenizer_config.json)")
+            raise EnvError(
+                "the tokenizer has no chat template (the folder gives neither chat_template.json, "
+                "chat_template.jinja nor a chat_template in tokenizer_config.json)"
+            )
         text = self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
         placeholder = self.tokenizer.convert_ids_to_tokens(self.video_token_id)
         if text.count(placeholder) != 1:
-            raise EnvError(f"the chat template renders the video placeholder {placeholder!r} {text.count(placeholder)} "
-                           "times for one video; expected once")
+            raise EnvError(
+                f"the chat template renders the video placeholder {placeholder!r} {text.count(placeholder)} "
+                "times for one video; expected once"
+            )
         before, after = text.split(placeholder)
         return before, after
 
@@ -363,8 +378,15 @@ class HFVideoEnv(VideoEnv):
     # ---------------------------------------------------------------- loading and saving
 
     @classmethod
-    def from_pretrained(cls, path, dtype: str = "float32", device: str = "auto", attn_implementation: str = "sdpa",
-                        token_budget: int = 32768, device_map: str | None = None) -> "HFVideoEnv":
+    def from_pretrained(
+        cls,
+        path,
+        dtype: str = "float32",
+        device: str = "auto",
+        attn_implementation: str = "sdpa",
+        token_budget: int = 32768,
+        device_map: str | None = None,
+    ) -> "HFVideoEnv":
         """device_map: None = the whole model on `device`; "auto" = split over this node's GPUs by accelerate."""
         from transformers import AutoConfig, AutoTokenizer
 
@@ -372,16 +394,22 @@ class HFVideoEnv(VideoEnv):
         _check_folder(path)
         config = AutoConfig.from_pretrained(path, local_files_only=True)
         if config.model_type != cls.model_type:
-            raise EnvError(f"{path}: holds a {config.model_type!r} model, but env.arch {cls.arch!r} needs "
-                           f"{cls.model_type!r}")
+            raise EnvError(
+                f"{path}: holds a {config.model_type!r} model, but env.arch {cls.arch!r} needs {cls.model_type!r}"
+            )
         if dtype not in DTYPES:
             raise EnvError(f"dtype must be one of {sorted(DTYPES)}, got {dtype!r}")
         try:
             tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
             tokenizer.chat_template = _folder_chat_template(path) or tokenizer.chat_template
             model = cls.model_class().from_pretrained(
-                path, dtype=DTYPES[dtype], attn_implementation=attn_implementation, use_safetensors=True,
-                local_files_only=True, device_map=device_map or str(resolve_device(device)))
+                path,
+                dtype=DTYPES[dtype],
+                attn_implementation=attn_implementation,
+                use_safetensors=True,
+                local_files_only=True,
+                device_map=device_map or str(resolve_device(device)),
+            )
         except (OSError, ValueError, ImportError) as e:
             raise EnvError(f"{path}: cannot load the {cls.arch} environment: {e}") from None
         env = cls(model, tokenizer, token_budget=token_budget, settings=_read_settings(path, cls.processor_defaults()))
@@ -392,9 +420,14 @@ class HFVideoEnv(VideoEnv):
     def own_processor_inputs(self, frames: torch.Tensor) -> dict[str, torch.Tensor]:
         """preprocess by transformers' own video processor (self.video_processor): frames uint8 [F, H, W, 3],
         already sampled, so the processor samples none."""
+        if self.video_processor is None:
+            raise EnvError(f"{self.arch}: own_processor_inputs needs transformers' own video processor, none is set")
         out = self.video_processor(videos=[frames.cpu().numpy()], do_sample_frames=False, return_tensors="pt")
-        return {k: v.to(self.device, self.dtype if v.is_floating_point() else v.dtype) for k, v in out.items()
-                if k in ("pixel_values_videos", "video_grid_thw")}
+        return {
+            k: v.to(self.device, self.dtype if v.is_floating_point() else v.dtype)
+            for k, v in out.items()
+            if k in ("pixel_values_videos", "video_grid_thw")
+        }
 
     def save_pretrained(self, path) -> None:
         path = Path(path)
@@ -413,11 +446,15 @@ class HFVideoEnv(VideoEnv):
         """EnvError unless the visual tokens fit this model (3-D features of width D, suffix of width D)."""
         f = visual.features
         if not isinstance(f, torch.Tensor) or f.ndim != 3:
-            raise EnvError(f"visual features must be a tensor [T, N, D], got "
-                           f"{list(f.shape) if isinstance(f, torch.Tensor) else type(f).__name__}")
+            raise EnvError(
+                f"visual features must be a tensor [T, N, D], got "
+                f"{list(f.shape) if isinstance(f, torch.Tensor) else type(f).__name__}"
+            )
         if f.shape[-1] != self.hidden_size:
-            raise EnvError(f"visual features have width D={f.shape[-1]}, but this {self.arch} model's LLM width "
-                           f"is {self.hidden_size}; were they encoded by a different environment?")
+            raise EnvError(
+                f"visual features have width D={f.shape[-1]}, but this {self.arch} model's LLM width "
+                f"is {self.hidden_size}; were they encoded by a different environment?"
+            )
         rows, cols = visual.grid
         if rows * cols != f.shape[1]:
             raise EnvError(f"visual grid {visual.grid} does not match N={f.shape[1]} tokens per temporal unit")
@@ -456,8 +493,14 @@ class HFVideoEnv(VideoEnv):
         Memoised: the K masks of one sample share their text and grid, and get_rope_index is a Python loop.
         """
         v = request.visual
-        key = (request.prompt, request.target if with_target else None, tuple(v.features.shape[:2]), v.grid,
-               0 if v.suffix is None else v.suffix.shape[0], v.meta.get("second_per_grid_t"))
+        key = (
+            request.prompt,
+            request.target if with_target else None,
+            tuple(v.features.shape[:2]),
+            v.grid,
+            0 if v.suffix is None else v.suffix.shape[0],
+            v.meta.get("second_per_grid_t"),
+        )
         if key not in self._layouts:
             before, after = self.text_around_video(request.prompt)
             before_ids, after_ids = self._ids(before), self._ids(after)
@@ -491,10 +534,15 @@ class HFVideoEnv(VideoEnv):
             pieces.append(visual.suffix.to(device, dtype))
         pieces.append(text[start:])
         seq_keep = torch.ones(len(input_ids), dtype=torch.bool)
-        seq_keep[start:start + T * N] = False
+        seq_keep[start : start + T * N] = False
         seq_keep[start + kept] = True
-        return Sequence(embeds=torch.cat(pieces), positions=positions[:, seq_keep].to(device),
-                        target=text_ids[len(text_ids) - n_target:], visual_start=start, kept=kept)
+        return Sequence(
+            embeds=torch.cat(pieces),
+            positions=positions[:, seq_keep].to(device),
+            target=text_ids[len(text_ids) - n_target :],
+            visual_start=start,
+            kept=kept,
+        )
 
     # ---------------------------------------------------------------- forwards
 
@@ -503,8 +551,13 @@ class HFVideoEnv(VideoEnv):
         if self.static_shapes is not None:
             return self._static_forward(seqs, logits_to_keep)
         embeds, mask, positions = left_pad(seqs)
-        out = self.model(inputs_embeds=embeds, attention_mask=mask, position_ids=self.model_positions(positions),
-                         use_cache=False, logits_to_keep=logits_to_keep)
+        out = self.model(
+            inputs_embeds=embeds,
+            attention_mask=mask,
+            position_ids=self.model_positions(positions),
+            use_cache=False,
+            logits_to_keep=logits_to_keep,
+        )
         return out.logits
 
     # ---------------------------------------------------------------- static-shape prefill
@@ -524,8 +577,12 @@ class HFVideoEnv(VideoEnv):
         elif settings.compile:
             self._compiled = self._compiled_model()
             compiled = "reduce-overhead"
-        return {"static_shapes": True, "bucket": settings.bucket, "max_tokens": settings.max_tokens,
-                "compile": compiled}
+        return {
+            "static_shapes": True,
+            "bucket": settings.bucket,
+            "max_tokens": settings.max_tokens,
+            "compile": compiled,
+        }
 
     def _compiled_model(self):
         """torch.compile(model, mode="reduce-overhead", dynamic=False), built once per environment."""
@@ -544,6 +601,8 @@ class HFVideoEnv(VideoEnv):
         few shapes, so a compiled model replays one CUDA graph per bucket. Forwards over max_tokens keep their
         exact length and run eager. -> logits [B, logits_to_keep, V]."""
         settings = self.static_shapes
+        if settings is None:
+            raise EnvError("_static_forward needs static shapes: call use_static_shapes first")
         embeds, mask, positions = left_pad(seqs)  # [B, L, D], [B, L], [P, B, L]
         B, L = mask.shape
         width = bucket_length(L, settings.bucket)
@@ -552,8 +611,13 @@ class HFVideoEnv(VideoEnv):
         model = self._compiled if static and self._compiled is not None else self.model  # CUDA graphs or eager
         if model is not self.model:
             torch.compiler.cudagraph_mark_step_begin()  # a new replay: earlier graph outputs may be overwritten
-        out = model(inputs_embeds=embeds, attention_mask=mask, position_ids=self.model_positions(positions),
-                    use_cache=False, logits_to_keep=logits_to_keep)
+        out = model(
+            inputs_embeds=embeds,
+            attention_mask=mask,
+            position_ids=self.model_positions(positions),
+            use_cache=False,
+            logits_to_keep=logits_to_keep,
+        )
         # a CUDA graph's output buffer is reused by the next replay: copy what the caller keeps
         return out.logits if model is self.model else out.logits.clone()
 
@@ -567,16 +631,25 @@ class HFVideoEnv(VideoEnv):
             k = max(need[i] for i in chunk)
             logits = self._forward([seqs[i] for i in chunk], logits_to_keep=k)  # [B, k, V]
             for row, i in enumerate(chunk):
-                result[i] = logits[row, k - need[i]:]
+                result[i] = logits[row, k - need[i] :]
         for _ in range(fillers):
             self._forward([self._filler_sequence()], logits_to_keep=1)
-        return result
+        out: list[torch.Tensor] = []
+        for i, row_logits in enumerate(result):
+            if row_logits is None:
+                raise EnvError(f"_last_logits: sequence {i} was in no forward chunk")
+            out.append(row_logits)
+        return out
 
     def _filler_sequence(self) -> Sequence:
         """A one-token sequence whose forward only keeps a partitioned LLM's weight gathers in step."""
-        return Sequence(embeds=torch.zeros(1, self.hidden_size, device=self.device, dtype=self.dtype),
-                        positions=torch.zeros(self.position_rows, 1, dtype=torch.long, device=self.device),
-                        target=torch.zeros(0, dtype=torch.long), visual_start=0, kept=torch.zeros(0, dtype=torch.long))
+        return Sequence(
+            embeds=torch.zeros(1, self.hidden_size, device=self.device, dtype=self.dtype),
+            positions=torch.zeros(self.position_rows, 1, dtype=torch.long, device=self.device),
+            target=torch.zeros(0, dtype=torch.long),
+            visual_start=0,
+            kept=torch.zeros(0, dtype=torch.long),
+        )
 
     def token_logprobs(self, requests: list[ScoreRequest], with_greedy: bool = False) -> list:
         """Log-probability of each target token given everything before it -> one float32 [t_r] per request;
@@ -602,8 +675,7 @@ class HFVideoEnv(VideoEnv):
             ids.append(toks[0])
         return ids
 
-    def choice_logprobs(self, requests: list[ScoreRequest], choices: list[str],
-                        normalize: bool = True) -> torch.Tensor:
+    def choice_logprobs(self, requests: list[ScoreRequest], choices: list[str], normalize: bool = True) -> torch.Tensor:
         """[R, C] log-probs of each choice token at the answer position (request.target is ignored).
 
         normalize=True: log-softmax over the choices only (they sum to 1); False: full-vocabulary log-probs.
@@ -639,8 +711,13 @@ class HFVideoEnv(VideoEnv):
         seq = self.build_sequence(request, with_target=False)
         stop = self._stop_ids()
         positions = seq.positions[:, None, :]  # [P, 1, L]
-        out = self.model(inputs_embeds=seq.embeds[None], attention_mask=_ones_mask(seq),
-                         position_ids=self.model_positions(positions), use_cache=True, logits_to_keep=1)
+        out = self.model(
+            inputs_embeds=seq.embeds[None],
+            attention_mask=_ones_mask(seq),
+            position_ids=self.model_positions(positions),
+            use_cache=True,
+            logits_to_keep=1,
+        )
         new: list[int] = []
         last = positions[:, :, -1:]  # [P, 1, 1]
         for _ in range(max_new_tokens):
@@ -651,9 +728,13 @@ class HFVideoEnv(VideoEnv):
             if len(new) == max_new_tokens:
                 break
             last = last + 1
-            out = self.model(inputs_embeds=self.embed_text(torch.tensor([[token]])),
-                             position_ids=self.model_positions(last), use_cache=True, logits_to_keep=1,
-                             **{cache_arg: getattr(out, cache_arg)})
+            out = self.model(
+                inputs_embeds=self.embed_text(torch.tensor([[token]])),
+                position_ids=self.model_positions(last),
+                use_cache=True,
+                logits_to_keep=1,
+                **{cache_arg: getattr(out, cache_arg)},
+            )
         return new
 
     @torch.no_grad()
@@ -675,15 +756,20 @@ class HFVideoEnv(VideoEnv):
         handle = layers[layer].self_attn.register_forward_hook(grab)
         self.model.set_attn_implementation({"text_config": "eager"})  # only eager returns attention weights
         try:
-            self.model(inputs_embeds=seq.embeds[None], attention_mask=_ones_mask(seq),
-                       position_ids=self.model_positions(seq.positions[:, None]), use_cache=False, logits_to_keep=1)
+            self.model(
+                inputs_embeds=seq.embeds[None],
+                attention_mask=_ones_mask(seq),
+                position_ids=self.model_positions(seq.positions[:, None]),
+                use_cache=False,
+                logits_to_keep=1,
+            )
         except _StopForward:
             pass
         finally:
             handle.remove()
             self.model.set_attn_implementation({"text_config": previous})
         T, N = request.visual.features.shape[:2]
-        weights = captured["w"][seq.visual_start:seq.visual_start + seq.kept.numel()]
+        weights = captured["w"][seq.visual_start : seq.visual_start + seq.kept.numel()]
         out = torch.zeros(T * N)
         out[seq.kept] = weights.cpu()
         return out.view(T, N)
@@ -735,14 +821,18 @@ def _processor_settings(path: Path, defaults: dict | None = None) -> dict:
     if found is None:
         return {}
     name, cfg = found
-    size = cfg.get("size") if isinstance(cfg.get("size"), dict) else {}
-    values = {"image_mean": cfg.get("image_mean"), "image_std": cfg.get("image_std"),
-              "min_pixels": cfg.get("min_pixels", size.get("shortest_edge")),
-              "max_pixels": cfg.get("max_pixels", size.get("longest_edge")),
-              "size": [size["height"], size["width"]] if size.get("height") and size.get("width") else None,
-              "cap_pixels_per_frame": cfg.get("cap_pixels_per_frame"),
-              "max_video_tokens": cfg.get("max_video_tokens"),
-              "rescale_factor": cfg.get("rescale_factor")}
+    raw_size = cfg.get("size")
+    size: dict = raw_size if isinstance(raw_size, dict) else {}
+    values = {
+        "image_mean": cfg.get("image_mean"),
+        "image_std": cfg.get("image_std"),
+        "min_pixels": cfg.get("min_pixels", size.get("shortest_edge")),
+        "max_pixels": cfg.get("max_pixels", size.get("longest_edge")),
+        "size": [size["height"], size["width"]] if size.get("height") and size.get("width") else None,
+        "cap_pixels_per_frame": cfg.get("cap_pixels_per_frame"),
+        "max_video_tokens": cfg.get("max_video_tokens"),
+        "rescale_factor": cfg.get("rescale_factor"),
+    }
     settings = {**(defaults or {}), **{k: v for k, v in values.items() if v is not None}}
     settings["processor_file"] = name
     return settings
@@ -760,8 +850,10 @@ def _read_settings(path: Path, defaults: dict | None = None) -> dict:
         extra.pop("arch", None)
         for key, value in extra.items():
             if key in settings and settings[key] != value:
-                raise EnvError(f"{ours}: {key} = {value!r} disagrees with the folder's processor config "
-                               f"({settings[key]!r}); the model's own file wins: remove {key} from {ours.name}")
+                raise EnvError(
+                    f"{ours}: {key} = {value!r} disagrees with the folder's processor config "
+                    f"({settings[key]!r}); the model's own file wins: remove {key} from {ours.name}"
+                )
             settings.setdefault(key, value)
     if "processor_file" in settings:
         settings.setdefault("pixels", "processor")

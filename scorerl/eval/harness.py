@@ -28,26 +28,36 @@ gives the same results as batch 1.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
 
 import torch
 
+from scorerl.compress.baselines import is_merging
 from scorerl.config import Config
-from scorerl.eval.answer import open_answers, predict
+from scorerl.data.frames import describe_sampling, token_count_summary
 from scorerl.data.manifest import LETTERS, Sample, format_prompt, manifest_hash, read_manifest, resolve_manifest
 from scorerl.envs.base import VideoEnv
-from scorerl.types import ScoreRequest
-from scorerl.errors import CheckpointError, ConfigError, DataError, EnvError
-from scorerl.eval.methods import (LAYER_PRUNED, EvalItem, MethodContext, check_methods, layer_pruned_env,
-                                  layer_pruned_kept, method_masks)
 from scorerl.envs.features import env_identity
+from scorerl.errors import CheckpointError, ConfigError, DataError, EnvError, ScoreRLError
+from scorerl.eval import stats
+from scorerl.eval.answer import open_answers, predict
+from scorerl.eval.methods import (
+    LAYER_PRUNED,
+    EvalItem,
+    MethodContext,
+    check_methods,
+    layer_pruned_env,
+    layer_pruned_kept,
+    method_masks,
+    method_merges,
+)
+from scorerl.eval.report import write_eval_report
 from scorerl.export import load_policy
 from scorerl.io.atomic import ensure_writable_dir
-from scorerl.eval import stats
-from scorerl.eval.report import write_eval_report
-from scorerl.data.frames import describe_sampling, token_count_summary
+from scorerl.types import ScoreRequest, VisualTokens
 
 log = logging.getLogger(__name__)
 
@@ -55,8 +65,14 @@ log = logging.getLogger(__name__)
 EVAL_JITTER = 0.0
 
 
-def run_eval(cfg: Config, policy_dir: str | Path | list | tuple | None = None, out: str | Path = "results.json",
-             manifest: str | Path | None = None, *, env: VideoEnv | None = None) -> dict:
+def run_eval(
+    cfg: Config,
+    policy_dir: str | Path | list | tuple | None = None,
+    out: str | Path = "results.json",
+    manifest: str | Path | None = None,
+    *,
+    env: VideoEnv | None = None,
+) -> dict:
     """Evaluate cfg.eval.methods at cfg.eval.ratios; write FILE.json / .md / .png; return the JSON dict.
 
     `policy_dir`: one policy (exported, run or checkpoint folder) or a list of them, one per training seed; `score`
@@ -72,14 +88,16 @@ def run_eval(cfg: Config, policy_dir: str | Path | list | tuple | None = None, o
     manifest_path = resolve_manifest(manifest if manifest is not None else cfg.data.eval_manifest)
     samples, skipped = read_manifest(manifest_path, skip_bad=cfg.data.skip_bad)
     if cfg.eval.limit:
-        samples = samples[:cfg.eval.limit]
+        samples = samples[: cfg.eval.limit]
 
     policy_dirs = policy_list(policy_dir)
     policies = []
     if "score" in methods:
         if not policy_dirs:
-            raise ConfigError("method score needs a trained policy: pass --policy (exported policy folder or run "
-                              "folder), or drop score from eval.methods")
+            raise ConfigError(
+                "method score needs a trained policy: pass --policy (exported policy folder or run "
+                "folder), or drop score from eval.methods"
+            )
         policies = [load_policy(p) for p in policy_dirs]
 
     torch.manual_seed(cfg.run.seed)
@@ -97,11 +115,18 @@ def run_eval(cfg: Config, policy_dir: str | Path | list | tuple | None = None, o
     samples, items, skipped_media = encode_samples(env, env_id, samples, cfg, env_dir)
     for path, policy in zip(policy_dirs, policies):
         if policy.feature_dim != items[0].visual.features.shape[-1]:
-            raise CheckpointError(f"{path}: the policy takes D={policy.feature_dim} features, but this "
-                                  f"environment gives D={items[0].visual.features.shape[-1]}; it was trained for "
-                                  f"another model")
-    ctx = MethodContext(env=env, policy=policies[0] if policies else None, seed=cfg.run.seed,
-                        fastv_layer=cfg.eval.fastv_layer, answer_format=cfg.data.answer_format)
+            raise CheckpointError(
+                f"{path}: the policy takes D={policy.feature_dim} features, but this "
+                f"environment gives D={items[0].visual.features.shape[-1]}; it was trained for "
+                f"another model"
+            )
+    ctx = MethodContext(
+        env=env,
+        policy=policies[0] if policies else None,
+        seed=cfg.run.seed,
+        fastv_layer=cfg.eval.fastv_layer,
+        answer_format=cfg.data.answer_format,
+    )
     # One context per trained policy: each has its own cache of policy logits (keyed by method and sample only).
     contexts = [ctx] + [replace(ctx, policy=p, scores={}) for p in policies[1:]]
 
@@ -110,8 +135,11 @@ def run_eval(cfg: Config, policy_dir: str | Path | list | tuple | None = None, o
     add_intervals(rows, correct, [s.family for s in samples], cfg.eval.bootstrap, cfg.run.seed)
 
     result = {
-        "meta": {**_meta(cfg, manifest_path, skipped, env_dir, env_id, methods, ratios, policy_dirs, samples, env),
-                 "skipped_media": skipped_media, "visual_tokens": _token_counts(items)},
+        "meta": {
+            **_meta(cfg, manifest_path, skipped, env_dir, env_id, methods, ratios, policy_dirs, samples, env),
+            "skipped_media": skipped_media,
+            "visual_tokens": _token_counts(items),
+        },
         "results": rows,
         "predictions": predictions,
         "correct": correct,
@@ -124,8 +152,9 @@ def run_eval(cfg: Config, policy_dir: str | Path | list | tuple | None = None, o
 # --------------------------------------------------------------------------------------------- steps
 
 
-def encode_samples(env: VideoEnv, env_id: str, samples: list[Sample], cfg: Config,
-                   env_dir: Path | None = None) -> tuple[list[Sample], list[EvalItem], list[dict]]:
+def encode_samples(
+    env: VideoEnv, env_id: str, samples: list[Sample], cfg: Config, env_dir: Path | None = None
+) -> tuple[list[Sample], list[EvalItem], list[dict]]:
     """(samples, their visual tokens (data.features: cache, store or online) with prompts, skipped media): a
     sample whose video cannot be read is skipped and counted with data.skip_bad, else named in an error."""
     from tqdm.auto import tqdm
@@ -134,13 +163,12 @@ def encode_samples(env: VideoEnv, env_id: str, samples: list[Sample], cfg: Confi
     from scorerl.envs.features import feature_source
 
     features = feature_source(cfg.data, env, env_dir, jitter=EVAL_JITTER, cache_id=env_id)
-    tokens: dict[str, object] = {}
+    tokens: dict[str, VisualTokens] = {}
 
     def load(sample):
         tokens[sample.id] = features.get(sample)
 
-    samples, skipped = usable_media(tqdm(samples, desc="features", unit="sample", leave=False), load,
-                                    cfg.data.skip_bad)
+    samples, skipped = usable_media(tqdm(samples, desc="features", unit="sample", leave=False), load, cfg.data.skip_bad)
     if not samples:
         raise DataError("no sample left to evaluate: every video was unreadable (see the warnings above)")
     items = [EvalItem(id=s.id, visual=tokens[s.id], prompt=format_prompt(s, cfg.data.answer_format)) for s in samples]
@@ -157,22 +185,33 @@ def policy_list(policy_dir) -> list[Path]:
     for p in paths:
         key = p.expanduser().resolve()
         if key in seen:
-            raise ConfigError(f"--policy: {p} is given twice (as {seen[key]}); each policy counts as one training "
-                              f"seed")
+            raise ConfigError(f"--policy: {p} is given twice (as {seen[key]}); each policy counts as one training seed")
         seen[key] = p
     return paths
 
 
-def evaluate_runs(env: VideoEnv, samples: list[Sample], items: list[EvalItem], runs: list[tuple[str, float]],
-                  ctx: MethodContext, batch_size: int) -> tuple[list[dict], dict]:
+def evaluate_runs(
+    env: VideoEnv,
+    samples: list[Sample],
+    items: list[EvalItem],
+    runs: list[tuple[str, float]],
+    ctx: MethodContext,
+    batch_size: int,
+) -> tuple[list[dict], dict]:
     """Metrics rows (relative to the first run, `full`) and per-sample predictions for each (method, ratio), with
     one policy (ctx.policy); see evaluate_seeded for several."""
     rows, predictions, _ = evaluate_seeded(env, samples, items, runs, [ctx], batch_size)
     return rows, predictions
 
 
-def evaluate_seeded(env: VideoEnv, samples: list[Sample], items: list[EvalItem], runs: list[tuple[str, float]],
-                    contexts: list[MethodContext], batch_size: int) -> tuple[list[dict], dict, dict]:
+def evaluate_seeded(
+    env: VideoEnv,
+    samples: list[Sample],
+    items: list[EvalItem],
+    runs: list[tuple[str, float]],
+    contexts: list[MethodContext],
+    batch_size: int,
+) -> tuple[list[dict], dict, dict]:
     """(rows, predictions, correct) for each (method, ratio). `score` runs once per context (one per trained
     policy, i.e. training seed) and its row pools them (pool_seeds); every other method runs once, with
     contexts[0]. predictions: a string of letters when every question is multiple choice, else a list (letters,
@@ -197,10 +236,20 @@ def evaluate_seeded(env: VideoEnv, samples: list[Sample], items: list[EvalItem],
     return rows, predictions, correct
 
 
-def _run_one(env: VideoEnv, samples: list[Sample], items: list[EvalItem], batches: list[list[int]], method: str,
-             rho: float, ctx: MethodContext, bar) -> tuple[dict, object, list[bool]]:
+def _run_one(
+    env: VideoEnv,
+    samples: list[Sample],
+    items: list[EvalItem],
+    batches: list[list[int]],
+    method: str,
+    rho: float,
+    ctx: MethodContext,
+    bar,
+) -> tuple[dict, object, list[bool]]:
     """(metrics row, predictions as stored, per-question correctness) of one method at one ratio, one policy."""
-    pred, kept, ce = [], [], []
+    pred: list = []
+    kept: list[float] = []
+    ce: list = []
     for idx in batches:
         bar.set_postfix_str(f"{method}@{rho:g}")
         p, k, c = answer_batch(env, [samples[i] for i in idx], [items[i] for i in idx], method, rho, ctx)
@@ -211,25 +260,32 @@ def _run_one(env: VideoEnv, samples: list[Sample], items: list[EvalItem], batche
     if method in LAYER_PRUNED:
         row["kept_from_layer"] = ctx.fastv_layer  # kept_fraction counts from this LLM layer on
     shown = [LETTERS[p] if isinstance(p, int) else p for p in pred]
-    shown = "".join(shown) if all(isinstance(p, int) for p in pred) else shown
-    return row, shown, correct
+    stored: str | list = "".join(shown) if all(isinstance(p, int) for p in pred) else shown
+    return row, stored, correct
 
 
 def pool_seeds(rows: list[dict]) -> dict:
     """One `score` row from its S per-seed rows (same ratio, same questions): accuracy, kept fraction, per-family
     accuracy and the open-ended metrics are means over the seeds (relative and intervals are added later);
     `seeds` lists each seed's accuracy and kept fraction, in meta.policies order. S = 1 gives the row itself."""
+
     def mean(values):
         return sum(values) / len(values)
 
     first = rows[0]
-    pooled = {**first, "accuracy": mean([r["accuracy"] for r in rows]),
-              "kept_fraction": mean([r["kept_fraction"] for r in rows]),
-              "families": {f: {**v, "accuracy": mean([r["families"][f]["accuracy"] for r in rows])}
-                           for f, v in first["families"].items()}}
+    pooled = {
+        **first,
+        "accuracy": mean([r["accuracy"] for r in rows]),
+        "kept_fraction": mean([r["kept_fraction"] for r in rows]),
+        "families": {
+            f: {**v, "accuracy": mean([r["families"][f]["accuracy"] for r in rows])}
+            for f, v in first["families"].items()
+        },
+    }
     if "open_ended" in first:
-        pooled["open_ended"] = {k: v if k == "n" else mean([r["open_ended"][k] for r in rows])
-                                for k, v in first["open_ended"].items()}
+        pooled["open_ended"] = {
+            k: v if k == "n" else mean([r["open_ended"][k] for r in rows]) for k, v in first["open_ended"].items()
+        }
     pooled["seeds"] = [{"accuracy": r["accuracy"], "kept_fraction": r["kept_fraction"]} for r in rows]
     return pooled
 
@@ -256,8 +312,7 @@ def add_intervals(rows: list[dict], correct: dict, families: list, resamples: in
         row["ci95"] = interval(draws.get(key))
         for fam, cell in row["families"].items():
             where = questions_of.get(fam, [])
-            cell["ci95"] = (list(stats.bootstrap_ci(matrices[key][where], resamples, seed)) if resamples
-                            else None)
+            cell["ci95"] = list(stats.bootstrap_ci(matrices[key][where], resamples, seed)) if resamples else None
         refs = [("full", rows[0], keys[0])] if row is not rows[0] else []
         if row["method"] not in ("score", "full") and row["ratio"] in score_at:
             ref_key = score_at[row["ratio"]]
@@ -278,18 +333,25 @@ def is_correct(pred, sample: Sample) -> bool:
     return pred == sample.answer_index
 
 
-def answer_batch(env: VideoEnv, samples: list[Sample], items: list[EvalItem], method: str, rho: float,
-                 ctx: MethodContext) -> tuple[list, list[float], list]:
+def answer_batch(
+    env: VideoEnv, samples: list[Sample], items: list[EvalItem], method: str, rho: float, ctx: MethodContext
+) -> tuple[list, list[float], list]:
     """(answer, kept fraction, answer CE) of each sample in one batch: multiple choice -> the predicted option's
     index from one batched prefill (CE None); open-ended -> the greedy answer text and the reference answer's CE.
     A method that prunes inside the LLM (fastv) is scored by its layer-pruned view of the environment, on every
-    visual token at the input; its kept fraction is the one from layer K on."""
+    visual token at the input; its kept fraction is the one from layer K on. A merging method's requests carry
+    its merged features in its anchors' rows; its kept fraction counts output tokens (kept + merged)."""
     scorer = env
+    masks: Sequence[torch.Tensor | None]
     if method == "full":
         masks = [None] * len(items)  # None = every token, the environment's uncompressed path
     elif method in LAYER_PRUNED:
         masks = [None] * len(items)  # every token enters the LLM; the view drops them from layer K on
         scorer = layer_pruned_env(method, rho, ctx)
+    elif is_merging(method):  # kept + merged tokens: the merges ride in their anchors' rows (merging.py)
+        merges = method_merges(method, items, rho, ctx)
+        masks = [m.keep for m in merges]
+        items = [replace(it, visual=m.visual(it.visual)) for it, m in zip(items, merges)]
     else:
         masks = method_masks(method, items, rho, ctx)
     requests = [ScoreRequest(visual=it.visual, prompt=it.prompt, keep=m) for it, m in zip(items, masks)]
@@ -299,8 +361,9 @@ def answer_batch(env: VideoEnv, samples: list[Sample], items: list[EvalItem], me
     ce: list = [None] * len(samples)
     with torch.inference_mode():
         if closed:
-            for i, p in zip(closed, predict(scorer, [requests[i] for i in closed], [samples[i] for i in closed],
-                                            ctx.answer_format)):
+            for i, p in zip(
+                closed, predict(scorer, [requests[i] for i in closed], [samples[i] for i in closed], ctx.answer_format)
+            ):
                 answers[i] = p
         if opened:
             texts, losses = open_answers(scorer, [requests[i] for i in opened], [samples[i] for i in opened])
@@ -313,8 +376,15 @@ def answer_batch(env: VideoEnv, samples: list[Sample], items: list[EvalItem], me
     return answers, kept, ce
 
 
-def summarise(method: str, rho: float, samples: list[Sample], pred: list, kept: list[float],
-              ce: list | None = None, correct: list[bool] | None = None) -> dict:
+def summarise(
+    method: str,
+    rho: float,
+    samples: list[Sample],
+    pred: list,
+    kept: list[float],
+    ce: list | None = None,
+    correct: list[bool] | None = None,
+) -> dict:
     """accuracy, n, kept_fraction and per-family accuracy of one (method, ratio); relative is added later.
     correct: each answer's is_correct, when the caller has it already (else computed here). Open-ended rows add
     exact match and the reference answer's mean CE."""
@@ -333,11 +403,12 @@ def summarise(method: str, rho: float, samples: list[Sample], pred: list, kept: 
         "relative": None,
         "n": n,
         "kept_fraction": sum(kept) / n,
-        "families": {f: {"accuracy": sum(v) / len(v), "ci95": None, "n": len(v)}
-                     for f, v in sorted(families.items())},
+        "families": {f: {"accuracy": sum(v) / len(v), "ci95": None, "n": len(v)} for f, v in sorted(families.items())},
     }
     opened = [i for i, s in enumerate(samples) if s.open_ended]
     if opened:
+        if ce is None:
+            raise ScoreRLError(f"summarise: {method} has open-ended samples, so it needs their answer CE (ce)")
         row["open_ended"] = {
             "n": len(opened),
             "exact_match": sum(pred[i].strip() == samples[i].answer.strip() for i in opened) / len(opened),
@@ -382,8 +453,15 @@ def _token_counts(items: list[EvalItem]) -> dict:
     return token_count_summary(it.visual.token_count for it in items)
 
 
-PROCESSOR_KEYS = ("processor_file", "pixels", "min_pixels", "max_pixels", "size", "cap_pixels_per_frame",
-                  "max_video_tokens")
+PROCESSOR_KEYS = (
+    "processor_file",
+    "pixels",
+    "min_pixels",
+    "max_pixels",
+    "size",
+    "cap_pixels_per_frame",
+    "max_video_tokens",
+)
 
 
 def _processor_meta(settings: dict) -> dict:
@@ -391,13 +469,29 @@ def _processor_meta(settings: dict) -> dict:
     return {k: settings[k] for k in PROCESSOR_KEYS if k in settings}
 
 
-def _meta(cfg: Config, manifest_path: Path, skipped, env_dir: Path, env_id: str, methods, ratios,
-          policy_dirs: list[Path], samples: list[Sample], env: VideoEnv | None = None) -> dict:
+def _meta(
+    cfg: Config,
+    manifest_path: Path,
+    skipped,
+    env_dir: Path,
+    env_id: str,
+    methods,
+    ratios,
+    policy_dirs: list[Path],
+    samples: list[Sample],
+    env: VideoEnv | None = None,
+) -> dict:
     """Everything a number depends on, so a results file names exactly what produced it."""
     return {
         "manifest": {"path": str(Path(manifest_path).resolve()), "sha256": manifest_hash(manifest_path)},
-        "env": {"arch": cfg.env.arch, "path": str(env_dir), "fingerprint": env_id, "dtype": cfg.env.dtype,
-                "device": cfg.env.device, "attn_implementation": cfg.env.attn_implementation},
+        "env": {
+            "arch": cfg.env.arch,
+            "path": str(env_dir),
+            "fingerprint": env_id,
+            "dtype": cfg.env.dtype,
+            "device": cfg.env.device,
+            "attn_implementation": cfg.env.attn_implementation,
+        },
         "num_frames": cfg.data.num_frames,
         "frame_size": cfg.data.frame_size,
         "sampling": describe_sampling(cfg.data),  # rate or count, floor and cap, native/capped/square, positions
@@ -411,9 +505,14 @@ def _meta(cfg: Config, manifest_path: Path, skipped, env_dir: Path, env_id: str,
         "fastv_layer": cfg.eval.fastv_layer,
         "policy": str(policy_dirs[0].resolve()) if policy_dirs else None,  # the first; all of them below
         "policies": [str(p.resolve()) for p in policy_dirs],  # one per training seed: `seeds` of score rows
-        "bootstrap": {"resamples": cfg.eval.bootstrap, "seed": cfg.run.seed, "level": stats.LEVEL,
-                      "interval": "percentile", "over": "questions (and training seeds, for pooled rows)",
-                      "differences": "paired: both methods on the same resampled questions"},
+        "bootstrap": {
+            "resamples": cfg.eval.bootstrap,
+            "seed": cfg.run.seed,
+            "level": stats.LEVEL,
+            "interval": "percentile",
+            "over": "questions (and training seeds, for pooled rows)",
+            "differences": "paired: both methods on the same resampled questions",
+        },
         "versions": _versions(),
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "skipped": len(skipped),

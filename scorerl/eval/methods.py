@@ -22,6 +22,11 @@ Names:
           layers < K see only them too. The cheaper (every layer at the pruned length) and harsher variant this
           harness called `fastv` before; a keep mask like every other method.
   score   the trained SCORE policy: surprise state -> MLP keep logits -> deterministic top-k at rho
+  fastvid_meanq, holitom_meanq  [ours] MERGING methods (scorerl/compress/baselines/merging.py): their output
+          is kept tokens plus merged tokens at their anchors' positions, so no keep mask alone describes it:
+          `method_merges` gives one Merged record (keep mask + features with the merges in place) per item and
+          `method_masks` refuses them. Their budget counts output tokens (kept + merged): FastVID's / HoliTom's
+          own count, not ceil(rho T N)
 
 Every method keeps exactly k = ceil(rho * T * N) tokens (`full` all; `fastv` from LLM layer K on, all before
 it; `score` with a per-unit policy ceil(rho * N) per temporal unit), except the two published methods whose own
@@ -36,16 +41,21 @@ from __future__ import annotations
 
 import difflib
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import torch
 
 from scorerl.compress.baselines import available as baseline_names
-from scorerl.compress.baselines import get_compressor
+from scorerl.compress.baselines import get_compressor, is_merging
+from scorerl.compress.baselines.merging import Merged, MergingCompressor
 from scorerl.compress.select import num_keep, topk_mask
 from scorerl.envs.base import VideoEnv
-from scorerl.types import ScoreRequest, VisualTokens
 from scorerl.errors import ConfigError
 from scorerl.rng import sample_generator
+from scorerl.types import ScoreRequest, VisualTokens
+
+if TYPE_CHECKING:
+    from scorerl.compress.policy import TokenPolicy
 
 HARNESS_METHODS = ("fastv", "fastv_input", "score")  # methods that need the environment or a trained policy
 LAYER_PRUNED = ("fastv",)  # methods that prune inside the LLM: the harness scores them through layer_pruned_env
@@ -85,7 +95,7 @@ class MethodContext:
     """What the methods may need besides the features, shared over a whole evaluation."""
 
     env: VideoEnv | None = None
-    policy: object | None = None  # TokenPolicy, for `score`
+    policy: TokenPolicy | None = None  # for `score`
     seed: int = 0
     fastv_layer: int = 2  # FastV's K: 0-based layer K-1's attention ranks the tokens; layers >= K see the kept ones
     answer_format: str = "letter"  # data.answer_format: how an option is chosen (eval/answer.py)
@@ -102,8 +112,15 @@ def method_masks(name: str, items: list[EvalItem], rho: float, ctx: MethodContex
     if name in ctx.custom:
         return ctx.custom[name](items, rho, ctx)
     if name in LAYER_PRUNED:
-        raise ConfigError(f"method {name} prunes inside the LLM, so no input keep mask describes it: score it "
-                          f"through layer_pruned_env({name!r}, rho, ctx) (fastv_input is FastV pruned at the input)")
+        raise ConfigError(
+            f"method {name} prunes inside the LLM, so no input keep mask describes it: score it "
+            f"through layer_pruned_env({name!r}, rho, ctx) (fastv_input is FastV pruned at the input)"
+        )
+    if is_merging(name):
+        raise ConfigError(
+            f"method {name} merges tokens, so no keep mask alone describes it: use "
+            f"method_merges({name!r}, items, rho, ctx)"
+        )
     if name == "fastv_input":
         return [topk_mask(_cached(ctx, name, it, _fastv_scores), rho, "global") for it in items]
     if name == "score":
@@ -112,8 +129,27 @@ def method_masks(name: str, items: list[EvalItem], rho: float, ctx: MethodContex
         scope = ctx.policy.config.topk_scope
         return [topk_mask(policy_scores(ctx, it), rho, scope) for it in items]
     compressor = get_compressor(name)
-    return [compressor.select(it.visual.features, rho, it.visual.grid,
-                              generator=sample_generator(ctx.seed, it.id, rho)).cpu() for it in items]
+    return [
+        compressor.select(
+            it.visual.features, rho, it.visual.grid, generator=sample_generator(ctx.seed, it.id, rho)
+        ).cpu()
+        for it in items
+    ]
+
+
+def method_merges(name: str, items: list[EvalItem], rho: float, ctx: MethodContext) -> list[Merged]:
+    """For a merging method: one Merged record per item (keep bool [T, N] and features [T, N, D] on the CPU, the
+    merges in their anchors' rows); score it as ScoreRequest(visual=m.visual(item.visual), keep=m.keep)."""
+    compressor = get_compressor(name) if is_merging(name) else None
+    if not isinstance(compressor, MergingCompressor):
+        raise ValueError(f"{name!r} does not merge tokens: use method_masks")
+    out = []
+    for it in items:
+        m = compressor.compress(
+            it.visual.features, rho, it.visual.grid, generator=sample_generator(ctx.seed, it.id, rho)
+        )
+        out.append(Merged(keep=m.keep.cpu(), features=m.features.cpu(), anchors=m.anchors.cpu()))
+    return out
 
 
 def layer_pruned_env(name: str, rho: float, ctx: MethodContext):
@@ -127,8 +163,10 @@ def layer_pruned_env(name: str, rho: float, ctx: MethodContext):
     if ctx.env is None:
         raise ConfigError("method fastv needs the environment (it prunes inside its LLM)")
     if not isinstance(ctx.env, HFVideoEnv):
-        raise ConfigError(f"method fastv drives the decoder layers of a transformers environment (HFVideoEnv); "
-                          f"{type(ctx.env).__name__} is not one (fastv_input needs only last_token_attention)")
+        raise ConfigError(
+            f"method fastv drives the decoder layers of a transformers environment (HFVideoEnv); "
+            f"{type(ctx.env).__name__} is not one (fastv_input needs only last_token_attention)"
+        )
     return FastVView(ctx.env, ctx.fastv_layer, rho)
 
 
@@ -167,5 +205,7 @@ def _policy_scores(ctx: MethodContext, item: EvalItem) -> torch.Tensor:
     """SCORE keep logits [T, N] of one video (state + MLP); top-k of logits == top-k of probabilities."""
     from scorerl.compress.policy import keep_logits
 
+    if ctx.policy is None:
+        raise ConfigError("method score needs a trained policy: pass --policy (policy folder or run folder)")
     with torch.inference_mode():
         return keep_logits(ctx.policy, item.visual.features, item.visual.grid)

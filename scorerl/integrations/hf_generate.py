@@ -25,11 +25,20 @@ from typing import Callable, Mapping
 
 import torch
 
-from scorerl.integrations.prefill import (ARCHS, OWN_KEYS, VISUAL_KEYS, CompressedInputs, Select,  # noqa: F401
-                                          compress_inputs, has_visuals, model_arch)
+from scorerl.integrations.library_prefill import compress_library_inputs, has_library
+from scorerl.integrations.prefill import (  # noqa: F401
+    ARCHS,
+    OWN_KEYS,
+    VISUAL_KEYS,
+    CompressedInputs,
+    Select,
+    compress_inputs,
+    has_visuals,
+    model_arch,
+)
 
 
-def compressed_generate(model, inputs: Mapping, select: Select, **generate_kwargs):
+def compressed_generate(model, inputs: Mapping, select: Select | None = None, **generate_kwargs):
     """`model.generate` on the visual tokens `select` keeps, with every caller option passed through.
 
     model: a Qwen2_5_VLForConditionalGeneration or LlavaOnevisionForConditionalGeneration.
@@ -39,7 +48,8 @@ def compressed_generate(model, inputs: Mapping, select: Select, **generate_kwarg
       LLaVA-OneVision images also image_sizes). LLaVA-OneVision also accepts pixel_values_videos as a list of
       [F_v, C, H, W] tensors: videos of different lengths, which its processor cannot stack into one tensor.
     select: (V [T, N, D], (rows, cols)) -> bool [T, N], the tokens of ONE video (or Qwen2.5-VL image) to keep,
-      e.g. `lambda v, grid: compressor.keep_mask(v, 0.25, grid)` for a ScoreCompressor.
+      e.g. `lambda v, grid: compressor.keep_mask(v, 0.25, grid)` for a ScoreCompressor. None (and unused) for
+      inputs from a video library (integrations/library.py, library_inputs): their tokens were chosen once.
 
     Returns a LongTensor [B * num_return_sequences, n] holding ONLY the new tokens (rows that stopped early padded
     with the pad token); a GenerateOutput whose `sequences` hold only the new tokens when the caller asks for
@@ -57,12 +67,17 @@ def compressed_generate(model, inputs: Mapping, select: Select, **generate_kwarg
     return out
 
 
-def generate_compressed(generate: Callable, model, inputs: Mapping, select: Select, generate_kwargs: dict):
+def generate_compressed(generate: Callable, model, inputs: Mapping, select: Select | None, generate_kwargs: dict):
     """(what `generate` returns, the CompressedInputs it ran on): the model's own `generate` (the unbound
     original under a patch) on the compressed prefill of `inputs`. Its sequences start with the caller's own
     input_ids [B, L] (repeated per returned sequence), then the new tokens, as `generate` on input_ids returns
     them, so code that cuts the prompt off by `input_ids.shape[1]` works unchanged."""
-    compressed = compress_inputs(model, inputs, select)
+    if has_library(inputs):  # kept tokens stored once: no vision tower, no policy
+        compressed = compress_library_inputs(model, inputs)
+    elif select is None:
+        raise ValueError("select is needed for inputs with pixels (only library inputs come chosen already)")
+    else:
+        compressed = compress_inputs(model, inputs, select)
     out = generate(**compressed.generate_inputs(), **generate_kwargs)
     return _with_prompt(out, torch.as_tensor(inputs["input_ids"]), compressed.input_ids.shape[1]), compressed
 
@@ -115,7 +130,7 @@ def _placeholder_count(env, pixels: dict) -> int:
     """Placeholder tokens the model's processor expands one video into."""
     config = env.model.config.vision_config
     if env.arch == "qwen2_5_vl":
-        return int(pixels["video_grid_thw"][0].prod()) // config.spatial_merge_size ** 2
+        return int(pixels["video_grid_thw"][0].prod()) // config.spatial_merge_size**2
     frames = pixels["pixel_values_videos"].shape[1]  # [1, F, 3, S, S]
     return frames * math.ceil((config.image_size // config.patch_size) / 2) ** 2 + 1
 
@@ -131,9 +146,11 @@ def _qwen_pixel_inputs(env, pixels: list[dict], ids: torch.Tensor, seconds_per_f
     """pixel_values_videos [sum t*h*w, C*tp*p*p], video_grid_thw [V, 3], mm_token_type_ids [B, L] (and
     second_per_grid_ts [V] when the env sets one), as Qwen2.5-VL's processor returns them."""
     config = env.model.config
-    out = {"pixel_values_videos": torch.cat([p["pixel_values_videos"] for p in pixels]),
-           "video_grid_thw": torch.cat([p["video_grid_thw"] for p in pixels]),
-           "mm_token_type_ids": (ids == config.image_token_id).long() + 2 * (ids == config.video_token_id).long()}
+    out = {
+        "pixel_values_videos": torch.cat([p["pixel_values_videos"] for p in pixels]),
+        "video_grid_thw": torch.cat([p["video_grid_thw"] for p in pixels]),
+        "mm_token_type_ids": (ids == config.image_token_id).long() + 2 * (ids == config.video_token_id).long(),
+    }
     default = env.settings.get("second_per_grid_t")
     tp = config.vision_config.temporal_patch_size
     seconds = [default if spf is None else spf * tp for spf in (seconds_per_frame or [None] * len(pixels))]

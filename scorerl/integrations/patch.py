@@ -50,7 +50,7 @@ def patch(model, compressor, ratio: float = 1.0):
         out, _ = generate_compressed(original, model, visual, select, inputs)
         return out
 
-    setattr(model, "generate", generate)
+    model.generate = generate
     setattr(model, _STATE, {"compressor": compressor, "ratio": ratio})
     return model
 
@@ -111,7 +111,7 @@ def _as_keywords(args: tuple, kwargs: dict) -> dict:
     """generate(inputs, generation_config, ...) positional arguments as keywords."""
     if len(args) > 2:
         raise TypeError("a patched generate takes at most input_ids and generation_config by position")
-    names = ("input_ids", "generation_config")[:len(args)]
+    names = ("input_ids", "generation_config")[: len(args)]
     for name, value in zip(names, args):
         if name in kwargs:
             raise TypeError(f"generate got {name} both by position and by keyword")

@@ -37,9 +37,21 @@ import torch
 
 Select = Callable[[torch.Tensor, tuple[int, int]], torch.Tensor]  # (V [T, N, D], (rows, cols)) -> bool [T, N]
 ARCHS = ("qwen2_5_vl", "llava_onevision")
+# Library videos (integrations/library.py): kept tokens stored once, given instead of pixel_values_videos.
+LIBRARY_KEY = "library_videos"
 # The inputs the prefill reads (and generate must not get again): the prompt and its pixels.
-VISUAL_KEYS = ("pixel_values_videos", "video_grid_thw", "second_per_grid_ts", "mm_token_type_ids", "pixel_values",
-               "image_grid_thw", "image_sizes", "batch_num_images", "image_sizes_videos")
+VISUAL_KEYS = (
+    "pixel_values_videos",
+    "video_grid_thw",
+    "second_per_grid_ts",
+    "mm_token_type_ids",
+    "pixel_values",
+    "image_grid_thw",
+    "image_sizes",
+    "batch_num_images",
+    "image_sizes_videos",
+    LIBRARY_KEY,
+)
 OWN_KEYS = ("input_ids", "inputs_embeds", "attention_mask", "position_ids") + VISUAL_KEYS
 
 
@@ -56,13 +68,20 @@ class CompressedInputs:
 
     def generate_inputs(self) -> dict[str, torch.Tensor]:
         """The keyword arguments of `model.generate` for this prefill."""
-        return {"input_ids": self.input_ids, "inputs_embeds": self.inputs_embeds,
-                "attention_mask": self.attention_mask, "position_ids": self.position_ids}
+        return {
+            "input_ids": self.input_ids,
+            "inputs_embeds": self.inputs_embeds,
+            "attention_mask": self.attention_mask,
+            "position_ids": self.position_ids,
+        }
 
     def forward_inputs(self) -> dict[str, torch.Tensor]:
         """The keyword arguments of a plain forward (`model(**...)`) on this prefill: embeddings, no ids."""
-        return {"inputs_embeds": self.inputs_embeds, "attention_mask": self.attention_mask,
-                "position_ids": self.position_ids}
+        return {
+            "inputs_embeds": self.inputs_embeds,
+            "attention_mask": self.attention_mask,
+            "position_ids": self.position_ids,
+        }
 
     @property
     def ends_at_max(self) -> list[bool]:
@@ -87,7 +106,7 @@ class _Visual:
     @property
     def features(self) -> torch.Tensor:
         """V [T, N, D], what `select` reads."""
-        return self.tokens[:len(self.tokens) - self.suffix].reshape(self.T, self.grid[0] * self.grid[1], -1)
+        return self.tokens[: len(self.tokens) - self.suffix].reshape(self.T, self.grid[0] * self.grid[1], -1)
 
 
 def model_arch(model) -> str:
@@ -99,7 +118,11 @@ def model_arch(model) -> str:
 
 
 def has_visuals(inputs: Mapping) -> bool:
-    return inputs.get("pixel_values_videos") is not None or inputs.get("pixel_values") is not None
+    return (
+        inputs.get("pixel_values_videos") is not None
+        or inputs.get("pixel_values") is not None
+        or inputs.get(LIBRARY_KEY) is not None
+    )
 
 
 @torch.no_grad()
@@ -119,9 +142,13 @@ def compress_inputs(model, inputs: Mapping, select: Select) -> CompressedInputs:
     positions = _full_positions(model, arch, ids, mask, inputs)  # [P, B, L]
     out_ids, embeds, new_mask, positions = _drop_and_left_pad(ids, embeds, positions, keep, _pad_ids(ids, mask))
     return CompressedInputs(
-        input_ids=out_ids, inputs_embeds=embeds, attention_mask=new_mask,
+        input_ids=out_ids,
+        inputs_embeds=embeds,
+        attention_mask=new_mask,
         position_ids=positions if arch == "qwen2_5_vl" else positions[0],  # the LM takes (3, B, L) / (B, L)
-        visual_kept=(visual & keep).sum(1).tolist(), visual_total=visual.sum(1).tolist())
+        visual_kept=(visual & keep).sum(1).tolist(),
+        visual_total=visual.sum(1).tolist(),
+    )
 
 
 # --------------------------------------------------------------------------------------------- inputs
@@ -130,8 +157,9 @@ def compress_inputs(model, inputs: Mapping, select: Select) -> CompressedInputs:
 def _text_inputs(model, inputs: Mapping) -> tuple[torch.Tensor, torch.Tensor]:
     """(input_ids [B, L], attention_mask [B, L]) on the model's device."""
     if inputs.get("input_ids") is None or not has_visuals(inputs):
-        raise ValueError("inputs need input_ids and pixel_values_videos or pixel_values (what the model's "
-                         "processor returns)")
+        raise ValueError(
+            "inputs need input_ids and pixel_values_videos or pixel_values (what the model's processor returns)"
+        )
     device = model.get_input_embeddings().weight.device
     ids = torch.as_tensor(inputs["input_ids"]).to(device)
     if ids.ndim != 2:
@@ -163,8 +191,10 @@ def _split_rows(pooled, sizes: list[int]) -> list[torch.Tensor]:
 def _qwen_blocks(model, pooled, grid_thw: torch.Tensor) -> list[_Visual]:
     m = model.config.vision_config.spatial_merge_size
     sizes = [t * h * w // (m * m) for t, h, w in grid_thw.tolist()]
-    return [_Visual(tokens=tokens, T=t, grid=(h // m, w // m))  # tokens [t * (h/m) * (w/m), D]
-            for tokens, (t, h, w) in zip(_split_rows(pooled, sizes), grid_thw.tolist())]
+    return [
+        _Visual(tokens=tokens, T=t, grid=(h // m, w // m))  # tokens [t * (h/m) * (w/m), D]
+        for tokens, (t, h, w) in zip(_split_rows(pooled, sizes), grid_thw.tolist())
+    ]
 
 
 def _qwen_videos(model, inputs: Mapping) -> list[_Visual]:
@@ -219,10 +249,12 @@ def _llava_images(model, inputs: Mapping) -> list[_Visual]:
     param = next(model.model.vision_tower.parameters())
     pixels = torch.as_tensor(inputs["pixel_values"]).to(param.device, param.dtype)  # [I, P, C, S, S]
     out = model.model.get_image_features(
-        pixels, torch.as_tensor(inputs["image_sizes"]).to(param.device),
+        pixels,
+        torch.as_tensor(inputs["image_sizes"]).to(param.device),
         vision_feature_layer=config.vision_feature_layer,
         vision_feature_select_strategy=config.vision_feature_select_strategy,
-        batch_num_images=inputs.get("batch_num_images"))
+        batch_num_images=inputs.get("batch_num_images"),
+    )
     return [_Visual(tokens=block, T=1, grid=(1, len(block)), compress=False) for block in out.pooler_output]
 
 
@@ -240,7 +272,7 @@ def _keep_flags(select: Select, visual: _Visual) -> torch.Tensor:
         raise TypeError(f"select must return a bool mask [T, N], got dtype {keep.dtype}")
     if tuple(keep.shape) != tuple(V.shape[:2]):
         raise ValueError(f"select returned a mask of shape {list(keep.shape)} for tokens [T, N] = {list(V.shape[:2])}")
-    flags[:keep.numel()] = keep.reshape(-1).cpu()
+    flags[: keep.numel()] = keep.reshape(-1).cpu()
     return flags
 
 
@@ -249,8 +281,10 @@ def _scatter(embeds: torch.Tensor, placeholders: torch.Tensor, visuals: list[_Vi
     masked_scatter the model's forward does)."""
     tokens = torch.cat([v.tokens for v in visuals]).to(embeds.device, embeds.dtype)  # [sum n_v, D]
     if int(placeholders.sum()) != tokens.shape[0]:
-        raise ValueError(f"input_ids hold {int(placeholders.sum())} placeholders but the pixels give "
-                         f"{tokens.shape[0]} tokens: were the prompts expanded by this model's processor?")
+        raise ValueError(
+            f"input_ids hold {int(placeholders.sum())} placeholders but the pixels give "
+            f"{tokens.shape[0]} tokens: were the prompts expanded by this model's processor?"
+        )
     return embeds.masked_scatter(placeholders[..., None], tokens)
 
 
@@ -268,9 +302,13 @@ def _full_positions(model, arch: str, ids: torch.Tensor, mask: torch.Tensor, inp
         return None if inputs.get(key) is None else torch.as_tensor(inputs[key]).to(ids.device)
 
     positions, _ = model.model.get_rope_index(
-        ids, mm_token_type_ids=torch.as_tensor(mm_types).to(ids.device), image_grid_thw=tensor("image_grid_thw"),
-        video_grid_thw=tensor("video_grid_thw"), second_per_grid_ts=tensor("second_per_grid_ts"),
-        attention_mask=mask)
+        ids,
+        mm_token_type_ids=torch.as_tensor(mm_types).to(ids.device),
+        image_grid_thw=tensor("image_grid_thw"),
+        video_grid_thw=tensor("video_grid_thw"),
+        second_per_grid_ts=tensor("second_per_grid_ts"),
+        attention_mask=mask,
+    )
     return positions  # [3, B, L]
 
 
@@ -283,8 +321,13 @@ def _pad_ids(ids: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch
     return torch.where(padded, ids[:, 0], first_real), padded
 
 
-def _drop_and_left_pad(ids: torch.Tensor, embeds: torch.Tensor, positions: torch.Tensor, keep: torch.Tensor,
-                       pad: tuple[torch.Tensor, torch.Tensor]):
+def _drop_and_left_pad(
+    ids: torch.Tensor,
+    embeds: torch.Tensor,
+    positions: torch.Tensor,
+    keep: torch.Tensor,
+    pad: tuple[torch.Tensor, torch.Tensor],
+):
     """Keep columns `keep` [B, L] of ids [B, L], embeds [B, L, D] and positions [P, B, L], right-aligned into
     width L' = max kept (one more when a row the caller padded would be left without padding, whose pad id a
     penalty must still see): (ids [B, L'], embeds [B, L', D], attention_mask [B, L'], positions [P, B, L']).
@@ -298,8 +341,8 @@ def _drop_and_left_pad(ids: torch.Tensor, embeds: torch.Tensor, positions: torch
     out_mask = torch.zeros(B, width, dtype=torch.long, device=embeds.device)
     out_positions = positions.new_zeros(positions.shape[0], B, width)
     for b, n in enumerate(lengths):
-        out_ids[b, width - n:] = ids[b, keep[b]]
-        out_embeds[b, width - n:] = embeds[b, keep[b]]
-        out_mask[b, width - n:] = 1
-        out_positions[:, b, width - n:] = positions[:, b, keep[b]]
+        out_ids[b, width - n :] = ids[b, keep[b]]
+        out_embeds[b, width - n :] = embeds[b, keep[b]]
+        out_mask[b, width - n :] = 1
+        out_positions[:, b, width - n :] = positions[:, b, keep[b]]
     return out_ids, out_embeds, out_mask, out_positions

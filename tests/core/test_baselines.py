@@ -5,8 +5,16 @@ import math
 import pytest
 import torch
 
-from scorerl.compress.baselines import (CompressorError, allocate, available, evenly_spaced, get_compressor,
-                                        keep_count, per_frame_topk, pool_features)
+from scorerl.compress.baselines import (
+    CompressorError,
+    allocate,
+    available,
+    evenly_spaced,
+    get_compressor,
+    keep_count,
+    per_frame_topk,
+    pool_features,
+)
 from scorerl.compress.baselines.dycoke import dycoke_ttm, ttm_layout
 from scorerl.compress.baselines.pool import pool_regions
 from scorerl.compress.baselines.vidcom2 import frame_budgets, vidcom2_steps
@@ -15,7 +23,7 @@ from scorerl.errors import ScoreRLError
 # The faithful re-implementations keep what the published method keeps at rho (their own count, tested below and
 # in test_parity.py); dycoke_ttm+topk keeps exactly k (on clips of T <= 4 too, where the TTM is undefined).
 OWN_COUNT = ("dycoke", "vidcom2")
-MERGING = ("fastvid_meanq",)  # output kept + merged tokens (compress, not select): tests/core/test_merging.py
+MERGING = ("fastvid_meanq", "holitom_meanq")  # kept + merged tokens (compress, not select): test_merging.py
 SELECTORS = [n for n in available() if n not in ("full", "dycoke_ttm+topk", *OWN_COUNT, *MERGING)]  # ceil(rho*T*N)
 
 
@@ -32,8 +40,18 @@ def kept(keep: torch.Tensor) -> set[tuple[int, int]]:
 
 
 def test_registry_names_and_unknown():
-    assert available() == ["dycoke", "dycoke_ttm+topk", "fastvid_meanq", "framediff", "full", "pool", "random",
-                           "uniform", "vidcom2"]
+    assert available() == [
+        "dycoke",
+        "dycoke_ttm+topk",
+        "fastvid_meanq",
+        "framediff",
+        "full",
+        "holitom_meanq",
+        "pool",
+        "random",
+        "uniform",
+        "vidcom2",
+    ]
     assert get_compressor("DyCoke").name == "dycoke" and get_compressor("vidcom2", temperature=0.05).temperature == 0.05
     with pytest.raises(ScoreRLError, match="dycoke"):
         get_compressor("dycoke", window=2)  # the official TTM's groups of 4 are fixed
@@ -54,12 +72,15 @@ def test_invalid_rho_is_a_clear_error(name, rho):
         get_compressor(name).select(torch.randn(2, 4, 3), rho, (2, 2))
 
 
-@pytest.mark.parametrize("features, grid, match", [
-    (torch.randn(4, 3), (2, 2), r"\[T, N, D\]"),
-    (torch.randn(2, 4, 3), (3, 2), "grid"),
-    (torch.randn(2, 0, 3), (0, 0), "non-empty"),
-    (torch.full((2, 4, 3), float("nan")), (2, 2), "NaN"),
-])
+@pytest.mark.parametrize(
+    "features, grid, match",
+    [
+        (torch.randn(4, 3), (2, 2), r"\[T, N, D\]"),
+        (torch.randn(2, 4, 3), (3, 2), "grid"),
+        (torch.randn(2, 0, 3), (0, 0), "non-empty"),
+        (torch.full((2, 4, 3), float("nan")), (2, 2), "NaN"),
+    ],
+)
 def test_bad_inputs_are_clear_errors(features, grid, match):
     with pytest.raises(ScoreRLError, match=match):
         get_compressor("uniform").select(features, 0.5, grid)
@@ -71,9 +92,11 @@ def test_bad_inputs_are_clear_errors(features, grid, match):
 def content_features(content: str, T: int, N: int) -> torch.Tensor:
     """[T, N, 5] features of one kind: random, static (zero residual after t=0) or zeros; seeded by (T, N)."""
     g = torch.Generator().manual_seed(T * 100 + N)
-    return {"random": torch.randn(T, N, 5, generator=g),
-            "static": torch.randn(1, N, 5, generator=g).expand(T, N, 5).clone(),
-            "zeros": torch.zeros(T, N, 5)}[content]
+    return {
+        "random": torch.randn(T, N, 5, generator=g),
+        "static": torch.randn(1, N, 5, generator=g).expand(T, N, 5).clone(),
+        "zeros": torch.zeros(T, N, 5),
+    }[content]
 
 
 @pytest.mark.parametrize("name", SELECTORS)
@@ -119,8 +142,9 @@ def test_dycoke_counts_follow_the_rho_to_K_rule(rho, T, grid, content):
     W, P, top = layout.whole, layout.pruned, layout.count(N, N)
     keep = get_compressor("dycoke").select(features, rho, grid)
     m = min(N, max(0, math.ceil((k - W * N) / P)))  # the fewest tokens per pruned frame keeping >= k
-    assert int(keep.sum()) == W * N + P * m and keep.sum(dim=1).tolist() == \
-        [{"whole": N, "pruned": m, "dropped": 0}[r] for r in layout.roles]
+    assert int(keep.sum()) == W * N + P * m and keep.sum(dim=1).tolist() == [
+        {"whole": N, "pruned": m, "dropped": 0}[r] for r in layout.roles
+    ]
     assert int(keep.sum()) >= min(k, top) and (int(keep.sum()) < k + P or m == 0)  # k or a bit more, or its floor
     if k <= top:  # the variant: exactly k, inside the TTM's output
         exact = get_compressor("dycoke_ttm+topk").select(features, rho, grid)
@@ -154,9 +178,13 @@ def test_the_published_dycoke_needs_five_frames(T):
 def test_the_variant_ranks_a_short_clips_frames_by_change_from_the_frame_before():
     """T <= 4 (no TTM): frame 0 first (its tokens by similarity to frame 1), then later tokens by similarity to
     the same position one frame earlier; exactly k."""
-    x = torch.tensor([[[1.0, 0.0], [0.0, 1.0]],     # frame 0
-                      [[1.0, 0.0], [1.0, 0.0]],     # token 1 turned: sim 0 with frame 0; token 0 the same: sim 1
-                      [[1.0, 0.0], [1.0, 0.1]]])    # both almost as in frame 1
+    x = torch.tensor(
+        [
+            [[1.0, 0.0], [0.0, 1.0]],  # frame 0
+            [[1.0, 0.0], [1.0, 0.0]],  # token 1 turned: sim 0 with frame 0; token 0 the same: sim 1
+            [[1.0, 0.0], [1.0, 0.1]],
+        ]
+    )  # both almost as in frame 1
     topk = get_compressor("dycoke_ttm+topk")
     assert topk.select(x, 1 / 6, (1, 2)).nonzero().tolist() == [[0, 1]]  # frame 0, the token that changes after
     assert topk.select(x, 3 / 6, (1, 2)).nonzero().tolist() == [[0, 0], [0, 1], [1, 1]]
@@ -239,8 +267,11 @@ def test_framediff_keeps_the_tokens_that_changed():
     # k = 6: the two changes, then frame 0 (first_unit=self scores it |v[0]| = 1, above the zero residuals)
     assert kept(fd.select(features, 0.5, (2, 2))) == {(1, 2), (2, 0), (0, 0), (0, 1), (0, 2), (0, 3)}
     # first_unit=zero: frame 0 scores 0 like the unchanged tokens, and ties go to the earliest token
-    assert kept(get_compressor("framediff", first_unit="zero").select(features, 3 / 12, (2, 2))) == \
-        {(1, 2), (2, 0), (0, 0)}
+    assert kept(get_compressor("framediff", first_unit="zero").select(features, 3 / 12, (2, 2))) == {
+        (1, 2),
+        (2, 0),
+        (0, 0),
+    }
 
 
 def _turned(frame: torch.Tensor, turns: dict[int, float]) -> torch.Tensor:
@@ -270,8 +301,23 @@ def test_dycoke_ttm_by_hand():
     assert ttm.layout.reference == (None, 0, 0, 2, None, 4)
     # frames ascending; whole frames in raster order; pruned ones most-changed first
     assert [(i // 4, i % 4) for i in ttm.order.tolist()] == [
-        (0, 0), (0, 1), (0, 2), (0, 3), (1, 1), (1, 2), (2, 3), (2, 0), (3, 2), (3, 1),
-        (4, 0), (4, 1), (4, 2), (4, 3), (5, 0), (5, 3)]
+        (0, 0),
+        (0, 1),
+        (0, 2),
+        (0, 3),
+        (1, 1),
+        (1, 2),
+        (2, 3),
+        (2, 0),
+        (3, 2),
+        (3, 1),
+        (4, 0),
+        (4, 1),
+        (4, 2),
+        (4, 3),
+        (5, 0),
+        (5, 3),
+    ]
     assert torch.equal(get_compressor("dycoke").select(video, 16 / 24, (2, 2)), ttm.keep)  # rho -> m = 2
     assert dycoke_ttm(video, 0.7).keep_per_pruned == 1  # int(0.3 * 4): truncated, as the official code
     # rho below its minimum (2 whole frames of 6): K = 1, only the whole frames, 8 tokens for k = 2
@@ -340,8 +386,9 @@ def test_vidcom2_budgets_round_half_to_even_per_frame():
 
 def test_pool_keeps_one_representative_per_window():
     # T=1, grid 2x4, k = 2: two 2x2 windows (columns 0-1 and 2-3).
-    features = torch.tensor([[[1.0, 0.0], [0.0, 0.0], [5.0, 5.0], [6.0, 6.0],
-                              [0.0, 0.0], [3.0, 0.0], [7.0, 7.0], [10.0, 10.0]]])  # [1, 8, 2]
+    features = torch.tensor(
+        [[[1.0, 0.0], [0.0, 0.0], [5.0, 5.0], [6.0, 6.0], [0.0, 0.0], [3.0, 0.0], [7.0, 7.0], [10.0, 10.0]]]
+    )  # [1, 8, 2]
     keep = get_compressor("pool").select(features, 0.25, (2, 4))
     assert kept(keep) == {(0, 0), (0, 6)}  # tokens equal to their window means [1, 0] and [7, 7]
     keep2, pooled = pool_features(features, 0.25, (2, 4))

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import math
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from numbers import Real
 
 import torch
@@ -44,8 +45,9 @@ class Compressor(ABC):
 
     name: str = ""
 
-    def select(self, features: torch.Tensor, rho: float, grid: tuple[int, int], *,
-               generator: torch.Generator | None = None) -> torch.Tensor:
+    def select(
+        self, features: torch.Tensor, rho: float, grid: tuple[int, int], *, generator: torch.Generator | None = None
+    ) -> torch.Tensor:
         """features [T, N, D], keep ratio rho in (0, 1], grid (rows, cols) with rows * cols == N -> keep bool [T, N].
 
         `generator` seeds the randomised methods (ignored by the deterministic ones).
@@ -55,8 +57,10 @@ class Compressor(ABC):
         keep = self._keep(features, k, (int(grid[0]), int(grid[1])), generator)
         # A wrong count here is a bug in the method, not a user error, so it is not a CompressorError.
         if keep.shape != (T, N) or keep.dtype != torch.bool or int(keep.sum()) != k:
-            raise RuntimeError(f"{self.name}: returned {tuple(keep.shape)} {keep.dtype} keeping "
-                               f"{int(keep.sum())} tokens; expected bool {(T, N)} keeping {k}")
+            raise RuntimeError(
+                f"{self.name}: returned {tuple(keep.shape)} {keep.dtype} keeping "
+                f"{int(keep.sum())} tokens; expected bool {(T, N)} keeping {k}"
+            )
         return keep
 
     def expected_count(self, rho: float, T: int, N: int) -> int:
@@ -64,8 +68,9 @@ class Compressor(ABC):
         return keep_count(rho, T * N)
 
     @abstractmethod
-    def _keep(self, features: torch.Tensor, k: int, grid: tuple[int, int],
-              generator: torch.Generator | None) -> torch.Tensor:
+    def _keep(
+        self, features: torch.Tensor, k: int, grid: tuple[int, int], generator: torch.Generator | None
+    ) -> torch.Tensor:
         """features [T, N, D] (validated), 1 <= k <= T * N -> keep bool [T, N] with exactly k True."""
 
     def __repr__(self) -> str:
@@ -76,7 +81,7 @@ class Compressor(ABC):
 # --------------------------------------------------------------------------------------------- validation
 
 
-def check_rho(rho) -> float:
+def check_rho(rho: object) -> float:
     """The keep ratio must be a real number in (0, 1]; anything else is a clear error."""
     if isinstance(rho, bool) or not isinstance(rho, Real):
         raise CompressorError(f"keep ratio rho must be a number in (0, 1], got {type(rho).__name__} {rho!r}")
@@ -86,7 +91,7 @@ def check_rho(rho) -> float:
     return rho
 
 
-def check_inputs(features: torch.Tensor, rho, grid) -> tuple[int, int, int]:
+def check_inputs(features: torch.Tensor, rho: object, grid: Sequence[int]) -> tuple[int, int, int]:
     """Validate (features [T, N, D], rho, grid) and return (T, N, D)."""
     check_rho(rho)
     if not isinstance(features, torch.Tensor) or features.dim() != 3:
@@ -116,7 +121,9 @@ def keep_count(rho: float, total: int) -> int:
 # --------------------------------------------------------------------------------------------- shared helpers
 
 
-def allocate(budget: int, weights, capacity) -> torch.Tensor:
+def allocate(
+    budget: int, weights: torch.Tensor | Sequence[float], capacity: int | torch.Tensor | Sequence[int]
+) -> torch.Tensor:
     """Split an integer `budget` over frames in proportion to `weights`, at most `capacity` per frame.
 
     weights [T] >= 0; capacity an int or [T] ints. Returns int64 [T] that sums to `budget` exactly.

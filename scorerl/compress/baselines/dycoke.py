@@ -98,8 +98,10 @@ class TTMResult:
 def ttm_layout(T: int) -> TTMLayout:
     """Roles and references of the official two passes for T frames (T >= 5, else a CompressorError)."""
     if T <= 4:
-        raise CompressorError(f"dycoke: the official TTM needs T >= 5 frames (temporal units), got T = {T}; "
-                              "it fails on T <= 4 (its stride-2 pass has no frame to re-prune)")
+        raise CompressorError(
+            f"dycoke: the official TTM needs T >= 5 frames (temporal units), got T = {T}; "
+            "it fails on T <= 4 (its stride-2 pass has no frame to re-prune)"
+        )
     paired = 2 * (T // 2)  # frames 0..paired-1 are in pass 1's pairs; an odd T drops its last frame
     second = set(range(2, T - 2, 4))  # pass 2 re-prunes frame i + 2 for i in range(0, T - 4, 4)
 
@@ -116,8 +118,7 @@ def ttm_layout(T: int) -> TTMLayout:
 
 def keep_per_pruned_frame(pruning_ratio: float, N: int) -> int:
     """m = int((1 - K) * N), truncated in Python floats like the official code (K = 0.7, N = 196 -> 58)."""
-    if isinstance(pruning_ratio, bool) or not isinstance(pruning_ratio, (int, float)) or \
-            not 0 <= pruning_ratio <= 1:
+    if isinstance(pruning_ratio, bool) or not isinstance(pruning_ratio, (int, float)) or not 0 <= pruning_ratio <= 1:
         raise CompressorError(f"dycoke: pruning ratio K must be in [0, 1], got {pruning_ratio!r}")
     return int((1 - pruning_ratio) * N)
 
@@ -140,8 +141,9 @@ def ttm_similarity(features: torch.Tensor) -> torch.Tensor:
     return sim
 
 
-def dycoke_ttm(features: torch.Tensor, pruning_ratio: float | None = None, *,
-               keep_per_pruned: int | None = None) -> TTMResult:
+def dycoke_ttm(
+    features: torch.Tensor, pruning_ratio: float | None = None, *, keep_per_pruned: int | None = None
+) -> TTMResult:
     """The official TTM on features [T, N, D] at pruning ratio K (or directly with m tokens per pruned frame)."""
     T, N, _ = features.shape
     layout = ttm_layout(T)
@@ -184,7 +186,9 @@ class DyCoke(Compressor):
         layout = ttm_layout(T)
         return layout.count(keep_per_pruned_for(keep_count(rho, T * N), layout, N), N)
 
-    def _keep(self, features, k, grid, generator):
+    def _keep(
+        self, features: torch.Tensor, k: int, grid: tuple[int, int], generator: torch.Generator | None
+    ) -> torch.Tensor:
         T, N, _ = features.shape
         layout = ttm_layout(T)
         m = (k - layout.whole * N) // layout.pruned  # exact: k came from expected_count
@@ -212,7 +216,9 @@ class DyCokeTopK(Compressor):
 
     name = "dycoke_ttm+topk"
 
-    def _keep(self, features, k, grid, generator):
+    def _keep(
+        self, features: torch.Tensor, k: int, grid: tuple[int, int], generator: torch.Generator | None
+    ) -> torch.Tensor:
         T, N, _ = features.shape
         keep = torch.zeros(T * N, dtype=torch.bool, device=features.device)
         if T <= 4:  # no TTM on so short a clip (module docstring): every frame whole, ranked by the same rule
@@ -221,8 +227,10 @@ class DyCokeTopK(Compressor):
         layout = ttm_layout(T)
         m = keep_per_pruned_for(k, layout, N)
         if layout.count(m, N) < k:
-            raise CompressorError(f"dycoke_ttm+topk: the TTM keeps at most {layout.count(N, N)} of {T * N} tokens "
-                                  f"for T = {T} (its last frame is dropped), fewer than k = {k}")
+            raise CompressorError(
+                f"dycoke_ttm+topk: the TTM keeps at most {layout.count(N, N)} of {T * N} tokens "
+                f"for T = {T} (its last frame is dropped), fewer than k = {k}"
+            )
         ttm = dycoke_ttm(features, keep_per_pruned=m)
         keep[topk_order(features, ttm)[:k]] = True
         return keep.view(T, N)

@@ -19,7 +19,8 @@ def residual_norm(features: torch.Tensor, first_unit: str = "self") -> torch.Ten
     v = features.float()
     first = v[:1] if first_unit == "self" else torch.zeros_like(v[:1])
     residual = torch.cat([first, v[1:] - v[:-1]], dim=0)  # [T, N, D]
-    return residual.norm(dim=-1)
+    norm: torch.Tensor = residual.norm(dim=-1)  # Tensor.norm is typed as returning Any
+    return norm
 
 
 class FrameDiff(Compressor):
@@ -30,9 +31,11 @@ class FrameDiff(Compressor):
 
     name = "framediff"
 
-    def __init__(self, first_unit: str = "self"):
+    def __init__(self, first_unit: str = "self") -> None:
         residual_norm(torch.zeros(1, 1, 1), first_unit)  # reject a bad option at construction, not at first use
         self.first_unit = first_unit
 
-    def _keep(self, features, k, grid, generator):
+    def _keep(
+        self, features: torch.Tensor, k: int, grid: tuple[int, int], generator: torch.Generator | None
+    ) -> torch.Tensor:
         return keep_top(residual_norm(features, self.first_unit), k)

@@ -80,5 +80,7 @@ class Pool(Compressor):
 
     name = "pool"
 
-    def _keep(self, features, k, grid, generator):
+    def _keep(
+        self, features: torch.Tensor, k: int, grid: tuple[int, int], generator: torch.Generator | None
+    ) -> torch.Tensor:
         return _pool(features, k, grid)[0]

@@ -15,7 +15,9 @@ class Full(Compressor):
     def expected_count(self, rho: float, T: int, N: int) -> int:
         return T * N
 
-    def _keep(self, features, k, grid, generator):
+    def _keep(
+        self, features: torch.Tensor, k: int, grid: tuple[int, int], generator: torch.Generator | None
+    ) -> torch.Tensor:
         return torch.ones(features.shape[:2], dtype=torch.bool, device=features.device)
 
 
@@ -29,7 +31,9 @@ class Uniform(Compressor):
 
     name = "uniform"
 
-    def _keep(self, features, k, grid, generator):
+    def _keep(
+        self, features: torch.Tensor, k: int, grid: tuple[int, int], generator: torch.Generator | None
+    ) -> torch.Tensor:
         T, N, _ = features.shape
         whole, rest = divmod(k, N)
         frames = evenly_spaced(whole + (rest > 0), T)  # [m] frame indices, increasing
@@ -49,7 +53,9 @@ class RandomTokens(Compressor):
 
     name = "random"
 
-    def _keep(self, features, k, grid, generator):
+    def _keep(
+        self, features: torch.Tensor, k: int, grid: tuple[int, int], generator: torch.Generator | None
+    ) -> torch.Tensor:
         T, N, _ = features.shape
         chosen = torch.randperm(T * N, generator=generator)[:k]
         keep = torch.zeros(T * N, dtype=torch.bool)

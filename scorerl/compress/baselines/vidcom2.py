@@ -31,6 +31,7 @@ pin each step.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import torch
@@ -63,7 +64,9 @@ def low_variance_channels(tokens: torch.Tensor, ratio: float = CHANNEL_RATIO) ->
     return torch.topk(variance, count, largest=False).indices
 
 
-def gaussian_similarity(x: torch.Tensor, centre: torch.Tensor, bandwidths=BANDWIDTHS) -> torch.Tensor:
+def gaussian_similarity(
+    x: torch.Tensor, centre: torch.Tensor, bandwidths: Iterable[float] = BANDWIDTHS
+) -> torch.Tensor:
     """x [..., C], centre broadcastable to it -> [...]: sum_a exp(-|x - centre|^2 / (2a))."""
     dist2 = (x - centre).pow(2).sum(dim=-1)
     sim = torch.zeros_like(dist2)
@@ -72,7 +75,9 @@ def gaussian_similarity(x: torch.Tensor, centre: torch.Tensor, bandwidths=BANDWI
     return sim
 
 
-def frame_budgets(uniqueness: torch.Tensor, R: float, N: int, temperature: float = TEMPERATURE):
+def frame_budgets(
+    uniqueness: torch.Tensor, R: float, N: int, temperature: float = TEMPERATURE
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """uniqueness [T] -> (softmax p [T], scales [T], budgets int64 [T]) per step 6 of the module docstring.
 
     Rounding is torch.round (half to even) frame by frame, so the budgets need not sum to R * T * N.
@@ -83,8 +88,9 @@ def frame_budgets(uniqueness: torch.Tensor, R: float, N: int, temperature: float
     return p, scales, budgets
 
 
-def vidcom2_steps(features: torch.Tensor, R: float, *, temperature: float = TEMPERATURE,
-                  channel_ratio: float = CHANNEL_RATIO) -> VidCom2Steps:
+def vidcom2_steps(
+    features: torch.Tensor, R: float, *, temperature: float = TEMPERATURE, channel_ratio: float = CHANNEL_RATIO
+) -> VidCom2Steps:
     """features [T, N, D], retention ratio R in (0, 1] -> VidCom2Steps (official algorithm; float32 or wider)."""
     T, N, D = features.shape
     x = features.to(torch.promote_types(features.dtype, torch.float32))
@@ -105,12 +111,14 @@ class VidCom2(Compressor):
 
     name = "vidcom2"
 
-    def __init__(self, temperature: float = TEMPERATURE):
+    def __init__(self, temperature: float = TEMPERATURE) -> None:
         if isinstance(temperature, bool) or not isinstance(temperature, (int, float)) or not temperature > 0:
             raise CompressorError(f"vidcom2: temperature must be > 0, got {temperature!r}")
         self.temperature = float(temperature)
 
-    def select(self, features, rho, grid, *, generator=None) -> torch.Tensor:
+    def select(
+        self, features: torch.Tensor, rho: float, grid: tuple[int, int], *, generator: torch.Generator | None = None
+    ) -> torch.Tensor:
         """features [T, N, D] -> keep bool [T, N]: the official kept set at R = rho (sum of its budgets)."""
         check_inputs(features, rho, grid)
         return self.steps(features, rho).keep
@@ -119,9 +127,13 @@ class VidCom2(Compressor):
         """All intermediates at R = rho (see VidCom2Steps)."""
         return vidcom2_steps(features, check_rho(rho), temperature=self.temperature)
 
-    def expected_count(self, rho, T, N):
-        raise CompressorError("vidcom2 keeps the sum of its per-frame budgets, which depends on the features: "
-                              "use VidCom2().steps(features, rho).budgets")
+    def expected_count(self, rho: float, T: int, N: int) -> int:
+        raise CompressorError(
+            "vidcom2 keeps the sum of its per-frame budgets, which depends on the features: "
+            "use VidCom2().steps(features, rho).budgets"
+        )
 
-    def _keep(self, features, k, grid, generator):
+    def _keep(
+        self, features: torch.Tensor, k: int, grid: tuple[int, int], generator: torch.Generator | None
+    ) -> torch.Tensor:
         raise CompressorError("vidcom2 has no exact-k mode: select() keeps its own per-frame budgets")
