@@ -19,9 +19,9 @@ from __future__ import annotations
 import argparse
 import sys
 
-from scorerl.world.synthetic import build_world
 from scorerl.errors import ScoreRLError
 from scorerl.world.paths import world_dir
+from scorerl.world.synthetic import build_world
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -30,16 +30,29 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--train", type=int, default=3000, help="video QA samples in train.jsonl")
     p.add_argument("--test", type=int, default=500, help="video QA samples in test.jsonl")
     p.add_argument("--static", type=int, default=1000, help="image QA samples in static_train.jsonl")
-    p.add_argument("--static-test", type=int, default=None, help="image QA samples in static_test.jsonl "
-                   "(default: static/5, at most 200)")
+    p.add_argument(
+        "--static-test",
+        type=int,
+        default=None,
+        help="image QA samples in static_test.jsonl (default: static/5, at most 200)",
+    )
     p.add_argument("--frames", type=int, default=16, help="frames per video")
     p.add_argument("--size", type=int, default=64, help="frame side in pixels (even)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     args = p.parse_args(argv)
     try:
-        out = build_world(args.out, train=args.train, test=args.test, static_train=args.static, frames=args.frames,
-                          size=args.size, seed=args.seed, progress=not args.quiet, static_test=args.static_test)
+        out = build_world(
+            args.out,
+            train=args.train,
+            test=args.test,
+            static_train=args.static,
+            frames=args.frames,
+            size=args.size,
+            seed=args.seed,
+            progress=not args.quiet,
+            static_test=args.static_test,
+        )
     except ScoreRLError as e:
         print(f"build_synthetic: error: {e}", file=sys.stderr)
         return 2

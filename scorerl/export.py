@@ -44,27 +44,35 @@ def export_policy(run_or_checkpoint: str | Path, out: str | Path) -> Path:
     for folder in (src, src / "policy"):  # an exported folder itself, or a run's finished policy/
         if _is_policy_dir(folder):
             return _copy_export(folder, Path(out).expanduser())
-    raise CheckpointError(f"{src}: neither a checkpoint folder (no {ckpt.MARKER}), a run folder with a complete "
-                          f"checkpoint in checkpoints/ or a policy/ folder, nor an exported policy folder")
+    raise CheckpointError(
+        f"{src}: neither a checkpoint folder (no {ckpt.MARKER}), a run folder with a complete "
+        f"checkpoint in checkpoints/ or a policy/ folder, nor an exported policy folder"
+    )
 
 
 def export_checkpoint(checkpoint, out: str | Path) -> Path:
     """Export a loaded Checkpoint (io/checkpoint.py) into `out`."""
     policy, info = _policy_from_checkpoint(checkpoint)
-    return write_export(policy, out, config=info["config"], step=info["step"], env=info["env"],
-                        source=str(checkpoint.path))
+    return write_export(
+        policy, out, config=info["config"], step=info["step"], env=info["env"], source=str(checkpoint.path)
+    )
 
 
-def write_export(policy, out: str | Path, *, config: dict, step: int, env: dict, source: str = "",
-                 card=None) -> Path:
+def write_export(policy, out: str | Path, *, config: dict, step: int, env: dict, source: str = "", card=None) -> Path:
     """Write policy + export.json (+ README.md, `card(info)`, when given) into `out` atomically (a temp folder
     renamed into place); returns `out`. `out` must be missing, empty or an export (check_export_target)."""
     from scorerl.version import __version__
 
     out = Path(out).expanduser()
     check_export_target(out)
-    info = {"format": EXPORT_FORMAT, "scorerl_version": __version__, "step": int(step), "env": env,
-            "source": source, "config": config}
+    info = {
+        "format": EXPORT_FORMAT,
+        "scorerl_version": __version__,
+        "step": int(step),
+        "env": env,
+        "source": source,
+        "config": config,
+    }
 
     def build(tmp: Path) -> None:
         policy.save_pretrained(tmp)  # refuses a non-finite policy
@@ -95,12 +103,16 @@ def check_export_target(out: Path) -> None:
     entries = sorted(p.name + ("/" if p.is_dir() else "") for p in out.iterdir())
     foreign = [name for name in entries if name not in export_names()]
     if foreign:
-        raise WriteError(f"{out}: holds {', '.join(foreign)}, which an export does not write; refusing to replace "
-                         f"it (an export replaces only a folder holding nothing but an earlier export). Choose a "
-                         f"new or empty folder")
+        raise WriteError(
+            f"{out}: holds {', '.join(foreign)}, which an export does not write; refusing to replace "
+            f"it (an export replaces only a folder holding nothing but an earlier export). Choose a "
+            f"new or empty folder"
+        )
     if entries and CONFIG_NAME not in entries:
-        raise WriteError(f"{out}: holds {', '.join(entries)} but no {CONFIG_NAME}, so no export scorerl wrote; "
-                         f"refusing to replace it. Choose a new or empty folder")
+        raise WriteError(
+            f"{out}: holds {', '.join(entries)} but no {CONFIG_NAME}, so no export scorerl wrote; "
+            f"refusing to replace it. Choose a new or empty folder"
+        )
 
 
 def read_export_info(path: str | Path) -> dict:
@@ -137,8 +149,10 @@ def load_policy_and_info(path: str | Path, device: str | torch.device = "cpu") -
     elif (latest := ckpt.latest_checkpoint(path)) is not None:
         checkpoint = ckpt.load_checkpoint(latest)
     else:
-        raise CheckpointError(f"{path}: not an exported policy (no policy_config.json), a run folder (no policy/ "
-                              f"and no complete checkpoint) nor a checkpoint folder (no {ckpt.MARKER})")
+        raise CheckpointError(
+            f"{path}: not an exported policy (no policy_config.json), a run folder (no policy/ "
+            f"and no complete checkpoint) nor a checkpoint folder (no {ckpt.MARKER})"
+        )
     policy, info = _policy_from_checkpoint(checkpoint)
     return policy.to(device).eval(), {**info, "source": str(checkpoint.path)}
 
@@ -162,9 +176,11 @@ def _policy_from_checkpoint(checkpoint):
     # Only the policy section matters here; it is validated like a config file and errors name the file. Its sizes
     # are checked against the weights the checkpoint holds before anything is allocated.
     section = policy_section(state["config"].get("policy"), where)
-    check_shapes(parameter_shapes(feature_dim, section),
-                 {k: tuple(t.shape) for k, t in checkpoint.tensors["policy"].items()},
-                 f"{checkpoint.path}/policy.safetensors (against {where.name})")
+    check_shapes(
+        parameter_shapes(feature_dim, section),
+        {k: tuple(t.shape) for k, t in checkpoint.tensors["policy"].items()},
+        f"{checkpoint.path}/policy.safetensors (against {where.name})",
+    )
     policy = TokenPolicy(feature_dim, section)
     try:
         policy.load_state_dict(checkpoint.tensors["policy"])
@@ -211,8 +227,10 @@ def refuse_pickles(folder: Path) -> None:
     and a folder mixing formats is not one scorerl wrote."""
     found = sorted(p.name for p in Path(folder).iterdir() if p.suffix in PICKLE_SUFFIXES)
     if found:
-        raise CheckpointError(f"{folder / found[0]}: a pickle-format file; scorerl loads only safetensors and JSON. "
-                              f"Remove {', '.join(found)} from {folder}")
+        raise CheckpointError(
+            f"{folder / found[0]}: a pickle-format file; scorerl loads only safetensors and JSON. "
+            f"Remove {', '.join(found)} from {folder}"
+        )
 
 
 # ------------------------------------------------------------------------------------------------ the public object
@@ -265,9 +283,15 @@ class ScoreCompressor:
         if self.policy is None:
             raise ValueError(f"baseline {self.name!r} has no weights to save")
         info = self.info or {}
-        return write_export(self.policy, directory, config=info.get("config", {}), step=info.get("step", 0),
-                            env=info.get("env", {}), source=info.get("source", self.source),
-                            card=lambda written: model_card(written, eval_report))
+        return write_export(
+            self.policy,
+            directory,
+            config=info.get("config", {}),
+            step=info.get("step", 0),
+            env=info.get("env", {}),
+            source=info.get("source", self.source),
+            card=lambda written: model_card(written, eval_report),
+        )
 
     def keep_scores(self, features: torch.Tensor, grid: tuple[int, int] | None = None) -> torch.Tensor:
         """Keep logits [..., T, N] of tokens [..., T, N, D] (higher = keep); a trained policy only."""
@@ -276,13 +300,16 @@ class ScoreCompressor:
         if self.policy is None:
             raise ValueError(f"baseline {self.name!r} has no per-token scores; use select()")
         if features.shape[-1] != self.policy.feature_dim:
-            raise CheckpointError(f"{self.source}: the policy reads features of width D={self.policy.feature_dim} "
-                                  f"(policy_config.json), these have D={features.shape[-1]}: another model's tokens")
+            raise CheckpointError(
+                f"{self.source}: the policy reads features of width D={self.policy.feature_dim} "
+                f"(policy_config.json), these have D={features.shape[-1]}: another model's tokens"
+            )
         with torch.inference_mode():
             return keep_logits(self.policy, features, grid)
 
-    def keep_mask(self, features: torch.Tensor, ratio: float, grid: tuple[int, int],
-                  generator: torch.Generator | None = None) -> torch.Tensor:
+    def keep_mask(
+        self, features: torch.Tensor, ratio: float, grid: tuple[int, int], generator: torch.Generator | None = None
+    ) -> torch.Tensor:
         """bool [T, N]: the tokens of one video [T, N, D] to keep at `ratio`."""
         from scorerl.compress.select import topk_mask
 
@@ -292,8 +319,9 @@ class ScoreCompressor:
             return self._baseline.select(features, ratio, grid, generator=generator)
         return topk_mask(self.keep_scores(features, grid), ratio, self.policy.config.topk_scope)
 
-    def select(self, features: torch.Tensor, ratio: float, grid: tuple[int, int],
-               generator: torch.Generator | None = None) -> torch.Tensor:
+    def select(
+        self, features: torch.Tensor, ratio: float, grid: tuple[int, int], generator: torch.Generator | None = None
+    ) -> torch.Tensor:
         """Kept flat indices (t * N + n) [k] of one video [T, N, D], ascending: the tokens' original order."""
         return self.keep_mask(features, ratio, grid, generator).flatten().nonzero().squeeze(1)
 
@@ -313,20 +341,32 @@ def model_card(info: dict, eval_report: str | None = None) -> str:
     cfg, env = info.get("config", {}), info.get("env", {})
     rl, reward, train, data = (cfg.get(k, {}) for k in ("rl", "reward", "train", "data"))
     lines = [
-        "---", "library_name: scorerl", "tags: [video, token-compression, reinforcement-learning]", "---", "",
-        "# SCORE token-compression policy", "",
+        "---",
+        "library_name: scorerl",
+        "tags: [video, token-compression, reinforcement-learning]",
+        "---",
+        "",
+        "# SCORE token-compression policy",
+        "",
         "A per-token policy that selects which visual tokens of a video a frozen multimodal LLM needs (SCORE, "
-        "arXiv 2603.26365), trained with scorerl.", "",
-        "| | |", "|---|---|",
-        f"| environment | `{env.get('arch', '?')}` at `{env.get('path', '?')}` (fingerprint {env.get('fingerprint', '?')}) |",
+        "arXiv 2603.26365), trained with scorerl.",
+        "",
+        "| | |",
+        "|---|---|",
+        f"| environment | `{env.get('arch', '?')}` at `{env.get('path', '?')}` "
+        f"(fingerprint {env.get('fingerprint', '?')}) |",
         f"| frames | {_frames_cell(env, data)} |",
         f"| training | {info.get('step', '?')} steps, K = {rl.get('group_size', '?')} masks, estimator "
         f"`{rl.get('estimator', '?')}`, target ratio {reward.get('rho', '?')}, lr {train.get('lr', '?')} |",
-        f"| scorerl | {info.get('scorerl_version', '?')} |", "",
-        "```python", "from scorerl import ScoreCompressor", "",
-        "compressor = ScoreCompressor.from_pretrained(\"THIS_FOLDER\")",
+        f"| scorerl | {info.get('scorerl_version', '?')} |",
+        "",
+        "```python",
+        "from scorerl import ScoreCompressor",
+        "",
+        'compressor = ScoreCompressor.from_pretrained("THIS_FOLDER")',
         "kept = compressor.select(visual_tokens, ratio=0.1, grid=(rows, cols))  # indices into T*N, original order",
-        "```", "",
+        "```",
+        "",
     ]
     if eval_report:
         lines += ["## Evaluation", "", eval_report.strip(), ""]

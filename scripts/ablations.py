@@ -51,8 +51,18 @@ def run_name(prefix: str, variant: str, seed: int) -> str:
 
 def train_variant(config: str, name: str, seed: int, overrides: list[str]) -> Path:
     """`scorerl train` of one variant (resumed or reused when its run folder exists); -> its run folder."""
-    cmd = [sys.executable, "-m", "scorerl", "train", config, f"run.name={name}", f"run.seed={seed}", *overrides,
-           "--resume", "auto"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "scorerl",
+        "train",
+        config,
+        f"run.name={name}",
+        f"run.seed={seed}",
+        *overrides,
+        "--resume",
+        "auto",
+    ]
     print(f"[ablations] {' '.join(cmd[3:])}", flush=True)
     subprocess.run(cmd, check=True, cwd=ROOT)
     from scorerl.config import load_config
@@ -93,9 +103,9 @@ def reusable(out: Path, policies: list[Path], manifest: str) -> dict | None:
         meta = result["meta"]
     except (OSError, ValueError, KeyError):
         return None
-    same = ([str(Path(p).resolve()) for p in meta.get("policies") or [meta.get("policy")]]
-            == [str(Path(p).resolve()) for p in policies]
-            and Path(meta["manifest"]["path"]).resolve() == Path(manifest).expanduser().resolve())
+    same = [str(Path(p).resolve()) for p in meta.get("policies") or [meta.get("policy")]] == [
+        str(Path(p).resolve()) for p in policies
+    ] and Path(meta["manifest"]["path"]).resolve() == Path(manifest).expanduser().resolve()
     newer = all(out.stat().st_mtime > f.stat().st_mtime for p in policies for f in (Path(p) / "policy").glob("*"))
     return result if same and newer else None
 
@@ -114,8 +124,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--variants", default=",".join(VARIANTS), help="comma-separated subset of " + ", ".join(VARIANTS))
     p.add_argument("--out", default=str(ROOT / "runs" / "ablations"), help="folder of the eval results")
     p.add_argument("--md", default=None, help="write the table here too")
-    p.add_argument("--fresh", action="store_true", help="evaluate every row again (default: reuse an evaluation in "
-                   "--out of the same policies and manifest written after they were trained)")
+    p.add_argument(
+        "--fresh",
+        action="store_true",
+        help="evaluate every row again (default: reuse an evaluation in "
+        "--out of the same policies and manifest written after they were trained)",
+    )
     args = p.parse_args(argv)
     import scorerl.world  # noqa: F401  (registers the world's config sections, manifests and environments)
     from scorerl.config import load_config
@@ -133,14 +147,19 @@ def main(argv: list[str] | None = None) -> int:
         if variant == "SCORE":
             switched = [switch_scope(r, out / f"{r.name}_other_scope") for r in runs]
             scope = switched[0][1]
-            rows[f"top-k {scope}"] = evaluate(args.config, [s for s, _ in switched], manifest,
-                                              out / f"topk_{scope}.json", fresh=True)  # its copies are new each run
+            rows[f"top-k {scope}"] = evaluate(
+                args.config, [s for s, _ in switched], manifest, out / f"topk_{scope}.json", fresh=True
+            )  # its copies are new each run
     ratios = cfg.eval.ratios
     n = next(iter(rows.values()))["results"][0]["n"]
-    lines = [f"Ablations of `{args.config}` on {manifest}: {n} questions; {len(seeds)} training seed(s) per row "
-             f"({', '.join(map(str, seeds))}); cells: accuracy % [95% bootstrap interval over questions"
-             f"{' and seeds' if len(seeds) > 1 else ''}].", "",
-             "| variant | " + " | ".join(str(r) for r in ratios) + " |", "|---" * (len(ratios) + 1) + "|"]
+    lines = [
+        f"Ablations of `{args.config}` on {manifest}: {n} questions; {len(seeds)} training seed(s) per row "
+        f"({', '.join(map(str, seeds))}); cells: accuracy % [95% bootstrap interval over questions"
+        f"{' and seeds' if len(seeds) > 1 else ''}].",
+        "",
+        "| variant | " + " | ".join(str(r) for r in ratios) + " |",
+        "|---" * (len(ratios) + 1) + "|",
+    ]
     for variant, result in rows.items():
         by_ratio = {r["ratio"]: r for r in result["results"] if r["method"] == "score"}
         lines.append(f"| {variant} | " + " | ".join(cell(by_ratio[r]) for r in ratios) + " |")

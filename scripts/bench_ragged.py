@@ -61,8 +61,15 @@ def main() -> int:
         group = []
         for _ in range(2):
             visual = env.encode(rng.integers(0, 255, (f, h, w, 3), dtype=np.uint8))
-            sample = Sample(f"s{position}", Path(f"s{position}.mp4"), "video", "Which way does it move?",
-                            ["left", "right", "up", "down"], "A", 0)
+            sample = Sample(
+                f"s{position}",
+                Path(f"s{position}.mp4"),
+                "video",
+                "Which way does it move?",
+                ["left", "right", "up", "down"],
+                "A",
+                0,
+            )
             group.append(RolloutItem(sample, visual, position=position, key=f"s{position}"))
             position += 1
         by_shape.append(group)
@@ -73,8 +80,9 @@ def main() -> int:
     def step(items) -> None:
         ro = collect(policy, env, items, cfg, step=0, ce_base_cache=ce_base)
         rewards = combine(ro.ce - ro.ce_base[:, None], kept_fraction(ro.masks, ro.valid), cfg.reward)
-        adv = compute_advantages(cfg.rl.estimator, rewards["fidelity"], rewards["sparsity"], rewards["reward"],
-                                 cfg.rl, lam=cfg.reward.lam)
+        adv = compute_advantages(
+            cfg.rl.estimator, rewards["fidelity"], rewards["sparsity"], rewards["reward"], cfg.rl, lam=cfg.reward.lam
+        )
         loss, _ = update_loss(policy, ro, adv, cfg.rl)
         loss.backward()
         policy.zero_grad(set_to_none=True)
@@ -89,11 +97,16 @@ def main() -> int:
             step(group)
 
     tokens = [it.visual.features.shape[0] * it.visual.features.shape[1] for it in ragged_items]
-    result = {"repeats": args.repeats, "group_size": args.group_size, "samples": len(ragged_items),
-              "visual_tokens_per_sample": tokens, "by_token_budget": {},
-              "machine": f"{platform.machine()} {os.cpu_count()} cores, torch threads 1",
-              "versions": {"torch": torch.__version__, "python": platform.python_version()},
-              "command": "python scripts/bench_ragged.py"}
+    result = {
+        "repeats": args.repeats,
+        "group_size": args.group_size,
+        "samples": len(ragged_items),
+        "visual_tokens_per_sample": tokens,
+        "by_token_budget": {},
+        "machine": f"{platform.machine()} {os.cpu_count()} cores, torch threads 1",
+        "versions": {"torch": torch.__version__, "python": platform.python_version()},
+        "command": "python scripts/bench_ragged.py",
+    }
     for budget in [int(b) for b in args.token_budgets.split(",")]:
         env.token_budget = budget
         timings = {"ragged": [], "uniform": []}
@@ -106,11 +119,16 @@ def main() -> int:
                 timings[name].append(1000 * (time.perf_counter() - t0))
         med = {k: statistics.median(v) for k, v in timings.items()}
         ratio = med["ragged"] / med["uniform"]
-        result["by_token_budget"][str(budget)] = {"ragged_ms": round(med["ragged"], 2),
-                                                  "uniform_ms": round(med["uniform"], 2), "ratio": round(ratio, 3)}
-        print(f"env.token_budget={budget}: one RL step, {len(ragged_items)} samples of {len(SHAPES)} shapes (visual "
-              f"tokens {tokens}), K={args.group_size}: ragged batch {med['ragged']:.1f} ms, same-shape batches "
-              f"{med['uniform']:.1f} ms (median of {args.repeats}): ratio {ratio:.3f} (goal <= 1.2)")
+        result["by_token_budget"][str(budget)] = {
+            "ragged_ms": round(med["ragged"], 2),
+            "uniform_ms": round(med["uniform"], 2),
+            "ratio": round(ratio, 3),
+        }
+        print(
+            f"env.token_budget={budget}: one RL step, {len(ragged_items)} samples of {len(SHAPES)} shapes (visual "
+            f"tokens {tokens}), K={args.group_size}: ragged batch {med['ragged']:.1f} ms, same-shape batches "
+            f"{med['uniform']:.1f} ms (median of {args.repeats}): ratio {ratio:.3f} (goal <= 1.2)"
+        )
     if args.out:
         Path(args.out).write_text(json.dumps(result, indent=1) + "\n")
     return 0

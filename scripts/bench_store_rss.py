@@ -4,7 +4,8 @@
 
 Builds a data set of N and scale x N short clips (one real H.264 clip written once, copied under new names, so
 building is cheap but every sample is encoded and stored on its own), a tiny Qwen2.5-VL environment with wide
-features, then runs `scorerl train` (train.precompute_features=true, the trainer's default) for a few steps in a fresh process per (mode, size) and reports that process's
+features, then runs `scorerl train` (train.precompute_features=true, the trainer's default) for a few steps in a
+fresh process per (mode, size) and reports that process's
 peak RSS (ru_maxrss). docs/data.md records the figures.
 """
 
@@ -39,8 +40,17 @@ def make_data(root: Path, n: int) -> Path:
         target = videos / f"v{i:06d}.mp4"
         if not target.exists():
             shutil.copyfile(clip, target)
-        lines.append(json.dumps({"id": f"v{i}", "video": f"videos/{target.name}", "question": "What moves?",
-                                 "options": ["a", "b", "c", "d"], "answer": "A"}))
+        lines.append(
+            json.dumps(
+                {
+                    "id": f"v{i}",
+                    "video": f"videos/{target.name}",
+                    "question": "What moves?",
+                    "options": ["a", "b", "c", "d"],
+                    "answer": "A",
+                }
+            )
+        )
     manifest = root / f"train_{n}.jsonl"
     manifest.write_text("\n".join(lines) + "\n")
     return manifest
@@ -48,8 +58,10 @@ def make_data(root: Path, n: int) -> Path:
 
 def run(args: list[str]) -> dict:
     """`scorerl <args>` in a fresh process; its peak RSS (MB) and wall time."""
-    code = ("import resource, sys, time; from scorerl.cli import main; t = time.perf_counter(); rc = main(sys.argv[1:]);"
-            " print('RESULT', rc, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, time.perf_counter() - t)")
+    code = (
+        "import resource, sys, time; from scorerl.cli import main; t = time.perf_counter(); rc = main(sys.argv[1:]);"
+        " print('RESULT', rc, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, time.perf_counter() - t)"
+    )
     out = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, cwd=REPO)
     line = next((x for x in out.stdout.splitlines() if x.startswith("RESULT")), None)
     if line is None:
@@ -75,23 +87,44 @@ def main(argv=None) -> int:
         build_tiny_env("qwen2_5_vl", seed=0, hidden_size=256).save_pretrained(root / "env")
         for n in (args.samples, args.samples * args.scale):
             manifest = make_data(root, n)
-            common = [f"env.path={root / 'env'}", "env.device=cpu", f"data.num_frames={FRAMES}",
-                      f"data.frame_size={SIZE}", f"data.stage2_manifest={manifest}", "curriculum.stage1_steps=0",
-                      f"train.max_steps={args.steps}", "train.batch_size=4", "rl.group_size=4",
-                      f"run.output_dir={root / 'runs'}", f"data.cache_dir={root / f'cache_{n}'}",
-                      f"data.store_dir={root / f'store_{n}'}"]
+            common = [
+                f"env.path={root / 'env'}",
+                "env.device=cpu",
+                f"data.num_frames={FRAMES}",
+                f"data.frame_size={SIZE}",
+                f"data.stage2_manifest={manifest}",
+                "curriculum.stage1_steps=0",
+                f"train.max_steps={args.steps}",
+                "train.batch_size=4",
+                "rl.group_size=4",
+                f"run.output_dir={root / 'runs'}",
+                f"data.cache_dir={root / f'cache_{n}'}",
+                f"data.store_dir={root / f'store_{n}'}",
+            ]
             started = time.perf_counter()
-            build = run(["data", "features", str(REPO / "configs" / "quickstart.yaml"), *common,
-                         "--manifest", str(manifest)])
+            build = run(
+                ["data", "features", str(REPO / "configs" / "quickstart.yaml"), *common, "--manifest", str(manifest)]
+            )
             store_mb = sum(f.stat().st_size for f in (root / f"store_{n}").rglob("*.safetensors")) / 1e6
             for mode in ("cache", "store"):
                 # The cache as the trainer uses it by default: every sample encoded (or read) up front and held.
-                r = run(["train", str(REPO / "configs" / "quickstart.yaml"), *common, f"run.name={mode}_{n}",
-                         f"data.features={mode}", "train.precompute_features=true"])
+                r = run(
+                    [
+                        "train",
+                        str(REPO / "configs" / "quickstart.yaml"),
+                        *common,
+                        f"run.name={mode}_{n}",
+                        f"data.features={mode}",
+                        "train.precompute_features=true",
+                    ]
+                )
                 rows.append({"samples": n, "mode": mode, "features_mb": round(store_mb, 1), **r})
                 print(json.dumps(rows[-1]), flush=True)
-            print(f"(store build for {n} samples: {build['seconds']:.1f} s, {time.perf_counter() - started:.0f} s "
-                  "with both runs)", flush=True)
+            print(
+                f"(store build for {n} samples: {build['seconds']:.1f} s, {time.perf_counter() - started:.0f} s "
+                "with both runs)",
+                flush=True,
+            )
     print("\n| samples | features on disk (MB) | mode | peak RSS (MB) |\n|---|---|---|---|")
     for r in rows:
         print(f"| {r['samples']} | {r['features_mb']} | {r['mode']} | {r['peak_rss_mb']:.0f} |")

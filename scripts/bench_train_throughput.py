@@ -40,8 +40,9 @@ class PerRequestEnv:
         return getattr(self._env, name)
 
 
-def run_case(name: str, config: Path | None, overrides: list[str], mode: str, steps: int, warmup: int,
-             out_dir: Path) -> dict:
+def run_case(
+    name: str, config: Path | None, overrides: list[str], mode: str, steps: int, warmup: int, out_dir: Path
+) -> dict:
     import scorerl.envs
     from scorerl.config import load_config
     from scorerl.rl.metrics import read_metrics
@@ -51,9 +52,19 @@ def run_case(name: str, config: Path | None, overrides: list[str], mode: str, st
     if mode == "per_mask":
         scorerl.envs.load_env = lambda section: PerRequestEnv(real_load(section))
     try:
-        cfg = load_config(config, [f"run.output_dir={out_dir}", f"run.name={name}-{mode}", "curriculum.stage1_steps=0",
-                                 f"train.max_steps={warmup + steps}", "train.checkpoint_every=100000",
-                                 "train.batch_size=4", "rl.group_size=8", *overrides])
+        cfg = load_config(
+            config,
+            [
+                f"run.output_dir={out_dir}",
+                f"run.name={name}-{mode}",
+                "curriculum.stage1_steps=0",
+                f"train.max_steps={warmup + steps}",
+                "train.checkpoint_every=100000",
+                "train.batch_size=4",
+                "rl.group_size=8",
+                *overrides,
+            ],
+        )
         started = time.perf_counter()
         run = train(cfg)
         wall = time.perf_counter() - started
@@ -63,23 +74,42 @@ def run_case(name: str, config: Path | None, overrides: list[str], mode: str, st
     med = lambda k: statistics.median(r[k] for r in lines)  # noqa: E731
     step_ms = 1000 * med("step_s")
     env_ms, policy_ms = med("env_ms"), med("policy_ms")
-    return {"env": name, "mode": mode, "samples_per_s": med("samples_per_s"), "step_ms": step_ms, "env_ms": env_ms,
-            "policy_ms": policy_ms, "overhead_ms": step_ms - env_ms - policy_ms, "steps": len(lines),
-            "batch_size": cfg.train.batch_size, "group_size": cfg.rl.group_size, "kept_fraction": med("kept_fraction"),
-            "wall_s_incl_setup": wall}
+    return {
+        "env": name,
+        "mode": mode,
+        "samples_per_s": med("samples_per_s"),
+        "step_ms": step_ms,
+        "env_ms": env_ms,
+        "policy_ms": policy_ms,
+        "overhead_ms": step_ms - env_ms - policy_ms,
+        "steps": len(lines),
+        "batch_size": cfg.train.batch_size,
+        "group_size": cfg.rl.group_size,
+        "kept_fraction": med("kept_fraction"),
+        "wall_s_incl_setup": wall,
+    }
 
 
 def tiny_case(root: Path) -> tuple[str, None, list[str]]:
     """Tiny random Qwen2.5-VL (as in the tests) on a small rendered world at the quickstart's frame settings."""
-    from scorerl.world.synthetic import build_world
     from scorerl.envs.build import build_tiny_env
+    from scorerl.world.synthetic import build_world
 
-    world = build_world(root / "world", train=64, test=4, static_train=4, frames=16, size=64, seed=0,
-                        progress=False)
+    world = build_world(root / "world", train=64, test=4, static_train=4, frames=16, size=64, seed=0, progress=False)
     build_tiny_env("qwen2_5_vl", seed=0).save_pretrained(root / "env")
-    return "tiny", None, [f"env.path={root / 'env'}", "env.device=cpu", f"data.stage2_manifest={world / 'train.jsonl'}",
-                    f"data.stage1_manifest={world / 'static_train.jsonl'}", "data.num_frames=16",
-                    "data.frame_size=64", f"data.cache_dir={root / 'features'}"]
+    return (
+        "tiny",
+        None,
+        [
+            f"env.path={root / 'env'}",
+            "env.device=cpu",
+            f"data.stage2_manifest={world / 'train.jsonl'}",
+            f"data.stage1_manifest={world / 'static_train.jsonl'}",
+            "data.num_frames=16",
+            "data.frame_size=64",
+            f"data.cache_dir={root / 'features'}",
+        ],
+    )
 
 
 def world_case() -> tuple[str, Path, list[str]] | None:
@@ -111,14 +141,18 @@ def main(argv=None) -> int:
                 rows.append(run_case(name, config, overrides, mode, args.steps, args.warmup, root / "runs"))
                 print(json.dumps(rows[-1]), flush=True)
 
-    print(f"\ntorch {torch.__version__}, {torch.get_num_threads()} threads, batch 4 x K 8 masks, "
-          f"median of {args.steps} steps after {args.warmup} warm-up\n")
+    print(
+        f"\ntorch {torch.__version__}, {torch.get_num_threads()} threads, batch 4 x K 8 masks, "
+        f"median of {args.steps} steps after {args.warmup} warm-up\n"
+    )
     print("| env | K masks scored | samples/s | step ms | env forward ms | policy ms | overhead ms |")
     print("|---|---|---|---|---|---|---|")
     for r in rows:
-        print(f"| {r['env']} | {'one batched forward' if r['mode'] == 'batched' else 'one forward per mask'} "
-              f"| {r['samples_per_s']:.1f} | {r['step_ms']:.0f} | {r['env_ms']:.0f} | {r['policy_ms']:.1f} "
-              f"| {r['overhead_ms']:.1f} |")
+        print(
+            f"| {r['env']} | {'one batched forward' if r['mode'] == 'batched' else 'one forward per mask'} "
+            f"| {r['samples_per_s']:.1f} | {r['step_ms']:.0f} | {r['env_ms']:.0f} | {r['policy_ms']:.1f} "
+            f"| {r['overhead_ms']:.1f} |"
+        )
     if args.out:
         Path(args.out).write_text(json.dumps(rows, indent=2) + "\n")
     return 0

@@ -40,18 +40,44 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 TOLERANCE = 1e-5  # fp32 answer log-probs, static vs eager
-LONG_CONFIGS = {"256f": REPO / "configs/bench/qwen2_5_vl_7b_256f.yaml",
-                "320f": REPO / "configs/bench/qwen2_5_vl_7b_320f.yaml"}
+LONG_CONFIGS = {
+    "256f": REPO / "configs/bench/qwen2_5_vl_7b_256f.yaml",
+    "320f": REPO / "configs/bench/qwen2_5_vl_7b_320f.yaml",
+}
 STATIC = ["bench.static_shapes=true", "bench.compile=true"]
 DRY_BENCH = {  # Qwen2.5-VL patching (14 px, 2x2 merge, 2 frames per unit) on a 2-layer, 64-wide model
     "env": {"arch": "qwen2_5_vl", "device": "cpu", "dtype": "float32"},
-    "bench": {"ratios": [0.1, 0.5], "num_frames": 4, "frame_size": 112, "prompt_tokens": 16, "warmup": 1,
-              "repeats": 2, "ttft": True, "ttft_ratio": 0.1, "random_init": {
-                  "text_config": {"hidden_size": 64, "num_hidden_layers": 2, "num_attention_heads": 4,
-                                  "num_key_value_heads": 2, "intermediate_size": 128, "vocab_size": 1000},
-                  "vision_config": {"depth": 1, "hidden_size": 32, "num_heads": 2, "intermediate_size": 64,
-                                    "patch_size": 14, "spatial_merge_size": 2, "temporal_patch_size": 2,
-                                    "window_size": 112, "fullatt_block_indexes": [0]}}},
+    "bench": {
+        "ratios": [0.1, 0.5],
+        "num_frames": 4,
+        "frame_size": 112,
+        "prompt_tokens": 16,
+        "warmup": 1,
+        "repeats": 2,
+        "ttft": True,
+        "ttft_ratio": 0.1,
+        "random_init": {
+            "text_config": {
+                "hidden_size": 64,
+                "num_hidden_layers": 2,
+                "num_attention_heads": 4,
+                "num_key_value_heads": 2,
+                "intermediate_size": 128,
+                "vocab_size": 1000,
+            },
+            "vision_config": {
+                "depth": 1,
+                "hidden_size": 32,
+                "num_heads": 2,
+                "intermediate_size": 64,
+                "patch_size": 14,
+                "spatial_merge_size": 2,
+                "temporal_patch_size": 2,
+                "window_size": 112,
+                "fullatt_block_indexes": [0],
+            },
+        },
+    },
     "policy": {"hidden": 32, "layers": 2},
 }
 
@@ -134,9 +160,15 @@ def _requests(env, rhos, frames: int, size: int, seed: int = 0):
     visual = env.encode(np.random.default_rng(seed).integers(0, 256, (frames, size, size, 3), dtype=np.uint8))
     T, N = visual.features.shape[:2]
     g = torch.Generator().manual_seed(seed)
-    return [ScoreRequest(visual=visual, prompt="Which way does the square move?", target="left, then up",
-                         keep=None if rho >= 1 else topk_mask(torch.rand(T, N, generator=g), rho, "global"))
-            for rho in rhos]
+    return [
+        ScoreRequest(
+            visual=visual,
+            prompt="Which way does the square move?",
+            target="left, then up",
+            keep=None if rho >= 1 else topk_mask(torch.rand(T, N, generator=g), rho, "global"),
+        )
+        for rho in rhos
+    ]
 
 
 def _diff(a, b) -> float:
@@ -156,17 +188,26 @@ def static_exactness(arch: str, device: str, compile: bool = False) -> dict:
         env.use_static_shapes(None)
         eager = env.token_logprobs(requests)
         single = [env.token_logprobs([r])[0] for r in requests]
-        out = {"arch": arch, "device": device, "dtype": "float32", "ratios": rhos,
-               "lengths": [len(env.build_sequence(r)) for r in requests], "by_bucket": {}}
-        for bucket in ([64] if compile else [64, 0]):
+        out = {
+            "arch": arch,
+            "device": device,
+            "dtype": "float32",
+            "ratios": rhos,
+            "lengths": [len(env.build_sequence(r)) for r in requests],
+            "by_bucket": {},
+        }
+        for bucket in [64] if compile else [64, 0]:
             record = env.use_static_shapes(StaticShapes(bucket=bucket, compile=compile))
             calls = 3 if compile else 1  # compiled: the first calls compile and record, the last replays
             for _ in range(calls):
                 batch = env.token_logprobs(requests)
                 ones = [env.token_logprobs([r])[0] for r in requests]
-            out["by_bucket"][str(bucket)] = {"batched": _diff(batch, eager), "single": _diff(ones, single),
-                                             "batched_vs_single_eager": _diff(batch, single),
-                                             "compile": record["compile"]}
+            out["by_bucket"][str(bucket)] = {
+                "batched": _diff(batch, eager),
+                "single": _diff(ones, single),
+                "batched_vs_single_eager": _diff(batch, single),
+                "compile": record["compile"],
+            }
         env.use_static_shapes(None)
     out["max_abs_diff"] = max(max(v for k, v in d.items() if k != "compile") for d in out["by_bucket"].values())
     out["pass"] = out["max_abs_diff"] <= TOLERANCE
@@ -188,10 +229,17 @@ def _kernels(prof, on_cuda: bool, top: int = 15) -> dict:
         t = getattr(e, "self_device_time_total", 0) if on_cuda else e.self_cpu_time_total
         rows.append({"name": e.key[:120], "calls": int(e.count), "self_ms": float(t) / 1000})
     rows.sort(key=lambda r: -r["self_ms"])
-    launches = {e.key: int(e.count) for e in prof.key_averages()
-                if e.key in ("cudaLaunchKernel", "cuLaunchKernel", "cudaLaunchKernelExC", "cudaGraphLaunch")}
-    return {"top": rows[:top], "total_self_ms": sum(r["self_ms"] for r in rows), "launch_calls": launches,
-            "kernels": sum(r["calls"] for r in rows) if on_cuda else None}
+    launches = {
+        e.key: int(e.count)
+        for e in prof.key_averages()
+        if e.key in ("cudaLaunchKernel", "cuLaunchKernel", "cudaLaunchKernelExC", "cudaGraphLaunch")
+    }
+    return {
+        "top": rows[:top],
+        "total_self_ms": sum(r["self_ms"] for r in rows),
+        "launch_calls": launches,
+        "kernels": sum(r["calls"] for r in rows) if on_cuda else None,
+    }
 
 
 def profile_prefill(env, cfg, steps: int = 3) -> dict:
@@ -201,14 +249,15 @@ def profile_prefill(env, cfg, steps: int = 3) -> dict:
 
     from scorerl.compress.select import topk_mask
     from scorerl.envs.hf import StaticShapes
-    from scorerl.eval.bench import bench_prompt, time_runs, _synchronizer
+    from scorerl.eval.bench import _synchronizer, bench_prompt, time_runs
     from scorerl.types import ScoreRequest
 
     b = cfg.bench
     on_cuda = env.device.type == "cuda"
     sync = _synchronizer(env.device)
-    frames = np.random.default_rng(cfg.run.seed).integers(0, 256, (b.num_frames, b.frame_size, b.frame_size, 3),
-                                                           dtype=np.uint8)
+    frames = np.random.default_rng(cfg.run.seed).integers(
+        0, 256, (b.num_frames, b.frame_size, b.frame_size, 3), dtype=np.uint8
+    )
     out = {}
     with torch.inference_mode():
         visual = env.encode(frames)
@@ -217,8 +266,16 @@ def profile_prefill(env, cfg, steps: int = 3) -> dict:
         request = ScoreRequest(visual=visual, prompt=bench_prompt(env, b.prompt_tokens), target="A", keep=keep)
         modes = {"eager": None, "static": StaticShapes(bucket=b.bucket, compile=True, max_tokens=b.static_max_tokens)}
         for name, settings in modes.items():
-            out[name] = {"ratio": b.ttft_ratio, "kept": int(keep.sum()), "steps": steps, "wall_ms": [], "top": [],
-                         "total_self_ms": 0.0, "launch_calls": {}, "kernels": None}
+            out[name] = {
+                "ratio": b.ttft_ratio,
+                "kept": int(keep.sum()),
+                "steps": steps,
+                "wall_ms": [],
+                "top": [],
+                "total_self_ms": 0.0,
+                "launch_calls": {},
+                "kernels": None,
+            }
             try:  # a failed compile, or a CUPTI that cannot profile graph replays, keeps what was measured
                 out[name]["mode"] = env.use_static_shapes(settings)
                 wall = time_runs(lambda: env.score([request]), 3, steps, sync)  # warm: compile/record happen here
@@ -242,8 +299,11 @@ def compile_counters() -> dict:
         from torch._dynamo.utils import counters
     except ImportError:
         return {}
-    return {group: {str(k)[:200]: int(v) for k, v in counters[group].items()}
-            for group in ("stats", "graph_break", "recompiles", "inductor") if counters.get(group)}
+    return {
+        group: {str(k)[:200]: int(v) for k, v in counters[group].items()}
+        for group in ("stats", "graph_break", "recompiles", "inductor")
+        if counters.get(group)
+    }
 
 
 # --------------------------------------------------------------------------------------------- the run
@@ -255,9 +315,14 @@ def machine_meta(args, plan) -> dict:
     from scorerl.eval.bench import machine
     from scorerl.version import __version__
 
-    versions = {"python": platform.python_version(), "scorerl": __version__, "torch": torch.__version__,
-                "transformers": transformers.__version__, "cuda": torch.version.cuda,
-                "cudnn": torch.backends.cudnn.version() if torch.cuda.is_available() else None}
+    versions = {
+        "python": platform.python_version(),
+        "scorerl": __version__,
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+        "cuda": torch.version.cuda,
+        "cudnn": torch.backends.cudnn.version() if torch.cuda.is_available() else None,
+    }
     for name in ("triton", "av", "decord", "numpy"):
         try:
             versions[name] = __import__(name).__version__
@@ -266,16 +331,35 @@ def machine_meta(args, plan) -> dict:
     gpu = None
     if torch.cuda.is_available():
         p = torch.cuda.get_device_properties(0)
-        gpu = {"name": p.name, "memory_gib": round(p.total_memory / 2**30, 1), "capability": f"{p.major}.{p.minor}",
-               "count": torch.cuda.device_count()}
+        gpu = {
+            "name": p.name,
+            "memory_gib": round(p.total_memory / 2**30, 1),
+            "capability": f"{p.major}.{p.minor}",
+            "count": torch.cuda.device_count(),
+        }
     date = datetime.now(timezone.utc).isoformat(timespec="seconds")
-    return {"mode": "dry-run" if args.dry_run else "gpu", "date": date,
-            "machine": {**machine(), "gpu_properties": gpu, "platform": platform.platform()}, "versions": versions,
-            "budget_s": args.budget_s, "tolerance": TOLERANCE,
-            "plan": [{"name": s.name, "kind": s.kind, "estimate_s": s.estimate_s, "config": s.config,
-                      "mode": s.mode, "overrides": s.overrides} for s in plan],
-            "configs": {k: str(v.relative_to(REPO)) for k, v in LONG_CONFIGS.items()} if not args.dry_run
-            else {"dry": "scripts/gpu_check.py DRY_BENCH"}}
+    return {
+        "mode": "dry-run" if args.dry_run else "gpu",
+        "date": date,
+        "machine": {**machine(), "gpu_properties": gpu, "platform": platform.platform()},
+        "versions": versions,
+        "budget_s": args.budget_s,
+        "tolerance": TOLERANCE,
+        "plan": [
+            {
+                "name": s.name,
+                "kind": s.kind,
+                "estimate_s": s.estimate_s,
+                "config": s.config,
+                "mode": s.mode,
+                "overrides": s.overrides,
+            }
+            for s in plan
+        ],
+        "configs": {k: str(v.relative_to(REPO)) for k, v in LONG_CONFIGS.items()}
+        if not args.dry_run
+        else {"dry": "scripts/gpu_check.py DRY_BENCH"},
+    }
 
 
 def run_step(step: Step, envs: Envs, result: dict, runs_dir: Path, device: str) -> str | None:
@@ -292,8 +376,16 @@ def run_step(step: Step, envs: Envs, result: dict, runs_dir: Path, device: str) 
         cfg = load_step_config(step, runs_dir)
         name = f"bench_{step.config}_{step.mode}"
         bench = run_bench(cfg, out=runs_dir / f"{name}.json", env=envs.get(cfg))
-        result["runs"].append({"name": step.name, "config": step.config, "mode": step.mode,
-                               "overrides": step.overrides, "report": f"{runs_dir.name}/{name}.md", "result": bench})
+        result["runs"].append(
+            {
+                "name": step.name,
+                "config": step.config,
+                "mode": step.mode,
+                "overrides": step.overrides,
+                "report": f"{runs_dir.name}/{name}.md",
+                "result": bench,
+            }
+        )
     elif step.kind == "profile":
         cfg = load_step_config(step, runs_dir)
         result["profile"][step.config] = profile_prefill(envs.get(cfg), cfg)
@@ -303,8 +395,9 @@ def run_step(step: Step, envs: Envs, result: dict, runs_dir: Path, device: str) 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--dry-run", action="store_true", help="CPU, tiny random models, seconds")
-    p.add_argument("--out", default=None, help="output prefix (default docs/results/gpu_check, dry run "
-                                               "outputs/gpu_check_dry_run)")
+    p.add_argument(
+        "--out", default=None, help="output prefix (default docs/results/gpu_check, dry run outputs/gpu_check_dry_run)"
+    )
     p.add_argument("--budget-s", type=float, default=None, help="seconds for all steps (default 330; dry run 60)")
     args = p.parse_args(argv)
     # + ~30 s start-up, + ~90 s of scripts/bench_train_scale.py that gpu_check.sh runs after: under 8 minutes
@@ -345,8 +438,9 @@ def main(argv=None) -> int:
                 entry["traceback"] = traceback.format_exc()[-3000:]
                 print(entry["traceback"], file=sys.stderr, flush=True)
                 if step.kind == "bench":
-                    result["runs"].append({"name": step.name, "config": step.config, "mode": step.mode,
-                                           "error": entry["error"]})
+                    result["runs"].append(
+                        {"name": step.name, "config": step.config, "mode": step.mode, "error": entry["error"]}
+                    )
                 if compiles:
                     compile_failed = entry["error"]
             entry["elapsed_s"] = time.perf_counter() - s0
@@ -395,11 +489,19 @@ def summarize(result: dict) -> list[dict]:
                 r = next((x for x in run["results"] if x["ratio"] == rho), None) if run else None
                 if r is None:
                     continue
-                row.update({"visual_tokens": r["visual_tokens"], "flops_speedup": r["flops_speedup"],
-                            f"{mode}_full_ms": 1000 * run["full"]["prefill_s"],
-                            f"{mode}_prefill_ms": 1000 * r["prefill_s"], f"{mode}_speedup": r["speedup"],
-                            f"{mode}_prefill_speedup": r["prefill_speedup"], f"{mode}_limit_pct": r["limit_pct"],
-                            f"{mode}_nll": r["nll"], f"{mode}_padded_tokens": r["padded_tokens"]})
+                row.update(
+                    {
+                        "visual_tokens": r["visual_tokens"],
+                        "flops_speedup": r["flops_speedup"],
+                        f"{mode}_full_ms": 1000 * run["full"]["prefill_s"],
+                        f"{mode}_prefill_ms": 1000 * r["prefill_s"],
+                        f"{mode}_speedup": r["speedup"],
+                        f"{mode}_prefill_speedup": r["prefill_speedup"],
+                        f"{mode}_limit_pct": r["limit_pct"],
+                        f"{mode}_nll": r["nll"],
+                        f"{mode}_padded_tokens": r["padded_tokens"],
+                    }
+                )
                 arm = next((a for a in (run.get("ttft") or {}).get("arms", []) if a["arm"] == rho), None)
                 if arm is not None:
                     row[f"{mode}_ttft_ms"] = 1000 * arm["ttft_s"]
@@ -417,19 +519,27 @@ def _f(x, fmt="{:.2f}", na="n/a") -> str:
 def gpu_check_markdown(result: dict) -> str:
     meta = result["meta"]
     m, v = meta["machine"], meta["versions"]
-    lines = [f"# GPU check ({meta['mode']})", "",
-             f"{m['device_name']} ({m['cpu_count']} CPU cores), torch {v['torch']} (CUDA {v['cuda']}), transformers "
-             f"{v['transformers']}, triton {v['triton']}, PyAV {v['av']}, decord {v['decord']}; {meta['date']}; "
-             f"{meta['elapsed_s']:.0f} s of a {meta['budget_s']:.0f} s budget. Full data: the .json beside this file; "
-             "each bench run's own report in the _runs folder.", ""]
-    lines += ["## Speed-up at each ratio vs its FLOPs limit", "",
-              "eager = transformers as is; static = bucketed static shapes + torch.compile(mode=\"reduce-overhead\") "
-              "(CUDA graphs; on a CPU compile is skipped). Speed-ups include the policy's time; % = speed-up / "
-              "FLOPs speed-up.", "",
-              "| config | ratio | visual tokens | full ms (eager) | prefill ms eager | prefill ms static | speed-up "
-              "eager | speed-up static | FLOPs speed-up (limit) | % of limit eager | % of limit static | "
-              "TTFT speed-up eager | TTFT speed-up static | NLL diff |",
-              "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        f"# GPU check ({meta['mode']})",
+        "",
+        f"{m['device_name']} ({m['cpu_count']} CPU cores), torch {v['torch']} (CUDA {v['cuda']}), transformers "
+        f"{v['transformers']}, triton {v['triton']}, PyAV {v['av']}, decord {v['decord']}; {meta['date']}; "
+        f"{meta['elapsed_s']:.0f} s of a {meta['budget_s']:.0f} s budget. Full data: the .json beside this file; "
+        "each bench run's own report in the _runs folder.",
+        "",
+    ]
+    lines += [
+        "## Speed-up at each ratio vs its FLOPs limit",
+        "",
+        'eager = transformers as is; static = bucketed static shapes + torch.compile(mode="reduce-overhead") '
+        "(CUDA graphs; on a CPU compile is skipped). Speed-ups include the policy's time; % = speed-up / "
+        "FLOPs speed-up.",
+        "",
+        "| config | ratio | visual tokens | full ms (eager) | prefill ms eager | prefill ms static | speed-up "
+        "eager | speed-up static | FLOPs speed-up (limit) | % of limit eager | % of limit static | "
+        "TTFT speed-up eager | TTFT speed-up static | NLL diff |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
     for r in result["summary"]:
         lines.append(
             f"| {r['config']} ({r['full_visual_tokens']}) | {r['ratio']:g} | {r.get('visual_tokens', '-')} | "
@@ -438,39 +548,55 @@ def gpu_check_markdown(result: dict) -> str:
             f"{_f(r.get('static_speedup'))} | {_f(r.get('flops_speedup'))} | "
             f"{_f(r.get('eager_limit_pct'), '{:.0f}%')} | {_f(r.get('static_limit_pct'), '{:.0f}%')} | "
             f"{_f(r.get('eager_ttft_speedup'))} | {_f(r.get('static_ttft_speedup'))} | "
-            f"{_f(r.get('nll_abs_diff'), '{:.2g}')} |")
+            f"{_f(r.get('nll_abs_diff'), '{:.2g}')} |"
+        )
     lines += _ttft_lines(result)
     lines += _profile_lines(result.get("profile") or {})
     lines += _exactness_lines(result)
     if result.get("compile_counters"):
-        lines += ["", "## torch.compile counters", "", "Graphs, graph breaks, recompiles and CUDA-graph skips so far "
-                  "(an `inductor` entry naming cudagraph skips means the graphs were not used):", "",
-                  "```json", json.dumps(result["compile_counters"], indent=1)[:3000], "```"]
+        lines += [
+            "",
+            "## torch.compile counters",
+            "",
+            "Graphs, graph breaks, recompiles and CUDA-graph skips so far "
+            "(an `inductor` entry naming cudagraph skips means the graphs were not used):",
+            "",
+            "```json",
+            json.dumps(result["compile_counters"], indent=1)[:3000],
+            "```",
+        ]
     lines += ["", "## Steps", "", "| step | estimate s | took s | outcome |", "|---|---|---|---|"]
     for s in result["steps"]:
         outcome = s.get("skipped") or s.get("error") or "ok"
-        lines.append(f"| {s['name']} | {s['estimate_s']:.0f} | {_f(s.get('elapsed_s'), '{:.1f}', '-')} | "
-                     f"{outcome.replace('|', '/')[:200]} |")
+        lines.append(
+            f"| {s['name']} | {s['estimate_s']:.0f} | {_f(s.get('elapsed_s'), '{:.1f}', '-')} | "
+            f"{outcome.replace('|', '/')[:200]} |"
+        )
     return "\n".join(lines) + "\n"
 
 
 def _ttft_lines(result: dict) -> list[str]:
-    lines = ["", "## Time to first token (decode + vision tower + policy + prefill)", "",
-             "| config | mode | arm | decode ms | vision ms | policy ms | prefill ms | TTFT ms | speed-up | "
-             "end-to-end ms |", "|---|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "",
+        "## Time to first token (decode + vision tower + policy + prefill)",
+        "",
+        "| config | mode | arm | decode ms | vision ms | policy ms | prefill ms | TTFT ms | speed-up | end-to-end ms |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
     for run in result["runs"]:
         ttft = (run.get("result") or {}).get("ttft")
         if not ttft:
             continue
         for a in ttft["arms"]:
             arm = a["arm"] if a["arm"] == "full" else f"{a['arm']:g}"
-            lines.append(f"| {run['config']} | {run['mode']} | {arm} | "
-                         f"{_f(a['decode_s'] and 1000 * a['decode_s'], '{:.1f}')} | {1000 * a['vision_s']:.1f} | "
-                         f"{1000 * a['policy_s']:.1f} | {1000 * a['prefill_s']:.1f} | {1000 * a['ttft_s']:.1f} | "
-                         f"{a['speedup']:.2f} | {_f(a.get('e2e_s') and 1000 * a['e2e_s'], '{:.1f}', '-')} |")
+            lines.append(
+                f"| {run['config']} | {run['mode']} | {arm} | "
+                f"{_f(a['decode_s'] and 1000 * a['decode_s'], '{:.1f}')} | {1000 * a['vision_s']:.1f} | "
+                f"{1000 * a['policy_s']:.1f} | {1000 * a['prefill_s']:.1f} | {1000 * a['ttft_s']:.1f} | "
+                f"{a['speedup']:.2f} | {_f(a.get('e2e_s') and 1000 * a['e2e_s'], '{:.1f}', '-')} |"
+            )
         if ttft["decode_s"] is None:
-            lines.append(f"| {run['config']} | {run['mode']} | decoding n/a: {ttft['decode_na_reason']} |"
-                         + " |" * 7)
+            lines.append(f"| {run['config']} | {run['mode']} | decoding n/a: {ttft['decode_na_reason']} |" + " |" * 7)
     return lines
 
 
@@ -481,33 +607,47 @@ def _profile_lines(profile: dict) -> list[str]:
         for mode, p in modes.items():
             per = p["steps"]
             if p.get("error"):
-                lines += [f"**{mode}**: profiler failed ({p['error']}); wall "
-                          f"{', '.join(f'{w:.1f}' for w in p['wall_ms'])} ms per prefill.", ""]
+                lines += [
+                    f"**{mode}**: profiler failed ({p['error']}); wall "
+                    f"{', '.join(f'{w:.1f}' for w in p['wall_ms'])} ms per prefill.",
+                    "",
+                ]
                 continue
-            lines += [f"**{mode}** ({p['mode'].get('compile')}): {p['kept']} kept visual tokens; wall "
-                      f"{', '.join(f'{w:.1f}' for w in p['wall_ms'])} ms per prefill; "
-                      f"{_f(p['kernels'] and p['kernels'] / per, '{:.0f}')} kernels and "
-                      f"{p['total_self_ms'] / per:.1f} ms of self time per prefill; launch calls "
-                      f"{ {k: v // per for k, v in p['launch_calls'].items()} }.", "",
-                      "| kernel / op | calls per prefill | self ms per prefill |", "|---|---|---|"]
+            lines += [
+                f"**{mode}** ({p['mode'].get('compile')}): {p['kept']} kept visual tokens; wall "
+                f"{', '.join(f'{w:.1f}' for w in p['wall_ms'])} ms per prefill; "
+                f"{_f(p['kernels'] and p['kernels'] / per, '{:.0f}')} kernels and "
+                f"{p['total_self_ms'] / per:.1f} ms of self time per prefill; launch calls "
+                f"{ {k: v // per for k, v in p['launch_calls'].items()} }.",
+                "",
+                "| kernel / op | calls per prefill | self ms per prefill |",
+                "|---|---|---|",
+            ]
             for k in p["top"][:10]:
-                lines.append(f"| `{k['name'][:90].replace('|', '/')}` | {k['calls'] / per:.0f} | "
-                             f"{k['self_ms'] / per:.2f} |")
+                lines.append(
+                    f"| `{k['name'][:90].replace('|', '/')}` | {k['calls'] / per:.0f} | {k['self_ms'] / per:.2f} |"
+                )
             lines.append("")
     return lines
 
 
 def _exactness_lines(result: dict) -> list[str]:
-    lines = ["", f"## Exactness: static-shape prefill vs eager (answer log-probs, max abs diff, tolerance "
-                 f"{TOLERANCE:g})", "", "| arch | device | bucket | batched | one by one | batched vs eager one by one "
-                 "| compile | pass |", "|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "",
+        f"## Exactness: static-shape prefill vs eager (answer log-probs, max abs diff, tolerance {TOLERANCE:g})",
+        "",
+        "| arch | device | bucket | batched | one by one | batched vs eager one by one | compile | pass |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     checks = list(result.get("exactness") or [])
     if isinstance(result.get("compile_exactness"), dict) and "by_bucket" in result["compile_exactness"]:
         checks.append(result["compile_exactness"])
     for e in checks:
         for bucket, d in e["by_bucket"].items():
-            lines.append(f"| {e['arch']} | {e['device']} | {bucket} | {d['batched']:.2g} | {d['single']:.2g} | "
-                         f"{d['batched_vs_single_eager']:.2g} | {d['compile']} | {e['pass']} |")
+            lines.append(
+                f"| {e['arch']} | {e['device']} | {bucket} | {d['batched']:.2g} | {d['single']:.2g} | "
+                f"{d['batched_vs_single_eager']:.2g} | {d['compile']} | {e['pass']} |"
+            )
     return lines
 
 

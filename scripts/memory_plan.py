@@ -45,8 +45,9 @@ def build_on_meta(cfg):
     if not cfg.bench.random_init:
         raise SystemExit("the run file has no bench.random_init (the architecture's sizes)")
     cls = env_class(cfg.env.arch).model_class()
-    hf = model_config_from_dict(cfg.env.arch, cfg.bench.random_init, build_tokenizer(arch=cfg.env.arch),
-                                cls.config_class)
+    hf = model_config_from_dict(
+        cfg.env.arch, cfg.bench.random_init, build_tokenizer(arch=cfg.env.arch), cls.config_class
+    )
     with torch.device("meta"):
         return cls._from_config(hf, dtype=torch.bfloat16), hf
 
@@ -75,9 +76,12 @@ def environment_weights(cfg, model, gpus: int) -> dict:
     widest = max(_numel(model.lm_head), *(_numel(layer) for layer in model.model.language_model.layers))
     zero = zero3_config(torch.bfloat16, cfg.env.zero3_config)["zero_optimization"]
     prefetch = zero.get("stage3_prefetch_bucket_size", 0)
-    return {"weights": (language / gpus + (total - language) + embedding + widest + prefetch) * b,
-            "partitioned": language / gpus * b, "whole": (total - language + embedding) * b,
-            "gathered": (widest + prefetch) * b}
+    return {
+        "weights": (language / gpus + (total - language) + embedding + widest + prefetch) * b,
+        "partitioned": language / gpus * b,
+        "whole": (total - language + embedding) * b,
+        "gathered": (widest + prefetch) * b,
+    }
 
 
 def plan(cfg, gpus: int = 8) -> dict:
@@ -101,13 +105,23 @@ def plan(cfg, gpus: int = 8) -> dict:
     language = _language_numel(model)
     prefill_tokens = cfg.policy.rho_init * _visual_tokens(cfg, vision) + TEXT_TOKENS
     step_tokens = cfg.train.batch_size * cfg.train.grad_accum * cfg.rl.group_size * prefill_tokens
-    return {"parameters": params, "placement": cfg.env.placement, "gpus": gpus,
-            "all_weights_gb": params * b / 1e9, "weights_gb": weights["weights"] / 1e9,
-            **{f"{k}_gb": v / 1e9 for k, v in weights.items() if k != "weights"},
-            "scoring_activations_gb": activations / 1e9, "vision_activations_gb": vision_act / 1e9,
-            "policy_optimizer_gb": policy_bytes / 1e9, "total_gb": total / 1e9, "fits_80gb": total / 1e9 < GPU_GB,
-            "token_budget": tokens, "dtype": cfg.env.dtype, "step_tokens": step_tokens,
-            "step_tflops": 2 * language * step_tokens / 1e12}
+    return {
+        "parameters": params,
+        "placement": cfg.env.placement,
+        "gpus": gpus,
+        "all_weights_gb": params * b / 1e9,
+        "weights_gb": weights["weights"] / 1e9,
+        **{f"{k}_gb": v / 1e9 for k, v in weights.items() if k != "weights"},
+        "scoring_activations_gb": activations / 1e9,
+        "vision_activations_gb": vision_act / 1e9,
+        "policy_optimizer_gb": policy_bytes / 1e9,
+        "total_gb": total / 1e9,
+        "fits_80gb": total / 1e9 < GPU_GB,
+        "token_budget": tokens,
+        "dtype": cfg.env.dtype,
+        "step_tokens": step_tokens,
+        "step_tflops": 2 * language * step_tokens / 1e12,
+    }
 
 
 def _frames(cfg) -> int:
@@ -143,36 +157,55 @@ def _patches_per_video(cfg, vision) -> int:
         from scorerl.envs.qwen2_5_vl import video_grid
 
         height, width = target_size(*SOURCE_HW, cfg.data.frame_size, cfg.data.keep_aspect)
-        t, h, w = video_grid(frames, height, width, RELEASE_PIXELS, patch, getattr(vision, "spatial_merge_size", 2),
-                             getattr(vision, "temporal_patch_size", 2))
+        t, h, w = video_grid(
+            frames,
+            height,
+            width,
+            RELEASE_PIXELS,
+            patch,
+            getattr(vision, "spatial_merge_size", 2),
+            getattr(vision, "temporal_patch_size", 2),
+        )
         return t * h * w
     side = getattr(vision, "image_size", 384) // patch
     return frames * side * side
 
 
-HEADER = ("| run file | placement, GPUs | environment parameters | all weights GB | weights per GPU GB | scoring "
-          "activations GB | vision GB | policy + AdamW GB | per GPU GB | prefill tokens, TFLOPs per step and GPU |\n"
-          "|---|---|---|---|---|---|---|---|---|---|")
+HEADER = (
+    "| run file | placement, GPUs | environment parameters | all weights GB | weights per GPU GB | scoring "
+    "activations GB | vision GB | policy + AdamW GB | per GPU GB | prefill tokens, TFLOPs per step and GPU |\n"
+    "|---|---|---|---|---|---|---|---|---|---|"
+)
 
 
 def markdown(name: str, p: dict) -> str:
     held = f"{p['weights_gb']:.1f}"
     if p["placement"] == "zero3":
-        held += (f" ({p['partitioned_gb']:.1f} partitioned + {p['whole_gb']:.1f} whole + "
-                 f"{p['gathered_gb']:.1f} gathered)")
-    return (f"| {name} | {p['placement']}, {p['gpus']} | {p['parameters'] / 1e9:.2f} B | {p['all_weights_gb']:.1f} | "
-            f"{held} | {p['scoring_activations_gb']:.1f} ({p['token_budget']} tokens) | "
-            f"{p['vision_activations_gb']:.1f} | {p['policy_optimizer_gb']:.3f} | {p['total_gb']:.1f} | "
-            f"{p['step_tokens']:,.0f}, {p['step_tflops']:,.0f} |")
+        held += (
+            f" ({p['partitioned_gb']:.1f} partitioned + {p['whole_gb']:.1f} whole + {p['gathered_gb']:.1f} gathered)"
+        )
+    return (
+        f"| {name} | {p['placement']}, {p['gpus']} | {p['parameters'] / 1e9:.2f} B | {p['all_weights_gb']:.1f} | "
+        f"{held} | {p['scoring_activations_gb']:.1f} ({p['token_budget']} tokens) | "
+        f"{p['vision_activations_gb']:.1f} | {p['policy_optimizer_gb']:.3f} | {p['total_gb']:.1f} | "
+        f"{p['step_tokens']:,.0f}, {p['step_tflops']:,.0f} |"
+    )
 
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("configs", nargs="+", help="run files")
-    ap.add_argument("--gpus", type=int, default=8,
-                    help="GPUs the environment is spread over: the job's for zero3, one node's for device_map")
-    ap.add_argument("--placement", choices=("replicate", "zero3", "device_map"),
-                    help="plan for this env.placement instead of the run file's")
+    ap.add_argument(
+        "--gpus",
+        type=int,
+        default=8,
+        help="GPUs the environment is spread over: the job's for zero3, one node's for device_map",
+    )
+    ap.add_argument(
+        "--placement",
+        choices=("replicate", "zero3", "device_map"),
+        help="plan for this env.placement instead of the run file's",
+    )
     ap.add_argument("--markdown", action="store_true", help="print a markdown table")
     args = ap.parse_args(argv)
     from scorerl.config import load_config

@@ -71,9 +71,18 @@ def main(argv: list[str] | None = None) -> int:
         args.methods = [*args.methods, EVIDENCE_FIRST]
     table = landing_table(items, regions, args.methods, args.ratios, ctx)
     accuracy = measure_accuracy(env, samples, items, args, ctx) if args.accuracy else None
-    result = {"config": args.config, "env": str(env_dir), "env_note": env_note, "manifest": cfg.data.eval_manifest,
-              "n": len(samples), "min_cover": args.min_cover, "videos_with": videos_with(regions),
-              "rows": table, "accuracy": accuracy, "wall_s": round(time.perf_counter() - started, 1)}
+    result = {
+        "config": args.config,
+        "env": str(env_dir),
+        "env_note": env_note,
+        "manifest": cfg.data.eval_manifest,
+        "n": len(samples),
+        "min_cover": args.min_cover,
+        "videos_with": videos_with(regions),
+        "rows": table,
+        "accuracy": accuracy,
+        "wall_s": round(time.perf_counter() - started, 1),
+    }
     md = report_markdown(result)
     for path, text in ((args.json, json.dumps(result, indent=2) + "\n"), (args.md, md)):
         Path(path).parent.mkdir(parents=True, exist_ok=True)
@@ -89,15 +98,24 @@ def parse_args(argv):
     p.add_argument("--env", default=None, help="fitted environment folder (default: v4's if fitted, else v3's)")
     p.add_argument("--methods", default=",".join(METHODS), help="comma-separated baselines")
     p.add_argument("--ratios", default=",".join(map(str, RATIOS)), help="comma-separated keep ratios")
-    p.add_argument("--policy", default=None, help="a trained SCORE policy (exported, run or checkpoint folder): "
-                   "adds `score` rows")
+    p.add_argument(
+        "--policy", default=None, help="a trained SCORE policy (exported, run or checkpoint folder): adds `score` rows"
+    )
     p.add_argument("--limit", type=int, default=0, help="only the first N test samples (0 = all)")
-    p.add_argument("--min-cover", type=float, default=None, help="share of a token's pixels that puts it on a "
-                   "region (default: scorerl.world.regions.MIN_COVER)")
+    p.add_argument(
+        "--min-cover",
+        type=float,
+        default=None,
+        help="share of a token's pixels that puts it on a region (default: scorerl.world.regions.MIN_COVER)",
+    )
     p.add_argument("--accuracy", action="store_true", help="also answer each question with the kept tokens")
-    p.add_argument("--evidence-first", action="store_true", help="add `evidence-first` rows (needs --policy): "
-                   "every token on a coloured object first (from the scene record), then the policy's order; what SCORE "
-                   "would reach if it never ranked another token above an object's")
+    p.add_argument(
+        "--evidence-first",
+        action="store_true",
+        help="add `evidence-first` rows (needs --policy): "
+        "every token on a coloured object first (from the scene record), then the policy's order; what SCORE "
+        "would reach if it never ranked another token above an object's",
+    )
     p.add_argument("--json", default=str(ROOT / "runs" / "nuisance_report" / "nuisance_report.json"))
     p.add_argument("--md", default=str(ROOT / "runs" / "nuisance_report" / "nuisance_report.md"))
     args = p.parse_args(argv)
@@ -225,15 +243,18 @@ def landing_row(method: str, rho, masks, regions) -> dict:
     kept = dict.fromkeys(COLUMNS, 0)
     for keep, reg in zip(masks, regions):
         keep = np.asarray(keep, bool)
-        reg = {**reg, "any nuisance": np.any([reg[k] for k in NUISANCES if k in reg] or [np.zeros_like(keep)],
-                                             axis=0)}
+        reg = {**reg, "any nuisance": np.any([reg[k] for k in NUISANCES if k in reg] or [np.zeros_like(keep)], axis=0)}
         for name in COLUMNS:
             if name in reg:
                 on[name] += int((keep & reg[name]).sum())
                 kept[name] += int(keep.sum())
     total = sum(int(np.asarray(m).size) for m in masks)
-    return {"method": method, "ratio": rho, "kept_fraction": sum(int(np.asarray(m).sum()) for m in masks) / total,
-            "share": {name: (on[name] / kept[name] if kept[name] else None) for name in COLUMNS}}
+    return {
+        "method": method,
+        "ratio": rho,
+        "kept_fraction": sum(int(np.asarray(m).sum()) for m in masks) / total,
+        "share": {name: (on[name] / kept[name] if kept[name] else None) for name in COLUMNS},
+    }
 
 
 def measure_accuracy(env, samples, items, args, ctx) -> list[dict]:
@@ -254,8 +275,10 @@ def _pct(x) -> str:
 
 def report_markdown(result: dict) -> str:
     acc = {(r["method"], r["ratio"]): r for r in result["accuracy"] or []}
-    head = ["| method | ratio | kept | " + " | ".join(COLUMNS) + (" | accuracy |" if acc else " |"),
-            "|---|---:|---:|" + "---:|" * len(COLUMNS) + ("---:|" if acc else "")]
+    head = [
+        "| method | ratio | kept | " + " | ".join(COLUMNS) + (" | accuracy |" if acc else " |"),
+        "|---|---:|---:|" + "---:|" * len(COLUMNS) + ("---:|" if acc else ""),
+    ]
     lines = []
     for row in result["rows"]:
         cells = " | ".join(_pct(row["share"][c]) for c in COLUMNS)
@@ -266,22 +289,25 @@ def report_markdown(result: dict) -> str:
             extra = f" {_pct(a['accuracy']) if a else '-'} |"
         lines.append(f"| {row['method']} | {ratio} | {_pct(row['kept_fraction'])} | {cells} |{extra}")
     counts = ", ".join(f"{k} {v}" for k, v in result["videos_with"].items())
-    return "\n".join([
-        "# World v4: where the baselines' kept tokens land",
-        "",
-        f"- {result['n']} questions of `{result['manifest']}`; videos with each region: {counts}",
-        f"- {result['env_note']}",
-        f"- a token is on a region when >= {result['min_cover']:g} of its pixels are, in a frame of its unit, and on "
-        "one region only (object > timestamp > logo > flicker > movers > camera = only moving background); each "
-        "nuisance column is the share of kept tokens on it over the videos that have it (`object` and `any "
-        "nuisance`: over all videos); `area` = all tokens, what random tokens land on",
-        *(["- accuracy: the environment answering with the kept tokens (`area` row: all tokens)"] if acc else []),
-        f"- {result['wall_s']:.0f} s for this report (world build when needed, features, masks, accuracy)",
-        "",
-        *head,
-        *lines,
-        "",
-    ])
+    return "\n".join(
+        [
+            "# World v4: where the baselines' kept tokens land",
+            "",
+            f"- {result['n']} questions of `{result['manifest']}`; videos with each region: {counts}",
+            f"- {result['env_note']}",
+            f"- a token is on a region when >= {result['min_cover']:g} of its pixels are, in a frame of its unit, "
+            "and on "
+            "one region only (object > timestamp > logo > flicker > movers > camera = only moving background); each "
+            "nuisance column is the share of kept tokens on it over the videos that have it (`object` and `any "
+            "nuisance`: over all videos); `area` = all tokens, what random tokens land on",
+            *(["- accuracy: the environment answering with the kept tokens (`area` row: all tokens)"] if acc else []),
+            f"- {result['wall_s']:.0f} s for this report (world build when needed, features, masks, accuracy)",
+            "",
+            *head,
+            *lines,
+            "",
+        ]
+    )
 
 
 if __name__ == "__main__":

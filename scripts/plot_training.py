@@ -1,6 +1,6 @@
 """Training curve of a run: reward, fidelity, kept fraction and dCE against the step, stage switch marked.
 
-    python scripts/plot_training.py runs/quickstart --out docs/quickstart_curve.png
+python scripts/plot_training.py runs/quickstart --out docs/quickstart_curve.png
 """
 
 from __future__ import annotations
@@ -10,8 +10,13 @@ from pathlib import Path
 
 from scorerl.rl.metrics import read_metrics
 
-PANELS = [("reward", "reward"), ("fidelity", "fidelity (-dCE)"), ("kept_fraction", "kept fraction (sampled masks)"),
-          ("ce_base", "CE_base"), ("dce", "dCE = CE_masked - CE_base")]
+PANELS = [
+    ("reward", "reward"),
+    ("fidelity", "fidelity (-dCE)"),
+    ("kept_fraction", "kept fraction (sampled masks)"),
+    ("ce_base", "CE_base"),
+    ("dce", "dCE = CE_masked - CE_base"),
+]
 
 
 def smooth(values: list[float], window: int) -> list[float]:

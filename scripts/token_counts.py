@@ -56,17 +56,26 @@ def transformers_function(module: str, name: str, cls: str | None = None):
     return namespace[name]
 
 
-def rule_tokens(total: int, video_fps: float, height: int, width: int, limits: dict, fps: float | None = 2.0,
-                num_frames: int | None = None) -> tuple[int, int]:
+def rule_tokens(
+    total: int,
+    video_fps: float,
+    height: int,
+    width: int,
+    limits: dict,
+    fps: float | None = 2.0,
+    num_frames: int | None = None,
+) -> tuple[int, int]:
     """(frames, visual tokens) by transformers' Qwen2VLVideoProcessor rule: sample_frames, then smart_resize."""
-    sample_frames = transformers_function("models.qwen2_vl.video_processing_qwen2_vl", "sample_frames",
-                                          "Qwen2VLVideoProcessor")
+    sample_frames = transformers_function(
+        "models.qwen2_vl.video_processing_qwen2_vl", "sample_frames", "Qwen2VLVideoProcessor"
+    )
     smart_resize = transformers_function("models.qwen2_vl.video_processing_qwen2_vl", "smart_resize")
     self = SimpleNamespace(num_frames=None, fps=None, temporal_patch_size=TEMPORAL, min_frames=4, max_frames=768)
     metadata = SimpleNamespace(total_num_frames=total, fps=video_fps)
     n = len(sample_frames(self, metadata, fps=None if num_frames else fps, num_frames=num_frames))
-    h, w = smart_resize(height, width, factor=PATCH * MERGE, min_pixels=limits["min_pixels"],
-                        max_pixels=limits["max_pixels"])
+    h, w = smart_resize(
+        height, width, factor=PATCH * MERGE, min_pixels=limits["min_pixels"], max_pixels=limits["max_pixels"]
+    )
     return n, math.ceil(n / TEMPORAL) * (h // PATCH) * (w // PATCH) // (MERGE * MERGE)
 
 
@@ -75,17 +84,23 @@ def env_folder(root: Path, setting: str) -> Path:
     from scorerl.envs.build import build_tiny_env
 
     folder = root / setting
-    env = build_tiny_env("qwen2_5_vl", seed=0, patch_size=PATCH, spatial_merge_size=MERGE,
-                         temporal_patch_size=TEMPORAL)
+    env = build_tiny_env("qwen2_5_vl", seed=0, patch_size=PATCH, spatial_merge_size=MERGE, temporal_patch_size=TEMPORAL)
     env.save_pretrained(folder)
     ours = json.loads((folder / "scorerl_env.json").read_text())
-    for key in ("image_mean", "image_std", "min_pixels", "max_pixels", "pixels", "cap_pixels_per_frame",
-                "max_video_tokens"):
+    for key in (
+        "image_mean",
+        "image_std",
+        "min_pixels",
+        "max_pixels",
+        "pixels",
+        "cap_pixels_per_frame",
+        "max_video_tokens",
+    ):
         ours.pop(key, None)  # the processor files decide them, as in a release folder
     (folder / "scorerl_env.json").write_text(json.dumps(ours))
-    (folder / "preprocessor_config.json").write_text(json.dumps({**IMAGE_LIMITS, "patch_size": PATCH,
-                                                                 "merge_size": MERGE,
-                                                                 "temporal_patch_size": TEMPORAL}))
+    (folder / "preprocessor_config.json").write_text(
+        json.dumps({**IMAGE_LIMITS, "patch_size": PATCH, "merge_size": MERGE, "temporal_patch_size": TEMPORAL})
+    )
     if setting == "video defaults":
         (folder / "video_preprocessor_config.json").write_text(json.dumps({"patch_size": PATCH}))
     return folder
@@ -95,8 +110,9 @@ def scorerl_tokens(env, path: Path, fps: float | None = 2.0, num_frames: int = 1
     """(frames, visual tokens, frame size) through scorerl: the clip sampled natively, env.preprocess's grid."""
     from scorerl.data.frames import FrameSampling, frame_factor_of, read_clip
 
-    sampling = FrameSampling(num_frames=num_frames, size=0, fps=fps or 0.0, min_frames=4, max_frames=768,
-                             frame_factor=frame_factor_of(env))
+    sampling = FrameSampling(
+        num_frames=num_frames, size=0, fps=fps or 0.0, min_frames=4, max_frames=768, frame_factor=frame_factor_of(env)
+    )
     frames = read_clip(path, sampling).frames  # uint8 [F, H, W, 3]
     t, h, w = env.preprocess(frames)["video_grid_thw"][0].tolist()
     return frames.shape[0], t * h * w // (MERGE * MERGE), frames.shape[1:3]
@@ -117,8 +133,10 @@ def main() -> None:
     torch.set_num_threads(2)
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        envs = {s: load_env(EnvSection(arch="qwen2_5_vl", path=str(env_folder(Path(tmp), s)), device="cpu"))
-                for s in ("7B image limits", "video defaults")}
+        envs = {
+            s: load_env(EnvSection(arch="qwen2_5_vl", path=str(env_folder(Path(tmp), s)), device="cpu"))
+            for s in ("7B image limits", "video defaults")
+        }
         cases = [(p, 2.0, None) for p in clips()] + [(p, None, 16) for p in clips() if p.name == "bigbuckbunny.mp4"]
         for path, fps, count in cases:
             reader = decord.VideoReader(str(path))
@@ -127,14 +145,22 @@ def main() -> None:
             cells = []
             for setting, env in envs.items():
                 n, ours, _ = scorerl_tokens(env, path, fps, count or 16)
-                n_rule, theirs = rule_tokens(total, video_fps, height, width,
-                                             IMAGE_LIMITS if setting == "7B image limits" else VIDEO_DEFAULTS,
-                                             fps, count)
+                n_rule, theirs = rule_tokens(
+                    total,
+                    video_fps,
+                    height,
+                    width,
+                    IMAGE_LIMITS if setting == "7B image limits" else VIDEO_DEFAULTS,
+                    fps,
+                    count,
+                )
                 cells.append((n, n_rule, ours, theirs))
             sampled = f"{fps:g} fps" if fps else f"{count} by count"
             rows.append((path.name, f"{width}x{height}", f"{total} @ {video_fps:.2f} fps", sampled, cells))
-    print("| clip | size | frames in file | sampling | frames (scorerl / rule) | tokens, 7B image limits "
-          "(scorerl / rule) | tokens, video defaults (scorerl / rule) |")
+    print(
+        "| clip | size | frames in file | sampling | frames (scorerl / rule) | tokens, 7B image limits "
+        "(scorerl / rule) | tokens, video defaults (scorerl / rule) |"
+    )
     print("|---|---|---|---|---|---|---|")
     for name, size, total, sampled, cells in rows:
         (n, n_rule, a, b), (_, _, c, d) = cells

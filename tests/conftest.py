@@ -1,6 +1,7 @@
 import pytest
 import torch
 
+
 # Tests never touch the user's cache: every scorerl home is a temporary folder.
 @pytest.fixture(autouse=True)
 def _isolated_scorerl_home(tmp_path_factory, monkeypatch):

@@ -34,7 +34,9 @@ class TokenBatch:
             raise ValueError("a TokenBatch needs at least one sample")
         widths = {f.shape[-1] for f in self.features}
         if len(widths) != 1 or any(f.dim() != 3 for f in self.features):
-            raise ValueError(f"every sample must be [T, N, D] with one D; got {[tuple(f.shape) for f in self.features]}")
+            raise ValueError(
+                f"every sample must be [T, N, D] with one D; got {[tuple(f.shape) for f in self.features]}"
+            )
         if len(self.grids) != len(self.features):
             raise ValueError(f"{len(self.features)} samples but {len(self.grids)} grids")
         for f, (rows, cols) in zip(self.features, self.grids):
@@ -83,5 +85,6 @@ class TokenBatch:
 def pad_stack(parts: list[torch.Tensor], shape: tuple[int, int], value: float = 0) -> torch.Tensor:
     """Per-sample tensors [..., T_b, N_b] -> [B, ..., T, N], each padded at the end of its last two axes."""
     T, N = shape
-    return torch.stack([torch.nn.functional.pad(p, (0, N - p.shape[-1], 0, T - p.shape[-2]), value=value)
-                        for p in parts])
+    return torch.stack(
+        [torch.nn.functional.pad(p, (0, N - p.shape[-1], 0, T - p.shape[-2]), value=value) for p in parts]
+    )

@@ -122,8 +122,9 @@ class TokenPolicy(nn.Module):
             raise CheckpointError(f"{cfg_path}: feature_dim must be a positive integer, got {feature_dim!r}")
         expected = parameter_shapes(feature_dim, config)
         if meta.get("state_dim", expected["mlp.0.weight"][1]) != expected["mlp.0.weight"][1]:
-            raise CheckpointError(f"{cfg_path}: state_dim {meta['state_dim']} disagrees with its options "
-                                  f"({expected['mlp.0.weight'][1]})")
+            raise CheckpointError(
+                f"{cfg_path}: state_dim {meta['state_dim']} disagrees with its options ({expected['mlp.0.weight'][1]})"
+            )
         if not w_path.is_file():
             raise CheckpointError(f"{w_path}: missing")
         # The sizes in policy_config.json are checked against the weights file's header BEFORE the policy is
@@ -152,12 +153,14 @@ def check_shapes(expected: dict[str, tuple[int, ...]], found: dict[str, tuple[in
     """CheckpointError naming `where` unless the weights found have exactly the expected names and shapes."""
     missing, unexpected = sorted(set(expected) - set(found)), sorted(set(found) - set(expected))
     if missing or unexpected:
-        raise CheckpointError(f"{where}: the weights do not match the policy's config: missing {missing}, "
-                              f"unexpected {unexpected}")
+        raise CheckpointError(
+            f"{where}: the weights do not match the policy's config: missing {missing}, unexpected {unexpected}"
+        )
     for name, shape in found.items():
         if tuple(shape) != tuple(expected[name]):
-            raise CheckpointError(f"{where}: {name} has shape {tuple(shape)}, the config implies "
-                                  f"{tuple(expected[name])}")
+            raise CheckpointError(
+                f"{where}: {name} has shape {tuple(shape)}, the config implies {tuple(expected[name])}"
+            )
 
 
 def _header_shapes(path: Path) -> dict[str, tuple[int, ...]]:

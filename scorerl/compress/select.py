@@ -19,16 +19,37 @@ def _top_order(scores_flat: torch.Tensor) -> torch.Tensor:
 
 
 @overload
-def sample_masks(logits: torch.Tensor, K: int, generator: torch.Generator | None = None, min_keep: int = 1,
-                 return_num_guarded: Literal[False] = False) -> torch.Tensor: ...
+def sample_masks(
+    logits: torch.Tensor,
+    K: int,
+    generator: torch.Generator | None = None,
+    min_keep: int = 1,
+    return_num_guarded: Literal[False] = False,
+) -> torch.Tensor: ...
 @overload
-def sample_masks(logits: torch.Tensor, K: int, generator: torch.Generator | None = None, min_keep: int = 1, *,
-                 return_num_guarded: Literal[True]) -> tuple[torch.Tensor, int]: ...
+def sample_masks(
+    logits: torch.Tensor,
+    K: int,
+    generator: torch.Generator | None = None,
+    min_keep: int = 1,
+    *,
+    return_num_guarded: Literal[True],
+) -> tuple[torch.Tensor, int]: ...
 @overload
-def sample_masks(logits: torch.Tensor, K: int, generator: torch.Generator | None = None, min_keep: int = 1,
-                 return_num_guarded: bool = False) -> torch.Tensor | tuple[torch.Tensor, int]: ...
-def sample_masks(logits: torch.Tensor, K: int, generator: torch.Generator | None = None, min_keep: int = 1,
-                 return_num_guarded: bool = False) -> torch.Tensor | tuple[torch.Tensor, int]:
+def sample_masks(
+    logits: torch.Tensor,
+    K: int,
+    generator: torch.Generator | None = None,
+    min_keep: int = 1,
+    return_num_guarded: bool = False,
+) -> torch.Tensor | tuple[torch.Tensor, int]: ...
+def sample_masks(
+    logits: torch.Tensor,
+    K: int,
+    generator: torch.Generator | None = None,
+    min_keep: int = 1,
+    return_num_guarded: bool = False,
+) -> torch.Tensor | tuple[torch.Tensor, int]:
     """K independent Bernoulli masks per video: logits [..., T, N] -> masks bool [..., K, T, N].
 
     Token (t, i) of mask k is kept with probability sigmoid(logits[t, i]), independently.
@@ -59,8 +80,9 @@ def sample_masks(logits: torch.Tensor, K: int, generator: torch.Generator | None
     return (masks, int(short.sum())) if return_num_guarded else masks
 
 
-def sample_ranked_masks(logits: torch.Tensor, K: int, k: int, generator: torch.Generator | None = None
-                        ) -> tuple[torch.Tensor, torch.Tensor]:
+def sample_ranked_masks(
+    logits: torch.Tensor, K: int, k: int, generator: torch.Generator | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
     """K ranked draws of k tokens per video (rl.sampling: ranked): logits [T, N] -> (masks bool [K, T, N],
     order long [K, k]).
 

@@ -107,8 +107,7 @@ def _positions(v: torch.Tensor, grid: tuple[int, int] | None) -> torch.Tensor:
     return pos.expand(*v.shape[:-1], 3)
 
 
-def state_width(feature_dim: int, surprise_scalar: bool = False, positions: bool = False,
-                residual: bool = True) -> int:
+def state_width(feature_dim: int, surprise_scalar: bool = False, positions: bool = False, residual: bool = True) -> int:
     """S = 2D (D without the residual) (+1 for the surprise scalar) (+3 for positions)."""
     return (1 + int(residual)) * feature_dim + int(surprise_scalar) + 3 * int(positions)
 

@@ -61,8 +61,9 @@ def config_from_dict(data: dict[str, Any], source: str = "<dict>", lines: dict[s
 
     def fail(key: str, msg: str) -> NoReturn:
         line = lines.get(key)
-        where = "command line" if line == COMMAND_LINE else (
-            f"{source}, line {line + 1}" if line is not None else source)
+        where = (
+            "command line" if line == COMMAND_LINE else (f"{source}, line {line + 1}" if line is not None else source)
+        )
         raise ConfigError(f"{where}: {key}: {msg}")
 
     if not isinstance(data, dict):
@@ -71,8 +72,15 @@ def config_from_dict(data: dict[str, Any], source: str = "<dict>", lines: dict[s
     sections: dict[str, Any] = {}
     for name, value in data.items():
         if name not in types:
-            _unknown(str(name), list(types), "", fail, hint=" (a client's section needs its package imported, "
-                     "e.g. `import scorerl.world` for world/fit)" if name in ("world", "fit") else "")
+            _unknown(
+                str(name),
+                list(types),
+                "",
+                fail,
+                hint=" (a client's section needs its package imported, e.g. `import scorerl.world` for world/fit)"
+                if name in ("world", "fit")
+                else "",
+            )
         sections[name] = build_section(types[name], value if value is not None else {}, name + ".", fail)
     return Config(**sections)
 
@@ -107,8 +115,12 @@ def check_value(value: Any, f: dataclasses.Field[Any], dotted: str, fail: Fail) 
 
 
 def _check_rules(value: Any, rules: dict[str, Any], dotted: str, fail: Fail) -> None:
-    bounds = (("ge", ">=", lambda v, b: v >= b), ("gt", ">", lambda v, b: v > b),
-              ("le", "<=", lambda v, b: v <= b), ("lt", "<", lambda v, b: v < b))
+    bounds = (
+        ("ge", ">=", lambda v, b: v >= b),
+        ("gt", ">", lambda v, b: v > b),
+        ("le", "<=", lambda v, b: v <= b),
+        ("lt", "<", lambda v, b: v < b),
+    )
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         if not math.isfinite(value):
             fail(dotted, f"must be a finite number, got {value!r}")
@@ -122,14 +134,15 @@ def _check_rules(value: Any, rules: dict[str, Any], dotted: str, fail: Fail) -> 
 
 def _describe_pattern(pattern: str) -> str:
     return {r".+": "a non-empty value", r"\S+": "a non-empty name", r"[^/\\]+": "a name without slashes"}.get(
-        pattern, pattern.replace("(:\\d+)?", "[:N]").replace("|", " | "))
+        pattern, pattern.replace("(:\\d+)?", "[:N]").replace("|", " | ")
+    )
 
 
 # Keys that existed once, and what replaced them: an old run file gets told, not just refused.
 REMOVED = {
     "train.deepspeed_config": "removed: the policy trains with plain DDP (DeepSpeed ZeRO over a small MLP gained "
-                              "nothing and lost the exact optimizer state); DeepSpeed now partitions the frozen "
-                              "environment instead: env.placement=zero3 (env.zero3_config for its settings)",
+    "nothing and lost the exact optimizer state); DeepSpeed now partitions the frozen "
+    "environment instead: env.placement=zero3 (env.zero3_config for its settings)",
 }
 
 
@@ -203,8 +216,10 @@ def _construct_mapping(loader: _StrictLoader, node: Any, deep: bool = False) -> 
     for key_node, _ in node.value:
         key = loader.construct_object(key_node, deep=deep)
         if key in seen:
-            raise ConfigError(f"{loader.name}, line {key_node.start_mark.line + 1}: duplicate key {key!r} "
-                              f"(first on line {seen[key] + 1}); YAML would keep only the last value")
+            raise ConfigError(
+                f"{loader.name}, line {key_node.start_mark.line + 1}: duplicate key {key!r} "
+                f"(first on line {seen[key] + 1}); YAML would keep only the last value"
+            )
         seen[key] = key_node.start_mark.line
     return yaml.SafeLoader.construct_mapping(loader, node, deep=deep)
 
@@ -233,8 +248,10 @@ def _read_yaml(path: Path) -> tuple[dict[str, Any], dict[str, int]]:
     except yaml.YAMLError as e:
         raise ConfigError(f"{path}: not valid YAML: {e}") from None
     if data is None:  # empty or only comments: a wrong file (or a truncated one), not "all defaults"
-        raise ConfigError(f"{path}: holds no settings (empty or only comments); `scorerl config show > {path.name}` "
-                          f"writes every setting with its default")
+        raise ConfigError(
+            f"{path}: holds no settings (empty or only comments); `scorerl config show > {path.name}` "
+            f"writes every setting with its default"
+        )
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: the top level must be a mapping of sections, got {type(data).__name__}")
     return data, lines
@@ -282,6 +299,7 @@ def set_from_flag(section: Any, key: str, value: Any, flag: str) -> Any:
     """A copy of `section` with `key` set to a command-line flag's value (e.g. `scorerl eval --ratios`), checked
     like a config value (type, declared rules, the section's validate) before any work: a ConfigError names the
     flag."""
+
     def fail(_dotted: str, msg: str) -> NoReturn:
         raise ConfigError(f"{flag}: {msg}")
 

@@ -3,8 +3,10 @@
 Each sample's projected visual tokens are stored as one float32 safetensors file whose name is a hash of everything
 that determines them (environment fingerprint, the environment's processor settings (its resize rule), media file
 identity, the sample's clip window and fps, the frame rule: count or rate with floor and cap, size, aspect, temporal
-unit, pseudo-video jitter), so a changed setting or an edited sample never reads stale features. This is the lazily filled per-sample cache (`data.features:
-cache`); at 7B scale use the sharded store (data/store.py, `data.features: store`) or no disk at all (`online`). Writes are atomic (temp file + rename): a crash leaves no half file.
+unit, pseudo-video jitter), so a changed setting or an edited sample never reads stale features. This is the
+lazily filled per-sample cache (`data.features: cache`); at 7B scale use the sharded store (data/store.py,
+`data.features: store`) or no disk at all (`online`). Writes are atomic (temp file + rename): a crash leaves no half
+file.
 """
 
 from __future__ import annotations
@@ -19,8 +21,8 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from scorerl.io import atomic
-from scorerl.types import VisualTokens, token_count
 from scorerl.paths import feature_cache_dir
+from scorerl.types import VisualTokens, token_count
 
 FORMAT_VERSION = 2  # 2: keys hold the environment's processor settings and the frame rule's temporal unit
 
@@ -50,8 +52,12 @@ def encode_clip(env, sample, sampling) -> VisualTokens:
     spf = clip.seconds_per_frame if sampling.timed else None
     with torch.inference_mode():
         (tokens,) = env.encode_batch([clip.frames], seconds_per_frame=[spf])
-    return VisualTokens(tokens.features.detach().float().cpu(), tokens.grid,
-                        None if tokens.suffix is None else tokens.suffix.detach().float().cpu(), tokens.meta)
+    return VisualTokens(
+        tokens.features.detach().float().cpu(),
+        tokens.grid,
+        None if tokens.suffix is None else tokens.suffix.detach().float().cpu(),
+        tokens.meta,
+    )
 
 
 class FeatureCache:
@@ -80,8 +86,21 @@ class FeatureCache:
             sampling.pop("jitter")
         window = [getattr(sample, k, None) for k in ("start", "end", "fps")]
         settings = json.loads(json.dumps(getattr(self.env, "settings", {}), sort_keys=True, default=str))
-        ident = json.dumps([FORMAT_VERSION, self.env_id, settings, str(Path(sample.media).resolve()), st.st_size,
-                            st.st_mtime_ns, sample.kind, str(sample.id), sampling, window], sort_keys=True)
+        ident = json.dumps(
+            [
+                FORMAT_VERSION,
+                self.env_id,
+                settings,
+                str(Path(sample.media).resolve()),
+                st.st_size,
+                st.st_mtime_ns,
+                sample.kind,
+                str(sample.id),
+                sampling,
+                window,
+            ],
+            sort_keys=True,
+        )
         return hashlib.sha256(ident.encode()).hexdigest()[:32]
 
     def get(self, sample) -> VisualTokens:
@@ -127,5 +146,6 @@ def _read(path: Path) -> VisualTokens:
     with safe_open(str(path), framework="pt") as f:
         meta = f.metadata()
     tensors = load_file(str(path))
-    return VisualTokens(tensors["features"], tuple(json.loads(meta["grid"])), tensors.get("suffix"),
-                        json.loads(meta["meta"]))
+    return VisualTokens(
+        tensors["features"], tuple(json.loads(meta["grid"])), tensors.get("suffix"), json.loads(meta["meta"])
+    )

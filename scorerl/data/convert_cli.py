@@ -38,10 +38,27 @@ EXAMPLES = """examples:
 """
 
 # Options that only some formats read: naming one for another format is a mistake worth stopping at.
-_COLUMN_DESTS = ("open_ended", "id_col", "video_col", "image_col", "question_col", "options_col", "option_cols",
-                 "answer_col", "answer_format", "start_col", "end_col", "fps_col", "family_col", "meta_cols")
+_COLUMN_DESTS = (
+    "open_ended",
+    "id_col",
+    "video_col",
+    "image_col",
+    "question_col",
+    "options_col",
+    "option_cols",
+    "answer_col",
+    "answer_format",
+    "start_col",
+    "end_col",
+    "fps_col",
+    "family_col",
+    "meta_cols",
+)
 _ONLY_FOR = {
-    "map_json": ("nextqa",), "no_task_dirs": ("mvbench",), "split": ("imageqa",), "image_dir": ("generic", "imageqa"),
+    "map_json": ("nextqa",),
+    "no_task_dirs": ("mvbench",),
+    "split": ("imageqa",),
+    "image_dir": ("generic", "imageqa"),
     **{dest: ("generic", "imageqa") for dest in _COLUMN_DESTS},
 }
 
@@ -52,49 +69,99 @@ def _names(text: str) -> list[str]:
 
 def add_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     """Every option of the converter, onto `p` (a fresh parser or a `scorerl data convert` subparser)."""
-    p.add_argument("--from", dest="fmt", required=True, choices=FORMATS, metavar="FORMAT",
-                   help=f"source layout: {', '.join(FORMATS)}")
+    p.add_argument(
+        "--from",
+        dest="fmt",
+        required=True,
+        choices=FORMATS,
+        metavar="FORMAT",
+        help=f"source layout: {', '.join(FORMATS)}",
+    )
     p.add_argument("src", metavar="SRC", help="the annotation file (or folder: mvbench json/, imageqa dataset)")
     p.add_argument("--out", required=True, metavar="MANIFEST", help="manifest to write (.jsonl); written atomically")
-    p.add_argument("--video-root", "--image-root", dest="media_root", default=None, metavar="DIR",
-                   help="folder relative media paths start from (default: the source's folder)")
-    p.add_argument("--no-check-files", dest="check_files", action="store_false",
-                   help="write lines whose media file does not exist (default: skip them, with the reason)")
+    p.add_argument(
+        "--video-root",
+        "--image-root",
+        dest="media_root",
+        default=None,
+        metavar="DIR",
+        help="folder relative media paths start from (default: the source's folder)",
+    )
+    p.add_argument(
+        "--no-check-files",
+        dest="check_files",
+        action="store_false",
+        help="write lines whose media file does not exist (default: skip them, with the reason)",
+    )
     g = p.add_argument_group("nextqa / mvbench")
-    g.add_argument("--map", dest="map_json", default=None, metavar="FILE",
-                   help="nextqa: map_vid_vidorID.json ({video id: \"folder/vidorid\"}); without it the file is "
-                        "<video root>/<video id>.mp4")
-    g.add_argument("--no-task-dirs", action="store_true",
-                   help="mvbench: join --video-root and `video` directly, not through each task's folder")
+    g.add_argument(
+        "--map",
+        dest="map_json",
+        default=None,
+        metavar="FILE",
+        help='nextqa: map_vid_vidorID.json ({video id: "folder/vidorid"}); without it the file is '
+        "<video root>/<video id>.mp4",
+    )
+    g.add_argument(
+        "--no-task-dirs",
+        action="store_true",
+        help="mvbench: join --video-root and `video` directly, not through each task's folder",
+    )
     g = p.add_argument_group("generic / imageqa (column names)")
     g.add_argument("--id-col", default=None, metavar="COL", help="sample id (default: <source name>_<row number>)")
     g.add_argument("--video-col", default=None, metavar="COL", help="video path (generic: give this or --image-col)")
-    g.add_argument("--image-col", default=None, metavar="COL",
-                   help="image path or embedded image (imageqa default: image)")
+    g.add_argument(
+        "--image-col", default=None, metavar="COL", help="image path or embedded image (imageqa default: image)"
+    )
     g.add_argument("--question-col", default=None, metavar="COL", help="question (default: question)")
     g.add_argument("--options-col", default=None, metavar="COL", help="options as a list or a JSON-encoded list")
-    g.add_argument("--option-cols", type=_names, default=None, metavar="COL,COL,...",
-                   help="options one per column, e.g. a0,a1,a2,a3")
-    g.add_argument("--open-ended", action="store_true",
-                   help="the questions have no options (needed when a column is named like options: choices, ...)")
+    g.add_argument(
+        "--option-cols",
+        type=_names,
+        default=None,
+        metavar="COL,COL,...",
+        help="options one per column, e.g. a0,a1,a2,a3",
+    )
+    g.add_argument(
+        "--open-ended",
+        action="store_true",
+        help="the questions have no options (needed when a column is named like options: choices, ...)",
+    )
     g.add_argument("--answer-col", default=None, metavar="COL", help="answer (default: answer)")
-    g.add_argument("--answer-format", choices=("auto", "letter", "index", "text"), default=None,
-                   help="how the answer names its option (default auto: letter, index, then option text)")
+    g.add_argument(
+        "--answer-format",
+        choices=("auto", "letter", "index", "text"),
+        default=None,
+        help="how the answer names its option (default auto: letter, index, then option text)",
+    )
     g.add_argument("--start-col", default=None, metavar="COL", help="clip start (seconds)")
     g.add_argument("--end-col", default=None, metavar="COL", help="clip end (seconds)")
     g.add_argument("--fps-col", default=None, metavar="COL", help="per-sample frame sampling rate")
     g.add_argument("--family-col", default=None, metavar="COL", help="task / question type, for per-family metrics")
-    g.add_argument("--meta-cols", type=_names, default=None, metavar="COL,COL,...",
-                   help="columns copied into meta, e.g. duration,source")
+    g.add_argument(
+        "--meta-cols",
+        type=_names,
+        default=None,
+        metavar="COL,COL,...",
+        help="columns copied into meta, e.g. duration,source",
+    )
     g.add_argument("--split", default=None, help="imageqa: the split of a saved DatasetDict / imagefolder")
-    g.add_argument("--image-dir", default=None, metavar="DIR",
-                   help="where embedded images are written, relative to the manifest (default: images)")
+    g.add_argument(
+        "--image-dir",
+        default=None,
+        metavar="DIR",
+        help="where embedded images are written, relative to the manifest (default: images)",
+    )
     return p
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="convert.py", description=__doc__.splitlines()[0], epilog=EXAMPLES,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog="convert.py",
+        description=__doc__.splitlines()[0],
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     return add_arguments(p)
 
 
@@ -116,10 +183,20 @@ def reader_options(args: argparse.Namespace) -> dict:
     elif args.fmt in ("generic", "imageqa"):
         image = args.image_col or ("image" if args.fmt == "imageqa" else None)
         options["columns"] = Columns(
-            question=args.question_col or "question", answer=args.answer_col or "answer", id=args.id_col,
-            video=args.video_col, image=image, options=args.options_col, option_cols=tuple(args.option_cols or ()),
-            start=args.start_col, end=args.end_col, fps=args.fps_col, family=args.family_col,
-            meta=tuple(args.meta_cols or ()), open_ended=args.open_ended)
+            question=args.question_col or "question",
+            answer=args.answer_col or "answer",
+            id=args.id_col,
+            video=args.video_col,
+            image=image,
+            options=args.options_col,
+            option_cols=tuple(args.option_cols or ()),
+            start=args.start_col,
+            end=args.end_col,
+            fps=args.fps_col,
+            family=args.family_col,
+            meta=tuple(args.meta_cols or ()),
+            open_ended=args.open_ended,
+        )
         options["answer_format"] = args.answer_format or "auto"
         if args.fmt == "imageqa":
             options["split"] = args.split

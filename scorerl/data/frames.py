@@ -45,10 +45,17 @@ class FrameSampling:
     def of(cls, data, jitter: float | None = None, frame_factor: int = 1) -> "FrameSampling":
         """From a DataSection (jitter: another pseudo-video jitter, e.g. evaluation's 0; frame_factor: the
         environment's frames per temporal unit, `frame_factor_of(env)`)."""
-        return cls(num_frames=data.num_frames, size=data.frame_size, fps=data.sample_fps, min_frames=data.min_frames,
-                   max_frames=data.max_frames, keep_aspect=data.keep_aspect,
-                   jitter=data.pseudo_video_jitter if jitter is None else jitter,
-                   timed=data.temporal_positions == "time", frame_factor=int(frame_factor))
+        return cls(
+            num_frames=data.num_frames,
+            size=data.frame_size,
+            fps=data.sample_fps,
+            min_frames=data.min_frames,
+            max_frames=data.max_frames,
+            keep_aspect=data.keep_aspect,
+            jitter=data.pseudo_video_jitter if jitter is None else jitter,
+            timed=data.temporal_positions == "time",
+            frame_factor=int(frame_factor),
+        )
 
     @property
     def native(self) -> bool:
@@ -75,14 +82,26 @@ def load_clip(sample, sampling: FrameSampling) -> Clip:
     if sample.kind == "image":
         seed = int(hashlib.sha256(str(sample.id).encode()).hexdigest()[:8], 16)
         image = read_image(sample.media, sampling.size, sampling.keep_aspect)
-        return Clip(pseudo_video(image, sampling.num_frames, jitter_std=sampling.jitter,
-                                 rng=np.random.default_rng(seed)), None)
-    return read_clip(sample.media, sampling, getattr(sample, "start", None), getattr(sample, "end", None),
-                     getattr(sample, "fps", None))
+        return Clip(
+            pseudo_video(image, sampling.num_frames, jitter_std=sampling.jitter, rng=np.random.default_rng(seed)), None
+        )
+    return read_clip(
+        sample.media,
+        sampling,
+        getattr(sample, "start", None),
+        getattr(sample, "end", None),
+        getattr(sample, "fps", None),
+    )
 
 
-def frame_indices(total: int, video_fps: float, sampling: FrameSampling, start: float | None = None,
-                  end: float | None = None, fps: float | None = None) -> tuple[np.ndarray, float]:
+def frame_indices(
+    total: int,
+    video_fps: float,
+    sampling: FrameSampling,
+    start: float | None = None,
+    end: float | None = None,
+    fps: float | None = None,
+) -> tuple[np.ndarray, float]:
     """(indices into the video's total frames, seconds between sampled frames) for a clip window [start, end)
     in seconds, frame_count frames at the centres of equal segments of the window: by count (sampling.fps 0 and no
     per-sample fps) num_frames, repeating frames when the window has fewer; by rate seconds x fps within the floor,
@@ -148,8 +167,13 @@ def read_video(path: str | Path, num_frames: int, size: int | None) -> np.ndarra
     return read_clip(path, FrameSampling(num_frames=num_frames, size=size)).frames
 
 
-def read_clip(path: str | Path, sampling: FrameSampling, start: float | None = None, end: float | None = None,
-              fps: float | None = None) -> Clip:
+def read_clip(
+    path: str | Path,
+    sampling: FrameSampling,
+    start: float | None = None,
+    end: float | None = None,
+    fps: float | None = None,
+) -> Clip:
     """A video file sampled as `sampling` says (the window [start, end) seconds; fps overrides sampling.fps)."""
     path = Path(path)
     if not path.is_file():
@@ -190,8 +214,10 @@ def _decode_av(path: Path, sampling: FrameSampling, start, end, fps, decord_reas
             all_frames = [f.to_ndarray(format="rgb24") for f in container.decode(stream)]
             video_fps = float(stream.average_rate or 0) or 1.0
     except Exception as e:
-        raise DataError(f"{path}: not a readable video ({decord_reason}; PyAV: {type(e).__name__}: "
-                        f"{str(e).splitlines()[0][:120] if str(e) else ''})") from None
+        raise DataError(
+            f"{path}: not a readable video ({decord_reason}; PyAV: {type(e).__name__}: "
+            f"{str(e).splitlines()[0][:120] if str(e) else ''})"
+        ) from None
     if not all_frames:
         raise DataError(f"{path}: not a readable video ({decord_reason}; PyAV decoded no frame)")
     indices, spf = frame_indices(len(all_frames), video_fps, sampling, start, end, fps)
@@ -217,8 +243,9 @@ def read_image(path: str | Path, size: int | None, keep_aspect: bool = False) ->
         raise DataError(f"{path}: not a readable image ({e})") from None
 
 
-def pseudo_video(image: np.ndarray, num_frames: int, jitter_std: float = 0.0,
-                 rng: np.random.Generator | None = None) -> np.ndarray:
+def pseudo_video(
+    image: np.ndarray, num_frames: int, jitter_std: float = 0.0, rng: np.random.Generator | None = None
+) -> np.ndarray:
     """A static pseudo-video: the image [H, W, 3] repeated num_frames times -> uint8 [num_frames, H, W, 3].
 
     jitter_std > 0 adds independent Gaussian pixel noise (in 0..255 units) to every frame, so residuals between
@@ -295,6 +322,7 @@ def sampling_text(sampling: dict, tokens: dict | None = None) -> str:
         where = f"at {size} px (square)"
     text = f"{frames} {where}, {sampling.get('temporal_positions') or '?'} positions"
     if tokens and tokens.get("n"):
-        text += (f"; visual tokens per sample {tokens['min']} / {tokens['median']:g} / {tokens['max']} "
-                 f"(min / median / max)")
+        text += (
+            f"; visual tokens per sample {tokens['min']} / {tokens['median']:g} / {tokens['max']} (min / median / max)"
+        )
     return text

@@ -67,8 +67,20 @@ def _parse_line(text: str, base: Path) -> Sample:
     if not isinstance(meta, dict):
         raise ValueError("meta must be a JSON object")
     meta = {**{k: v for k, v in rec.items() if k not in _FIELDS}, **meta}  # v1's extra fields, then v2's meta
-    return Sample(id=rec["id"], media=media, kind=kind, question=rec["question"], options=options, answer=answer,
-                  answer_index=index, family=str(rec.get("family", "")), meta=meta, start=start, end=end, fps=fps)
+    return Sample(
+        id=rec["id"],
+        media=media,
+        kind=kind,
+        question=rec["question"],
+        options=options,
+        answer=answer,
+        answer_index=index,
+        family=str(rec.get("family", "")),
+        meta=meta,
+        start=start,
+        end=end,
+        fps=fps,
+    )
 
 
 def _answer(rec: dict) -> tuple[list[str], str, int]:
@@ -80,23 +92,28 @@ def _answer(rec: dict) -> tuple[list[str], str, int]:
             raise ValueError("an open-ended answer must be a non-empty string")
         return [], answer, -1
     options = rec["options"]
-    if (not isinstance(options, list) or not 2 <= len(options) <= len(LETTERS)
-            or not all(isinstance(o, str) and o for o in options)):
+    if (
+        not isinstance(options, list)
+        or not 2 <= len(options) <= len(LETTERS)
+        or not all(isinstance(o, str) and o for o in options)
+    ):
         raise ValueError(f"options must be a list of 2-{len(LETTERS)} non-empty strings")
     if len(set(options)) != len(options):
         raise ValueError("options must be distinct")
-    letters = LETTERS[:len(options)]
+    letters = LETTERS[: len(options)]
     index = answer_index(options, answer)
     if index is None:
-        raise ValueError(f"answer {answer!r} is neither a letter {letters[0]}-{letters[-1]}, an index "
-                         f"0-{len(options) - 1} nor one of the {len(options)} options' texts")
+        raise ValueError(
+            f"answer {answer!r} is neither a letter {letters[0]}-{letters[-1]}, an index "
+            f"0-{len(options) - 1} nor one of the {len(options)} options' texts"
+        )
     return list(options), letters[index], index
 
 
 def answer_index(options: list[str], answer) -> int | None:
     """The option an answer names, in this order: its letter ("C"), its 0-based int index, its exact text; None
     when it names none. The one rule manifests are read by (and converters follow)."""
-    if isinstance(answer, str) and answer in LETTERS[:len(options)]:
+    if isinstance(answer, str) and answer in LETTERS[: len(options)]:
         return LETTERS.index(answer)
     if isinstance(answer, int) and not isinstance(answer, bool):
         return answer if 0 <= answer < len(options) else None
@@ -107,6 +124,7 @@ def answer_index(options: list[str], answer) -> int | None:
 
 def _clip(rec: dict, kind: str) -> tuple[float | None, float | None, float | None]:
     """(start, end, fps), each None when absent; a window only for a video, start < end, fps > 0."""
+
     def number(key):
         value = rec.get(key)
         if value is None:
@@ -125,8 +143,9 @@ def _clip(rec: dict, kind: str) -> tuple[float | None, float | None, float | Non
     return start, end, fps
 
 
-def read_manifest(path: str | Path, skip_bad: bool = False,
-                  allow_empty: bool = False) -> tuple[list[Sample], list[tuple[int, str]]]:
+def read_manifest(
+    path: str | Path, skip_bad: bool = False, allow_empty: bool = False
+) -> tuple[list[Sample], list[tuple[int, str]]]:
     """(samples, skipped [(line, reason)]) of a JSONL manifest; blank lines are ignored.
 
     Raises DataError "FILE:LINE: reason" on the first bad line unless skip_bad, and always when the file is
@@ -207,7 +226,7 @@ def answer_choices(sample: Sample, answer_format: str = "letter") -> list[str]:
     if sample.open_ended:
         return [sample.answer]
     if answer_format == "letter":
-        return list(LETTERS[:len(sample.options)])
+        return list(LETTERS[: len(sample.options)])
     return list(sample.options)
 
 

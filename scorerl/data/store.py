@@ -70,8 +70,14 @@ def store_fingerprint(*, arch: str, dtype: str, weights: str, settings: dict, sa
     data/frames.py FrameSampling, e.g. `frames.size`)."""
     import dataclasses
 
-    return {"format": STORE_FORMAT, "arch": arch, "dtype": dtype, "weights": weights,
-            "processor": json.loads(json.dumps(settings, sort_keys=True)), "frames": dataclasses.asdict(sampling)}
+    return {
+        "format": STORE_FORMAT,
+        "arch": arch,
+        "dtype": dtype,
+        "weights": weights,
+        "processor": json.loads(json.dumps(settings, sort_keys=True)),
+        "frames": dataclasses.asdict(sampling),
+    }
 
 
 def fingerprint_diffs(a: dict, b: dict, prefix: str = "") -> list[str]:
@@ -128,7 +134,7 @@ def plan_shards(samples: list[Sample], shard_size: int) -> list[list[Sample]]:
         if k not in seen:
             seen.add(k)
             unique.append(s)
-    return [unique[i:i + shard_size] for i in range(0, len(unique), shard_size)]
+    return [unique[i : i + shard_size] for i in range(0, len(unique), shard_size)]
 
 
 def fold_static(tokens: VisualTokens, kind: str) -> tuple[torch.Tensor, int]:
@@ -140,8 +146,14 @@ def fold_static(tokens: VisualTokens, kind: str) -> tuple[torch.Tensor, int]:
     return v.contiguous(), 1
 
 
-def build_shard(store: Path, j: int, shard: list[Sample], encode: Callable[[Sample], VisualTokens],
-                skip_bad: bool, on_sample: Callable[[], None] = lambda: None) -> None:
+def build_shard(
+    store: Path,
+    j: int,
+    shard: list[Sample],
+    encode: Callable[[Sample], VisualTokens],
+    skip_bad: bool,
+    on_sample: Callable[[], None] = lambda: None,
+) -> None:
     """Encode one shard's samples and write it (tensors first, then its list, both atomically)."""
     tensors: dict[str, torch.Tensor] = {}
     entries: list[dict] = []
@@ -151,8 +163,10 @@ def build_shard(store: Path, j: int, shard: list[Sample], encode: Callable[[Samp
             tokens = encode(sample)
         except DataError as e:
             if not skip_bad:
-                raise DataError(f"{sample.manifest or '<manifest>'}:{sample.line} (id {sample.id!r}): {e} (set "
-                                "data.skip_bad=true to skip unreadable media)") from None
+                raise DataError(
+                    f"{sample.manifest or '<manifest>'}:{sample.line} (id {sample.id!r}): {e} (set "
+                    "data.skip_bad=true to skip unreadable media)"
+                ) from None
             skipped.append({"id": sample.id, "media": str(sample.media), "reason": str(e)})
             on_sample()
             continue
@@ -161,8 +175,16 @@ def build_shard(store: Path, j: int, shard: list[Sample], encode: Callable[[Samp
         tensors[f"{slot}.features"] = features.detach().cpu()
         if tokens.suffix is not None:
             tensors[f"{slot}.suffix"] = tokens.suffix.detach().cpu().contiguous()
-        entries.append({"key": sample_key(sample), "id": sample.id, "slot": slot, "repeat": repeat,
-                        "grid": list(tokens.grid), "meta": tokens.meta})
+        entries.append(
+            {
+                "key": sample_key(sample),
+                "id": sample.id,
+                "slot": slot,
+                "repeat": repeat,
+                "grid": list(tokens.grid),
+                "meta": tokens.meta,
+            }
+        )
         on_sample()
     path = store / SHARDS_DIR / f"{shard_name(j)}.safetensors"
     if tensors:
@@ -187,8 +209,15 @@ def write_index(store: Path, fingerprint: dict, n_shards: int, shard_size: int, 
         for e in part["samples"]:
             samples[e.pop("key")] = {"shard": shard_name(j), **e}
         skipped += part["skipped"]
-    index = {"format": STORE_FORMAT, "fingerprint": fingerprint, "plan": plan, "shard_size": shard_size,
-             "shards": n_shards, "samples": samples, "skipped": skipped}
+    index = {
+        "format": STORE_FORMAT,
+        "fingerprint": fingerprint,
+        "plan": plan,
+        "shard_size": shard_size,
+        "shards": n_shards,
+        "samples": samples,
+        "skipped": skipped,
+    }
     atomic.write_text(store / INDEX_FILE, json.dumps(index, indent=1) + "\n")
     return index
 
@@ -196,8 +225,10 @@ def write_index(store: Path, fingerprint: dict, n_shards: int, shard_size: int, 
 def check_fingerprint(store: Path, found: dict, expected: dict) -> None:
     diffs = fingerprint_diffs(found, expected)
     if diffs:
-        raise DataError(f"{store}: feature store built for other settings: {'; '.join(diffs)}. Build a store for "
-                        f"these settings (scorerl data features) in another folder, or restore them")
+        raise DataError(
+            f"{store}: feature store built for other settings: {'; '.join(diffs)}. Build a store for "
+            f"these settings (scorerl data features) in another folder, or restore them"
+        )
 
 
 def estimate_bytes(tokens: VisualTokens, kinds: list[str]) -> int:
@@ -226,8 +257,10 @@ class FeatureStore:
         self.path = Path(path).expanduser()
         index_file = self.path / INDEX_FILE
         if not index_file.is_file():
-            raise DataError(f"{self.path}: no feature store here ({INDEX_FILE} missing); build it with "
-                            f"`scorerl data features CONFIG`")
+            raise DataError(
+                f"{self.path}: no feature store here ({INDEX_FILE} missing); build it with "
+                f"`scorerl data features CONFIG`"
+            )
         try:
             index = json.loads(index_file.read_text())
         except ValueError as e:
@@ -249,9 +282,11 @@ class FeatureStore:
     def get(self, sample: Sample) -> VisualTokens:
         entry = self.samples.get(sample_key(sample))
         if entry is None:
-            raise DataError(f"sample {sample.id!r} ({sample.media}) is not in the feature store {self.path}; "
-                            "rebuild it with `scorerl data features CONFIG --manifest ...` (only missing shards "
-                            "are built)")
+            raise DataError(
+                f"sample {sample.id!r} ({sample.media}) is not in the feature store {self.path}; "
+                "rebuild it with `scorerl data features CONFIG --manifest ...` (only missing shards "
+                "are built)"
+            )
         f = self._shard(entry["shard"])
         slot = entry["slot"]
         features = f.get_tensor(f"{slot}.features")  # [T', N, D]

@@ -32,8 +32,11 @@ def write_mp4(path: str | Path, frames: np.ndarray, fps: int = 8, crf: int = 18)
         stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"
         # No lookahead/mb-tree: with them x264 1-thread output still differed between runs for ~5% of clips
         # (x264 core 165 via PyAV 18.1); without them 900/900 encodes were identical. Costs ~2x file size.
-        stream.options = {"crf": str(crf), "preset": "veryfast",
-                          "x264-params": "rc-lookahead=0:mbtree=0:sync-lookahead=0"}
+        stream.options = {
+            "crf": str(crf),
+            "preset": "veryfast",
+            "x264-params": "rc-lookahead=0:mbtree=0:sync-lookahead=0",
+        }
         stream.codec_context.thread_count = 1
         for frame in frames:
             # Our own RGB -> yuv420p (exact, numpy) instead of the encoder's swscale path: the pixels that reach

@@ -12,8 +12,16 @@ from scorerl.types import ScoreRequest, VisualTokens
 if TYPE_CHECKING:  # the transformers-backed base class; imported where an architecture is picked
     from scorerl.envs.hf import HFVideoEnv
 
-__all__ = ["ScoreRequest", "VideoEnv", "VisualTokens", "check_answer_format", "env_class", "load_env",
-           "register_env_alias", "resolve_env_path"]
+__all__ = [
+    "ScoreRequest",
+    "VideoEnv",
+    "VisualTokens",
+    "check_answer_format",
+    "env_class",
+    "load_env",
+    "register_env_alias",
+    "resolve_env_path",
+]
 
 ARCHS = ("qwen2_5_vl", "llava_onevision")
 
@@ -53,8 +61,10 @@ def check_answer_format(env: VideoEnv, answer_format: str) -> None:
     meaningless. Folders that declare none (real checkpoints) pass."""
     declared = getattr(env, "settings", {}).get("answer_format")
     if declared is not None and declared != answer_format:
-        raise ConfigError(f"data.answer_format: {answer_format!r}, but the environment was fitted to answer with "
-                          f"{declared!r} (its scorerl_env.json); set data.answer_format={declared}")
+        raise ConfigError(
+            f"data.answer_format: {answer_format!r}, but the environment was fitted to answer with "
+            f"{declared!r} (its scorerl_env.json); set data.answer_format={declared}"
+        )
 
 
 def load_env(env_section) -> VideoEnv:
@@ -64,10 +74,14 @@ def load_env(env_section) -> VideoEnv:
 
     check_launch(env_section.placement)
     cls = env_class(env_section.arch)
-    env = cls.from_pretrained(resolve_env_path(env_section.path), dtype=env_section.dtype,
-                              device=env_section.device, attn_implementation=env_section.attn_implementation,
-                              token_budget=env_section.token_budget,
-                              device_map="auto" if env_section.placement == "device_map" else None)
+    env = cls.from_pretrained(
+        resolve_env_path(env_section.path),
+        dtype=env_section.dtype,
+        device=env_section.device,
+        attn_implementation=env_section.attn_implementation,
+        token_budget=env_section.token_budget,
+        device_map="auto" if env_section.placement == "device_map" else None,
+    )
     if env_section.system_prompt:
         env.settings["system_prompt"] = env_section.system_prompt
     if env_section.placement == "zero3":

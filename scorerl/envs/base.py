@@ -33,8 +33,14 @@ class VideoEnv(ABC):
 
     @classmethod
     @abstractmethod
-    def from_pretrained(cls, path, dtype: str = "float32", device: str = "auto", attn_implementation: str = "sdpa",
-                        token_budget: int = 32768) -> "VideoEnv":
+    def from_pretrained(
+        cls,
+        path,
+        dtype: str = "float32",
+        device: str = "auto",
+        attn_implementation: str = "sdpa",
+        token_budget: int = 32768,
+    ) -> "VideoEnv":
         """Load a frozen model + tokenizer from a local folder (safetensors only)."""
 
     @abstractmethod
@@ -56,8 +62,7 @@ class VideoEnv(ABC):
         """Mean cross-entropy of each request's target tokens -> [R]. One batched forward per token-budget chunk."""
 
     @abstractmethod
-    def choice_logprobs(self, requests: list[ScoreRequest], choices: list[str], normalize: bool = True
-                        ) -> torch.Tensor:
+    def choice_logprobs(self, requests: list[ScoreRequest], choices: list[str], normalize: bool = True) -> torch.Tensor:
         """Log-probabilities [R, C] of each choice (e.g. option letters) as the answer to each request; normalize
         False: each choice's full-vocabulary log-probability, not renormalised over the choices."""
 

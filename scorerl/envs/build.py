@@ -17,7 +17,6 @@ from scorerl.envs.tokenizer import build_tokenizer
 from scorerl.errors import ConfigError, EnvError
 
 
-
 def _mrope_section(head_dim: int) -> list[int]:
     """Split head_dim/2 rotary pairs into (temporal, height, width) like Qwen's [16, 24, 24] for head_dim 128."""
     half = head_dim // 2
@@ -25,24 +24,55 @@ def _mrope_section(head_dim: int) -> list[int]:
     return [half - 2 * hw, hw, hw]
 
 
-def _text_config(vocab_size, hidden_size, num_layers, num_heads, num_kv_heads, intermediate_size,
-                 token_ids, initializer_range, max_position_embeddings) -> dict:
+def _text_config(
+    vocab_size,
+    hidden_size,
+    num_layers,
+    num_heads,
+    num_kv_heads,
+    intermediate_size,
+    token_ids,
+    initializer_range,
+    max_position_embeddings,
+) -> dict:
     return dict(
-        vocab_size=vocab_size, hidden_size=hidden_size, num_hidden_layers=num_layers,
-        num_attention_heads=num_heads, num_key_value_heads=num_kv_heads,
-        intermediate_size=intermediate_size or 2 * hidden_size, initializer_range=initializer_range,
-        max_position_embeddings=max_position_embeddings, rms_norm_eps=1e-6,
-        bos_token_id=None, eos_token_id=token_ids["<|im_end|>"], pad_token_id=token_ids["<|endoftext|>"],
+        vocab_size=vocab_size,
+        hidden_size=hidden_size,
+        num_hidden_layers=num_layers,
+        num_attention_heads=num_heads,
+        num_key_value_heads=num_kv_heads,
+        intermediate_size=intermediate_size or 2 * hidden_size,
+        initializer_range=initializer_range,
+        max_position_embeddings=max_position_embeddings,
+        rms_norm_eps=1e-6,
+        bos_token_id=None,
+        eos_token_id=token_ids["<|im_end|>"],
+        pad_token_id=token_ids["<|endoftext|>"],
     )
 
 
-def tiny_qwen2_5_vl_config(vocab_size: int, token_ids: dict[str, int], *, hidden_size: int = 64,
-                           num_layers: int = 2, num_heads: int = 4, num_kv_heads: int = 2,
-                           intermediate_size: int = 0, vision_depth: int = 2, vision_hidden: int = 32,
-                           vision_heads: int = 2, patch_size: int = 8, spatial_merge_size: int = 2,
-                           temporal_patch_size: int = 1, tokens_per_second: int = 2, window_size: int = 0,
-                           full_attention_blocks: list[int] | None = None, rope_theta: float = 1e6, initializer_range: float = 0.02,
-                           max_position_embeddings: int = 4096):
+def tiny_qwen2_5_vl_config(
+    vocab_size: int,
+    token_ids: dict[str, int],
+    *,
+    hidden_size: int = 64,
+    num_layers: int = 2,
+    num_heads: int = 4,
+    num_kv_heads: int = 2,
+    intermediate_size: int = 0,
+    vision_depth: int = 2,
+    vision_hidden: int = 32,
+    vision_heads: int = 2,
+    patch_size: int = 8,
+    spatial_merge_size: int = 2,
+    temporal_patch_size: int = 1,
+    tokens_per_second: int = 2,
+    window_size: int = 0,
+    full_attention_blocks: list[int] | None = None,
+    rope_theta: float = 1e6,
+    initializer_range: float = 0.02,
+    max_position_embeddings: int = 4096,
+):
     """Qwen2.5-VL config; `token_ids` maps special-token strings to ids (from the tokenizer).
 
     intermediate_size 0 = 2 x hidden_size. temporal_patch_size=1 makes one temporal unit per frame. window_size
@@ -53,31 +83,64 @@ def tiny_qwen2_5_vl_config(vocab_size: int, token_ids: dict[str, int], *, hidden
     from transformers import Qwen2_5_VLConfig
 
     head_dim = hidden_size // num_heads
-    text = _text_config(vocab_size, hidden_size, num_layers, num_heads, num_kv_heads, intermediate_size,
-                        token_ids, initializer_range, max_position_embeddings)
-    text["rope_parameters"] = {"rope_type": "default", "rope_theta": rope_theta,
-                               "mrope_section": _mrope_section(head_dim)}
+    text = _text_config(
+        vocab_size,
+        hidden_size,
+        num_layers,
+        num_heads,
+        num_kv_heads,
+        intermediate_size,
+        token_ids,
+        initializer_range,
+        max_position_embeddings,
+    )
+    text["rope_parameters"] = {
+        "rope_type": "default",
+        "rope_theta": rope_theta,
+        "mrope_section": _mrope_section(head_dim),
+    }
     vision = dict(
-        depth=vision_depth, hidden_size=vision_hidden, num_heads=vision_heads,
-        intermediate_size=2 * vision_hidden, out_hidden_size=hidden_size, patch_size=patch_size,
-        spatial_merge_size=spatial_merge_size, temporal_patch_size=temporal_patch_size,
-        tokens_per_second=tokens_per_second, window_size=window_size or 2 * patch_size * spatial_merge_size,
+        depth=vision_depth,
+        hidden_size=vision_hidden,
+        num_heads=vision_heads,
+        intermediate_size=2 * vision_hidden,
+        out_hidden_size=hidden_size,
+        patch_size=patch_size,
+        spatial_merge_size=spatial_merge_size,
+        temporal_patch_size=temporal_patch_size,
+        tokens_per_second=tokens_per_second,
+        window_size=window_size or 2 * patch_size * spatial_merge_size,
         fullatt_block_indexes=[vision_depth - 1] if full_attention_blocks is None else list(full_attention_blocks),
         initializer_range=initializer_range,
     )
     return Qwen2_5_VLConfig(
-        text_config=text, vision_config=vision,
-        image_token_id=token_ids["<|image_pad|>"], video_token_id=token_ids["<|video_pad|>"],
-        vision_start_token_id=token_ids["<|vision_start|>"], vision_end_token_id=token_ids["<|vision_end|>"],
+        text_config=text,
+        vision_config=vision,
+        image_token_id=token_ids["<|image_pad|>"],
+        video_token_id=token_ids["<|video_pad|>"],
+        vision_start_token_id=token_ids["<|vision_start|>"],
+        vision_end_token_id=token_ids["<|vision_end|>"],
     )
 
 
-def tiny_llava_onevision_config(vocab_size: int, token_ids: dict[str, int], *, hidden_size: int = 64,
-                                num_layers: int = 2, num_heads: int = 4, num_kv_heads: int = 2,
-                                intermediate_size: int = 0, vision_depth: int = 2, vision_hidden: int = 32,
-                                vision_heads: int = 2, image_size: int = 64, patch_size: int = 8,
-                                rope_theta: float = 1e6, initializer_range: float = 0.02,
-                                max_position_embeddings: int = 4096):
+def tiny_llava_onevision_config(
+    vocab_size: int,
+    token_ids: dict[str, int],
+    *,
+    hidden_size: int = 64,
+    num_layers: int = 2,
+    num_heads: int = 4,
+    num_kv_heads: int = 2,
+    intermediate_size: int = 0,
+    vision_depth: int = 2,
+    vision_hidden: int = 32,
+    vision_heads: int = 2,
+    image_size: int = 64,
+    patch_size: int = 8,
+    rope_theta: float = 1e6,
+    initializer_range: float = 0.02,
+    max_position_embeddings: int = 4096,
+):
     """LLaVA-OneVision config: tiny SigLIP vision tower + tiny Qwen2 LM. Frames are resized to image_size.
 
     Each frame gives ceil(p/2)^2 tokens (p = image_size // patch_size, 2x bilinear pooling) plus one newline
@@ -85,19 +148,37 @@ def tiny_llava_onevision_config(vocab_size: int, token_ids: dict[str, int], *, h
     """
     from transformers import LlavaOnevisionConfig
 
-    text = _text_config(vocab_size, hidden_size, num_layers, num_heads, num_kv_heads, intermediate_size,
-                        token_ids, initializer_range, max_position_embeddings)
+    text = _text_config(
+        vocab_size,
+        hidden_size,
+        num_layers,
+        num_heads,
+        num_kv_heads,
+        intermediate_size,
+        token_ids,
+        initializer_range,
+        max_position_embeddings,
+    )
     text.update(model_type="qwen2", rope_parameters={"rope_type": "default", "rope_theta": rope_theta})
     vision = dict(
-        model_type="siglip_vision_model", hidden_size=vision_hidden, intermediate_size=2 * vision_hidden,
-        num_hidden_layers=vision_depth, num_attention_heads=vision_heads, image_size=image_size,
-        patch_size=patch_size, vision_use_head=False,
+        model_type="siglip_vision_model",
+        hidden_size=vision_hidden,
+        intermediate_size=2 * vision_hidden,
+        num_hidden_layers=vision_depth,
+        num_attention_heads=vision_heads,
+        image_size=image_size,
+        patch_size=patch_size,
+        vision_use_head=False,
     )
     return LlavaOnevisionConfig(
-        text_config=text, vision_config=vision,
-        image_token_id=token_ids["<image>"], video_token_id=token_ids["<video>"],
-        vision_feature_layer=-1, vision_feature_select_strategy="full",
-        image_grid_pinpoints=[[image_size, image_size]], tie_word_embeddings=False,
+        text_config=text,
+        vision_config=vision,
+        image_token_id=token_ids["<image>"],
+        video_token_id=token_ids["<video>"],
+        vision_feature_layer=-1,
+        vision_feature_select_strategy="full",
+        image_grid_pinpoints=[[image_size, image_size]],
+        tie_word_embeddings=False,
     )
 
 
@@ -114,8 +195,14 @@ def tiny_config(arch: str, tokenizer, **sizes):
     return builder(len(tokenizer), ids, **sizes)
 
 
-def build_tiny_env(arch: str = "qwen2_5_vl", corpus: list[str] | None = None, seed: int = 0,
-                   vocab_size: int = 512, token_budget: int = 32768, **sizes):
+def build_tiny_env(
+    arch: str = "qwen2_5_vl",
+    corpus: list[str] | None = None,
+    seed: int = 0,
+    vocab_size: int = 512,
+    token_budget: int = 32768,
+    **sizes,
+):
     """Tokenizer + randomly initialised model of `arch`, in memory, fp32 on CPU, wrapped as a frozen VideoEnv."""
     from scorerl.envs import env_class
 
@@ -128,9 +215,16 @@ def build_tiny_env(arch: str = "qwen2_5_vl", corpus: list[str] | None = None, se
     return cls(model, tokenizer, token_budget=token_budget)
 
 
-def build_random_env(arch: str, config: dict, dtype: str = "float32", device: str = "auto",
-                     attn_implementation: str = "sdpa", token_budget: int = 32768, seed: int = 0,
-                     vocab_size: int = 512) -> VideoEnv:
+def build_random_env(
+    arch: str,
+    config: dict,
+    dtype: str = "float32",
+    device: str = "auto",
+    attn_implementation: str = "sdpa",
+    token_budget: int = 32768,
+    seed: int = 0,
+    vocab_size: int = 512,
+) -> VideoEnv:
     """A VideoEnv of `arch` built from a transformers config dict with random weights and a built-in tokenizer.
 
     The dict is the model's config.json content (text_config / vision_config sub-dicts, or flat text keys). Special
@@ -168,8 +262,9 @@ def model_config_from_dict(arch: str, config: dict, tokenizer, config_class):
         text[key] = ids["text_config"].get(key)
     vocab = text.setdefault("vocab_size", len(tokenizer))
     if vocab < len(tokenizer):
-        raise ConfigError(f"bench.random_init: vocab_size {vocab} is smaller than the built-in tokenizer "
-                          f"({len(tokenizer)} tokens)")
+        raise ConfigError(
+            f"bench.random_init: vocab_size {vocab} is smaller than the built-in tokenizer ({len(tokenizer)} tokens)"
+        )
     if arch == "qwen2_5_vl":
         _fill_mrope(text)
         # The projector must emit tokens of the LLM's width; a dict that leaves it out means exactly that.

@@ -40,10 +40,11 @@ from dataclasses import dataclass
 
 import torch
 
-from scorerl.envs.hf import Sequence, choice_scores, chunk_by_budget, left_pad, target_logprobs
 from scorerl.budget import num_keep
+from scorerl.envs.hf import Sequence, choice_scores, chunk_by_budget, left_pad, target_logprobs
 from scorerl.errors import EnvError
 from scorerl.types import ScoreRequest
+
 
 @dataclass
 class PrunedOutput:
@@ -88,22 +89,29 @@ def _layer_inputs(env, lm, batch: _Batch) -> dict:
     batch's position ids, and the 2-D position ids the layer itself sees (Qwen2.5-VL passes none for its 3-D
     M-RoPE ids; Qwen2 passes its [B, W] ids), as the model's own forward does."""
     model_positions = env.model_positions(batch.positions)  # [3, B, W] or [B, W]
-    return {"masks": _causal_masks(lm, batch.hidden, batch.mask),
-            "position_embeddings": lm.rotary_emb(batch.hidden, model_positions),  # ([B, W, hd], [B, W, hd])
-            "position_ids": model_positions if model_positions.ndim == 2 else None}
+    return {
+        "masks": _causal_masks(lm, batch.hidden, batch.mask),
+        "position_embeddings": lm.rotary_emb(batch.hidden, model_positions),  # ([B, W, hd], [B, W, hd])
+        "position_ids": model_positions if model_positions.ndim == 2 else None,
+    }
 
 
 def _run_layers(lm, layers: range, hidden: torch.Tensor, inputs: dict) -> torch.Tensor:
     """hidden [B, W, D] through decoder layers `layers` (no cache) -> [B, W, D]."""
     for i in layers:
-        hidden = lm.layers[i](hidden, attention_mask=inputs["masks"][lm.config.layer_types[i]],
-                              position_embeddings=inputs["position_embeddings"],
-                              position_ids=inputs["position_ids"], use_cache=False)
+        hidden = lm.layers[i](
+            hidden,
+            attention_mask=inputs["masks"][lm.config.layer_types[i]],
+            position_embeddings=inputs["position_embeddings"],
+            position_ids=inputs["position_ids"],
+            use_cache=False,
+        )
     return hidden
 
 
-def last_query_attention(layer, hidden: torch.Tensor, position_embeddings, mask: torch.Tensor,
-                         query: torch.Tensor) -> torch.Tensor:
+def last_query_attention(
+    layer, hidden: torch.Tensor, position_embeddings, mask: torch.Tensor, query: torch.Tensor
+) -> torch.Tensor:
     """Attention [B, W] (float32, mean over heads) that query column query[b] of each row pays every column in
     decoder `layer`, given the layer's INPUT hidden [B, W, D].
 
@@ -160,8 +168,8 @@ def _repack(batch: _Batch, keep: torch.Tensor) -> _Batch:
     index = torch.zeros(B, width, dtype=torch.long, device=device)  # [B, W'] source column of each new column
     mask = torch.zeros(B, width, dtype=batch.mask.dtype, device=device)  # [B, W']
     for b, n in enumerate(lengths):
-        index[b, width - n:] = keep[b].nonzero().squeeze(1)
-        mask[b, width - n:] = 1
+        index[b, width - n :] = keep[b].nonzero().squeeze(1)
+        mask[b, width - n :] = 1
     real = mask.bool()
     hidden = batch.hidden.gather(1, index[..., None].expand(B, width, D))  # [B, W', D]
     hidden = torch.where(real[..., None], hidden, torch.zeros((), dtype=hidden.dtype, device=device))
@@ -173,8 +181,10 @@ def _repack(batch: _Batch, keep: torch.Tensor) -> _Batch:
 def _check_layer(env, layer: int) -> int:
     n = len(_language_model(env).layers)
     if not 1 <= layer <= n:
-        raise EnvError(f"FastV layer K={layer} is out of range: need 1 <= K <= {n} (the LLM's layers); layers < K "
-                       f"see every token and layer K-1's attention ranks them")
+        raise EnvError(
+            f"FastV layer K={layer} is out of range: need 1 <= K <= {n} (the LLM's layers); layers < K "
+            f"see every token and layer K-1's attention ranks them"
+        )
     return n
 
 
@@ -182,8 +192,9 @@ def _check_layer(env, layer: int) -> int:
 
 
 @torch.no_grad()
-def layer_pruned_forward(env, seqs: list[Sequence], layer: int, counts: list[int],
-                         need: list[int]) -> list[PrunedOutput]:
+def layer_pruned_forward(
+    env, seqs: list[Sequence], layer: int, counts: list[int], need: list[int]
+) -> list[PrunedOutput]:
     """FastV-pruned forwards of `seqs` (grouped by env.token_budget, like env._last_logits): layers < `layer` on
     every token, layer `layer`-1's last-prompt-token attention ranks each sequence's visual tokens, layers >=
     `layer` on its top counts[i] visual tokens and all its other tokens. The last prompt token of a sequence is the
@@ -192,10 +203,11 @@ def layer_pruned_forward(env, seqs: list[Sequence], layer: int, counts: list[int
     _check_layer(env, layer)
     out: list[PrunedOutput | None] = [None] * len(seqs)
     for chunk in chunk_by_budget([len(s) for s in seqs], env.token_budget):
-        results = _pruned_chunk(env, [seqs[i] for i in chunk], layer, [counts[i] for i in chunk],
-                                max(need[i] for i in chunk))
+        results = _pruned_chunk(
+            env, [seqs[i] for i in chunk], layer, [counts[i] for i in chunk], max(need[i] for i in chunk)
+        )
         for (logits, kept), i in zip(results, chunk):
-            out[i] = PrunedOutput(logits=logits[logits.shape[0] - need[i]:], kept=kept)
+            out[i] = PrunedOutput(logits=logits[logits.shape[0] - need[i] :], kept=kept)
     return [o for o in out if o is not None]  # every sequence belongs to one chunk: none is left None
 
 
@@ -245,8 +257,7 @@ class FastVView:
         self.last_kept: list[torch.Tensor] = []  # flat kept indices [k] per request of the latest call
 
     def _counts(self, requests: list[ScoreRequest]) -> list[int]:
-        return [num_keep(self.rho, int(r.visual.features.shape[0] * r.visual.features.shape[1]))
-                for r in requests]
+        return [num_keep(self.rho, int(r.visual.features.shape[0] * r.visual.features.shape[1])) for r in requests]
 
     def _forward(self, requests: list[ScoreRequest], seqs: list[Sequence], need: list[int]) -> list[torch.Tensor]:
         outputs = layer_pruned_forward(self.env, seqs, self.layer, self._counts(requests), need)
@@ -267,8 +278,7 @@ class FastVView:
     def choice_ids(self, choices: list[str]) -> list[int]:
         return self.env.choice_ids(choices)
 
-    def choice_logprobs(self, requests: list[ScoreRequest], choices: list[str],
-                        normalize: bool = True) -> torch.Tensor:
+    def choice_logprobs(self, requests: list[ScoreRequest], choices: list[str], normalize: bool = True) -> torch.Tensor:
         """As HFVideoEnv.choice_logprobs: [R, C] log-probs of each single-token choice at the answer position."""
         ids = torch.tensor(self.choice_ids(choices), device=self.env.device)
         if not requests:
@@ -306,6 +316,10 @@ def _extend(prompt: Sequence, ids: torch.Tensor, embed) -> Sequence:
     """The prompt sequence followed by tokens ids [n] as its target, at positions last prompt position + 1.. ."""
     steps = torch.arange(1, ids.numel() + 1, device=prompt.positions.device)  # [n]
     positions = prompt.positions[:, -1:] + steps[None]  # [P, n]
-    return Sequence(embeds=torch.cat([prompt.embeds, embed(ids).to(prompt.embeds.dtype)]),
-                    positions=torch.cat([prompt.positions, positions], dim=1), target=ids,
-                    visual_start=prompt.visual_start, kept=prompt.kept)
+    return Sequence(
+        embeds=torch.cat([prompt.embeds, embed(ids).to(prompt.embeds.dtype)]),
+        positions=torch.cat([prompt.positions, positions], dim=1),
+        target=ids,
+        visual_start=prompt.visual_start,
+        kept=prompt.kept,
+    )

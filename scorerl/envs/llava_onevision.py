@@ -12,8 +12,8 @@ import math
 
 import torch
 
-from scorerl.types import VisualTokens
 from scorerl.envs.hf import HFVideoEnv, check_frames, normalize_frames, pixel_order, processor_pixels, resize_frames
+from scorerl.types import VisualTokens
 
 
 class LlavaOneVisionEnv(HFVideoEnv):
@@ -37,8 +37,15 @@ class LlavaOneVisionEnv(HFVideoEnv):
         s = self.settings
         height, width = s.get("size") or [self.model.config.vision_config.image_size] * 2
         if pixel_order(s) == "processor":
-            x = processor_pixels(frames, height, width, s["image_mean"], s["image_std"], self.device,
-                                 float(s.get("rescale_factor") or 1 / 255))
+            x = processor_pixels(
+                frames,
+                height,
+                width,
+                s["image_mean"],
+                s["image_std"],
+                self.device,
+                float(s.get("rescale_factor") or 1 / 255),
+            )
         else:
             x = resize_frames(normalize_frames(frames, s["image_mean"], s["image_std"], self.device), height, width)
         return {"pixel_values_videos": x[None].to(self.dtype)}  # [1, F, 3, S, S']
@@ -55,8 +62,9 @@ class LlavaOneVisionEnv(HFVideoEnv):
         with torch.set_grad_enabled(self.grad):
             out = self.model.model.get_video_features(**inputs)
         tokens = out.pooler_output[0]  # [F * side * side + 1, D]: frames in raster order, then the newline
-        return VisualTokens(features=tokens[:-1].reshape(F, side * side, -1), grid=(side, side),
-                            suffix=tokens[-1:], meta={})
+        return VisualTokens(
+            features=tokens[:-1].reshape(F, side * side, -1), grid=(side, side), suffix=tokens[-1:], meta={}
+        )
 
     def full_positions(self, input_ids: torch.Tensor, visual: VisualTokens) -> torch.Tensor:
         return torch.arange(len(input_ids))[None]  # [1, L]

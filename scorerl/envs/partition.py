@@ -46,9 +46,11 @@ def check_launch(placement: str) -> None:
     one process per node (zero3's need for a process group is checked by partition_zero3)."""
     local_processes = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
     if placement == "device_map" and local_processes > 1:
-        raise ConfigError(f"env.placement: device_map splits the model over this node's GPUs, so it needs one process"
-                          f" per node; this launch starts {local_processes} (use --num_processes equal to the node "
-                          "count, or env.placement: zero3)")
+        raise ConfigError(
+            f"env.placement: device_map splits the model over this node's GPUs, so it needs one process"
+            f" per node; this launch starts {local_processes} (use --num_processes equal to the node "
+            "count, or env.placement: zero3)"
+        )
 
 
 def zero3_config(dtype: torch.dtype, path: str = "") -> dict:
@@ -64,8 +66,10 @@ def zero3_config(dtype: torch.dtype, path: str = "") -> dict:
             raise ConfigError(f"env.zero3_config: {file} is not JSON: {e}") from None
         zero = dict(given.get("zero_optimization", given))
         if zero.get("stage", 3) != 3:
-            raise ConfigError(f"env.zero3_config: {file} sets zero_optimization.stage={zero.get('stage')}; "
-                              "partitioning weights is stage 3")
+            raise ConfigError(
+                f"env.zero3_config: {file} sets zero_optimization.stage={zero.get('stage')}; "
+                "partitioning weights is stage 3"
+            )
         zero["stage"] = 3
     return {
         # DeepSpeed asks for a micro-batch even without an optimizer; it is never used to split anything here.
@@ -82,22 +86,25 @@ def partition_zero3(env, config_path: str = "") -> None:
     import torch.distributed as dist
 
     if not (dist.is_available() and dist.is_initialized()):
-        raise EnvError("env.placement: zero3 partitions the environment across processes, so it needs a "
-                       "distributed launch (accelerate launch / torchrun); for a single-process command (eval, "
-                       "bench) use env.placement=device_map")
+        raise EnvError(
+            "env.placement: zero3 partitions the environment across processes, so it needs a "
+            "distributed launch (accelerate launch / torchrun); for a single-process command (eval, "
+            "bench) use env.placement=device_map"
+        )
     try:
         import deepspeed
     except ImportError:
-        raise ConfigError("env.placement: zero3 needs deepspeed: pip install 'scorerl[deepspeed]' "
-                          "(on a machine without CUDA: DS_BUILD_OPS=0 pip install deepspeed)") from None
+        raise ConfigError(
+            "env.placement: zero3 needs deepspeed: pip install 'scorerl[deepspeed]' "
+            "(on a machine without CUDA: DS_BUILD_OPS=0 pip install deepspeed)"
+        ) from None
 
     model = env.model
     # A private, whole copy of the embedding table: the text of every request is embedded outside the decoder's
     # forward (build_sequence), on each process at its own pace, so it must not be a gathered weight.
     env.text_embedding = copy.deepcopy(model.get_input_embeddings()).requires_grad_(False)
     language_model = torch.nn.ModuleDict({"decoder": model.model.language_model, "lm_head": model.lm_head})
-    deepspeed.initialize(model=language_model, config=zero3_config(env.dtype, config_path),
-                         dist_init_required=False)
+    deepspeed.initialize(model=language_model, config=zero3_config(env.dtype, config_path), dist_init_required=False)
     language_model.eval()
     device = env.text_embedding.weight.device
 

@@ -46,12 +46,37 @@ _CORPUS = [
 
 # Qwen2.5's added tokens in the release's order (ids 151643..151664 there): the first 14 are special; the tool and
 # fill-in-the-middle markers are plain added tokens (special false), as in its tokenizer.json.
-_QWEN2_5_ADDED = [(t, True) for t in (
-    "<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|object_ref_start|>", "<|object_ref_end|>", "<|box_start|>",
-    "<|box_end|>", "<|quad_start|>", "<|quad_end|>", "<|vision_start|>", "<|vision_end|>", "<|vision_pad|>",
-    "<|image_pad|>", "<|video_pad|>")] + [(t, False) for t in (
-    "<tool_call>", "</tool_call>", "<|fim_prefix|>", "<|fim_middle|>", "<|fim_suffix|>", "<|fim_pad|>",
-    "<|repo_name|>", "<|file_sep|>")]
+_QWEN2_5_ADDED = [
+    (t, True)
+    for t in (
+        "<|endoftext|>",
+        "<|im_start|>",
+        "<|im_end|>",
+        "<|object_ref_start|>",
+        "<|object_ref_end|>",
+        "<|box_start|>",
+        "<|box_end|>",
+        "<|quad_start|>",
+        "<|quad_end|>",
+        "<|vision_start|>",
+        "<|vision_end|>",
+        "<|vision_pad|>",
+        "<|image_pad|>",
+        "<|video_pad|>",
+    )
+] + [
+    (t, False)
+    for t in (
+        "<tool_call>",
+        "</tool_call>",
+        "<|fim_prefix|>",
+        "<|fim_middle|>",
+        "<|fim_suffix|>",
+        "<|fim_pad|>",
+        "<|repo_name|>",
+        "<|file_sep|>",
+    )
+]
 # Qwen2-7B-Instruct's three, then the two LLaVA's conversion added (151646, 151647 there).
 _LLAVA_ADDED = [(t, True) for t in ("<|endoftext|>", "<|im_start|>", "<|im_end|>", "<image>", "<video>")]
 
@@ -108,13 +133,23 @@ class _Layout:
 
 
 _LAYOUTS = {
-    "qwen2_5_vl": _Layout(_QWEN2_5_ADDED, torch.bfloat16, [
-        ("model.language_model.", "model."), ("model.visual.", "visual."), ("lm_head.", "lm_head.")]),
-    "llava_onevision": _Layout(_LLAVA_ADDED, torch.float16, [
-        ("model.language_model.", "language_model.model."), ("lm_head.", "language_model.lm_head."),
-        # the release keeps SigLIP's inner `vision_model.`; transformers 5 drops it on load
-        ("model.vision_tower.", "vision_tower.vision_model."),
-        ("model.multi_modal_projector.", "multi_modal_projector."), ("model.image_newline", "image_newline")]),
+    "qwen2_5_vl": _Layout(
+        _QWEN2_5_ADDED,
+        torch.bfloat16,
+        [("model.language_model.", "model."), ("model.visual.", "visual."), ("lm_head.", "lm_head.")],
+    ),
+    "llava_onevision": _Layout(
+        _LLAVA_ADDED,
+        torch.float16,
+        [
+            ("model.language_model.", "language_model.model."),
+            ("lm_head.", "language_model.lm_head."),
+            # the release keeps SigLIP's inner `vision_model.`; transformers 5 drops it on load
+            ("model.vision_tower.", "vision_tower.vision_model."),
+            ("model.multi_modal_projector.", "multi_modal_projector."),
+            ("model.image_newline", "image_newline"),
+        ],
+    ),
 }
 
 
@@ -157,15 +192,19 @@ def _check_target(out: Path, force: bool) -> None:
     if not entries:
         return
     if MARKER not in entries:
-        raise EnvError(f"{out}: folder is not empty and was not written by `{WRITER}` (no {MARKER}); refusing to "
-                       f"write into it. Choose a new or empty folder")
+        raise EnvError(
+            f"{out}: folder is not empty and was not written by `{WRITER}` (no {MARKER}); refusing to "
+            f"write into it. Choose a new or empty folder"
+        )
     if not force:
         raise EnvError(f"{out}: already holds a tiny model written by `{WRITER}`; pass --force to replace it")
     ours = set(describe_tiny_release(out).get("files", [])) | {MARKER}
     foreign = [name for name in entries if name not in ours]
     if foreign:
-        raise EnvError(f"{out}: holds files `{WRITER}` did not write ({', '.join(foreign)}); refusing to replace "
-                       f"it. Move them out or choose a new folder")
+        raise EnvError(
+            f"{out}: holds files `{WRITER}` did not write ({', '.join(foreign)}); refusing to replace "
+            f"it. Move them out or choose a new folder"
+        )
 
 
 # ------------------------------------------------------------------------------------------------ the folder
@@ -183,8 +222,17 @@ def _write(arch: str, folder: Path, seed: int) -> None:
     bpe.model.save(str(folder))  # vocab.json and merges.txt, the files a slow Qwen2Tokenizer reads
     parameters, weight_files = _write_weights(arch, folder, seed, layout)
     written = sorted([*files, "tokenizer.json", "vocab.json", "merges.txt", *weight_files])
-    _write_json(folder / MARKER, {"written_by": WRITER, "arch": arch, "seed": seed, "parameters": parameters,
-                                  "files": written, "note": "random weights: for trying commands, not for results"})
+    _write_json(
+        folder / MARKER,
+        {
+            "written_by": WRITER,
+            "arch": arch,
+            "seed": seed,
+            "parameters": parameters,
+            "files": written,
+            "note": "random weights: for trying commands, not for results",
+        },
+    )
 
 
 def _qwen_files(bpe, added: list, vocab_size: int) -> dict[str, dict]:
@@ -193,16 +241,31 @@ def _qwen_files(bpe, added: list, vocab_size: int) -> dict[str, dict]:
     return {
         "config.json": _qwen_config(vocab_size, ids),
         "generation_config.json": {
-            "bos_token_id": ids["<|endoftext|>"], "pad_token_id": ids["<|endoftext|>"], "do_sample": True,
-            "eos_token_id": [ids["<|im_end|>"], ids["<|endoftext|>"]], "repetition_penalty": 1.05,
-            "temperature": 0.1, "top_p": 0.001, "top_k": 1, "transformers_version": "4.37.0"},
+            "bos_token_id": ids["<|endoftext|>"],
+            "pad_token_id": ids["<|endoftext|>"],
+            "do_sample": True,
+            "eos_token_id": [ids["<|im_end|>"], ids["<|endoftext|>"]],
+            "repetition_penalty": 1.05,
+            "temperature": 0.1,
+            "top_p": 0.001,
+            "top_k": 1,
+            "transformers_version": "4.37.0",
+        },
         "preprocessor_config.json": {
-            "min_pixels": 3136, "max_pixels": 12845056, "patch_size": 14, "temporal_patch_size": 2, "merge_size": 2,
-            "image_mean": OPENAI_CLIP_MEAN, "image_std": OPENAI_CLIP_STD,
-            "image_processor_type": "Qwen2VLImageProcessor", "processor_class": "Qwen2_5_VLProcessor"},
+            "min_pixels": 3136,
+            "max_pixels": 12845056,
+            "patch_size": 14,
+            "temporal_patch_size": 2,
+            "merge_size": 2,
+            "image_mean": OPENAI_CLIP_MEAN,
+            "image_std": OPENAI_CLIP_STD,
+            "image_processor_type": "Qwen2VLImageProcessor",
+            "processor_class": "Qwen2_5_VLProcessor",
+        },
         "chat_template.json": {"chat_template": QWEN2_5_VL_CHAT_TEMPLATE},
-        "tokenizer_config.json": _tokenizer_config(ids, added, chat_template=QWEN2_5_VL_CHAT_TEMPLATE,
-                                                   model_max_length=131072, extra={"add_bos_token": False}),
+        "tokenizer_config.json": _tokenizer_config(
+            ids, added, chat_template=QWEN2_5_VL_CHAT_TEMPLATE, model_max_length=131072, extra={"add_bos_token": False}
+        ),
     }
 
 
@@ -211,25 +274,46 @@ def _llava_files(bpe, added: list, vocab_size: int) -> dict[str, dict]:
     SigLIP's 0.5 mean/std, the processor's token count, and the tokenizer files of the transformers that converted
     it (added_tokens.json, special_tokens_map.json, Qwen2's text template in tokenizer_config.json)."""
     ids = bpe.get_vocab()
-    pixels = {"do_convert_rgb": True, "do_normalize": True, "do_rescale": True, "do_resize": True,
-              "image_mean": [0.5, 0.5, 0.5], "image_std": [0.5, 0.5, 0.5],
-              "processor_class": "LlavaOnevisionProcessor", "resample": 3, "rescale_factor": 1 / 255,
-              "size": {"height": _LLAVA_IMAGE_SIZE, "width": _LLAVA_IMAGE_SIZE}}
+    pixels = {
+        "do_convert_rgb": True,
+        "do_normalize": True,
+        "do_rescale": True,
+        "do_resize": True,
+        "image_mean": [0.5, 0.5, 0.5],
+        "image_std": [0.5, 0.5, 0.5],
+        "processor_class": "LlavaOnevisionProcessor",
+        "resample": 3,
+        "rescale_factor": 1 / 255,
+        "size": {"height": _LLAVA_IMAGE_SIZE, "width": _LLAVA_IMAGE_SIZE},
+    }
     return {
         "config.json": _llava_config(vocab_size, ids),
         "generation_config.json": {
-            "_from_model_config": True, "bos_token_id": ids["<|endoftext|>"], "eos_token_id": ids["<|im_end|>"],
-            "transformers_version": "4.45.0.dev0"},
-        "preprocessor_config.json": {**pixels, "do_pad": True, "image_grid_pinpoints": _pinpoints(_LLAVA_IMAGE_SIZE),
-                                     "image_processor_type": "LlavaOnevisionImageProcessor"},
+            "_from_model_config": True,
+            "bos_token_id": ids["<|endoftext|>"],
+            "eos_token_id": ids["<|im_end|>"],
+            "transformers_version": "4.45.0.dev0",
+        },
+        "preprocessor_config.json": {
+            **pixels,
+            "do_pad": True,
+            "image_grid_pinpoints": _pinpoints(_LLAVA_IMAGE_SIZE),
+            "image_processor_type": "LlavaOnevisionImageProcessor",
+        },
         "video_preprocessor_config.json": {**pixels, "video_processor_type": "LlavaOnevisionVideoProcessor"},
-        "processor_config.json": {"num_image_tokens": (_LLAVA_IMAGE_SIZE // 14) ** 2,
-                                  "processor_class": "LlavaOnevisionProcessor",
-                                  "vision_feature_select_strategy": "full"},
+        "processor_config.json": {
+            "num_image_tokens": (_LLAVA_IMAGE_SIZE // 14) ** 2,
+            "processor_class": "LlavaOnevisionProcessor",
+            "vision_feature_select_strategy": "full",
+        },
         "chat_template.json": {"chat_template": LLAVA_ONEVISION_CHAT_TEMPLATE},
-        "tokenizer_config.json": _tokenizer_config(ids, added, chat_template=QWEN2_TEXT_CHAT_TEMPLATE,
-                                                   model_max_length=32768,
-                                                   extra={"processor_class": "LlavaOnevisionProcessor"}),
+        "tokenizer_config.json": _tokenizer_config(
+            ids,
+            added,
+            chat_template=QWEN2_TEXT_CHAT_TEMPLATE,
+            model_max_length=32768,
+            extra={"processor_class": "LlavaOnevisionProcessor"},
+        ),
         "special_tokens_map.json": _special_tokens_map(added),
         "added_tokens.json": {t: ids[t] for t, _ in sorted(added)},
     }
@@ -249,28 +333,62 @@ def _pinpoints(side: int) -> list[list[int]]:
 
 def _qwen_config(vocab_size: int, ids: dict) -> dict:
     """Qwen2.5-VL-7B-Instruct's config.json layout (flat text keys, rope_scaling type mrope) at tiny sizes."""
-    cfg = tiny_qwen2_5_vl_config(vocab_size, ids, **_TEXT, **_VISION, patch_size=14, spatial_merge_size=2,
-                                 temporal_patch_size=2, window_size=112, tokens_per_second=2)
+    cfg = tiny_qwen2_5_vl_config(
+        vocab_size,
+        ids,
+        **_TEXT,
+        **_VISION,
+        patch_size=14,
+        spatial_merge_size=2,
+        temporal_patch_size=2,
+        window_size=112,
+        tokens_per_second=2,
+    )
     text, vision = cfg.text_config, cfg.vision_config
     return {
-        "architectures": ["Qwen2_5_VLForConditionalGeneration"], "attention_dropout": 0.0,
-        "bos_token_id": ids["<|endoftext|>"], "eos_token_id": ids["<|im_end|>"],
-        "vision_start_token_id": ids["<|vision_start|>"], "vision_end_token_id": ids["<|vision_end|>"],
-        "vision_token_id": ids["<|vision_pad|>"], "image_token_id": ids["<|image_pad|>"],
-        "video_token_id": ids["<|video_pad|>"], "hidden_act": "silu", "hidden_size": text.hidden_size,
-        "initializer_range": 0.02, "intermediate_size": text.intermediate_size, "max_position_embeddings": 128000,
-        "max_window_layers": text.num_hidden_layers, "model_type": "qwen2_5_vl",
-        "num_attention_heads": text.num_attention_heads, "num_hidden_layers": text.num_hidden_layers,
-        "num_key_value_heads": text.num_key_value_heads, "rms_norm_eps": 1e-06,
-        "rope_theta": text.rope_parameters["rope_theta"], "sliding_window": 32768, "tie_word_embeddings": False,
-        "torch_dtype": "bfloat16", "transformers_version": "4.41.2", "use_cache": True, "use_sliding_window": False,
+        "architectures": ["Qwen2_5_VLForConditionalGeneration"],
+        "attention_dropout": 0.0,
+        "bos_token_id": ids["<|endoftext|>"],
+        "eos_token_id": ids["<|im_end|>"],
+        "vision_start_token_id": ids["<|vision_start|>"],
+        "vision_end_token_id": ids["<|vision_end|>"],
+        "vision_token_id": ids["<|vision_pad|>"],
+        "image_token_id": ids["<|image_pad|>"],
+        "video_token_id": ids["<|video_pad|>"],
+        "hidden_act": "silu",
+        "hidden_size": text.hidden_size,
+        "initializer_range": 0.02,
+        "intermediate_size": text.intermediate_size,
+        "max_position_embeddings": 128000,
+        "max_window_layers": text.num_hidden_layers,
+        "model_type": "qwen2_5_vl",
+        "num_attention_heads": text.num_attention_heads,
+        "num_hidden_layers": text.num_hidden_layers,
+        "num_key_value_heads": text.num_key_value_heads,
+        "rms_norm_eps": 1e-06,
+        "rope_theta": text.rope_parameters["rope_theta"],
+        "sliding_window": 32768,
+        "tie_word_embeddings": False,
+        "torch_dtype": "bfloat16",
+        "transformers_version": "4.41.2",
+        "use_cache": True,
+        "use_sliding_window": False,
         "vision_config": {
-            "depth": vision.depth, "hidden_act": "silu", "hidden_size": vision.hidden_size,
-            "intermediate_size": vision.intermediate_size, "num_heads": vision.num_heads, "in_chans": 3,
-            "out_hidden_size": vision.out_hidden_size, "patch_size": vision.patch_size,
-            "spatial_merge_size": vision.spatial_merge_size, "spatial_patch_size": vision.patch_size,
-            "window_size": vision.window_size, "fullatt_block_indexes": list(vision.fullatt_block_indexes),
-            "tokens_per_second": vision.tokens_per_second, "temporal_patch_size": vision.temporal_patch_size},
+            "depth": vision.depth,
+            "hidden_act": "silu",
+            "hidden_size": vision.hidden_size,
+            "intermediate_size": vision.intermediate_size,
+            "num_heads": vision.num_heads,
+            "in_chans": 3,
+            "out_hidden_size": vision.out_hidden_size,
+            "patch_size": vision.patch_size,
+            "spatial_merge_size": vision.spatial_merge_size,
+            "spatial_patch_size": vision.patch_size,
+            "window_size": vision.window_size,
+            "fullatt_block_indexes": list(vision.fullatt_block_indexes),
+            "tokens_per_second": vision.tokens_per_second,
+            "temporal_patch_size": vision.temporal_patch_size,
+        },
         "rope_scaling": {"type": "mrope", "mrope_section": list(text.rope_parameters["mrope_section"])},
         "vocab_size": vocab_size,
     }
@@ -278,31 +396,53 @@ def _qwen_config(vocab_size: int, ids: dict) -> dict:
 
 def _llava_config(vocab_size: int, ids: dict) -> dict:
     """llava-onevision-qwen2-7b-ov-hf's config.json layout (nested, `*_token_index`) at tiny sizes."""
-    cfg = tiny_llava_onevision_config(vocab_size, ids, **_TEXT, **_VISION, image_size=_LLAVA_IMAGE_SIZE,
-                                      patch_size=14)
+    cfg = tiny_llava_onevision_config(vocab_size, ids, **_TEXT, **_VISION, image_size=_LLAVA_IMAGE_SIZE, patch_size=14)
     text, vision = cfg.text_config, cfg.vision_config
     return {
-        "architectures": ["LlavaOnevisionForConditionalGeneration"], "ignore_index": -100,
-        "image_grid_pinpoints": _pinpoints(vision.image_size), "image_token_index": ids["<image>"],
-        "model_type": "llava_onevision", "projector_hidden_act": "gelu",
+        "architectures": ["LlavaOnevisionForConditionalGeneration"],
+        "ignore_index": -100,
+        "image_grid_pinpoints": _pinpoints(vision.image_size),
+        "image_token_index": ids["<image>"],
+        "model_type": "llava_onevision",
+        "projector_hidden_act": "gelu",
         "text_config": {
-            "_name_or_path": "Qwen/Qwen2-7B-Instruct", "architectures": ["Qwen2ForCausalLM"],
-            "bos_token_id": ids["<|endoftext|>"], "eos_token_id": ids["<|im_end|>"],
-            "hidden_size": text.hidden_size, "intermediate_size": text.intermediate_size,
-            "max_position_embeddings": 32768, "max_window_layers": text.num_hidden_layers, "model_type": "qwen2",
-            "num_attention_heads": text.num_attention_heads, "num_hidden_layers": text.num_hidden_layers,
-            "num_key_value_heads": text.num_key_value_heads, "rms_norm_eps": 1e-06,
-            "rope_theta": text.rope_parameters["rope_theta"], "sliding_window": None, "torch_dtype": "bfloat16",
-            "use_sliding_window": False, "vocab_size": vocab_size},
-        "tie_word_embeddings": False, "torch_dtype": "float16", "transformers_version": "4.45.0.dev0",
-        "use_image_newline_parameter": True, "video_token_index": ids["<video>"],
+            "_name_or_path": "Qwen/Qwen2-7B-Instruct",
+            "architectures": ["Qwen2ForCausalLM"],
+            "bos_token_id": ids["<|endoftext|>"],
+            "eos_token_id": ids["<|im_end|>"],
+            "hidden_size": text.hidden_size,
+            "intermediate_size": text.intermediate_size,
+            "max_position_embeddings": 32768,
+            "max_window_layers": text.num_hidden_layers,
+            "model_type": "qwen2",
+            "num_attention_heads": text.num_attention_heads,
+            "num_hidden_layers": text.num_hidden_layers,
+            "num_key_value_heads": text.num_key_value_heads,
+            "rms_norm_eps": 1e-06,
+            "rope_theta": text.rope_parameters["rope_theta"],
+            "sliding_window": None,
+            "torch_dtype": "bfloat16",
+            "use_sliding_window": False,
+            "vocab_size": vocab_size,
+        },
+        "tie_word_embeddings": False,
+        "torch_dtype": "float16",
+        "transformers_version": "4.45.0.dev0",
+        "use_image_newline_parameter": True,
+        "video_token_index": ids["<video>"],
         "vision_aspect_ratio": "anyres_max_9",
         "vision_config": {
-            "hidden_size": vision.hidden_size, "image_size": vision.image_size,
-            "intermediate_size": vision.intermediate_size, "model_type": "siglip_vision_model",
-            "num_attention_heads": vision.num_attention_heads, "num_hidden_layers": vision.num_hidden_layers,
-            "patch_size": vision.patch_size, "vision_use_head": False},
-        "vision_feature_layer": -1, "vision_feature_select_strategy": "full",
+            "hidden_size": vision.hidden_size,
+            "image_size": vision.image_size,
+            "intermediate_size": vision.intermediate_size,
+            "model_type": "siglip_vision_model",
+            "num_attention_heads": vision.num_attention_heads,
+            "num_hidden_layers": vision.num_hidden_layers,
+            "patch_size": vision.patch_size,
+            "vision_use_head": False,
+        },
+        "vision_feature_layer": -1,
+        "vision_feature_select_strategy": "full",
     }
 
 
@@ -310,30 +450,47 @@ def _llava_config(vocab_size: int, ids: dict) -> dict:
 
 
 def _added_token(content: str, special: bool) -> dict:
-    return {"content": content, "lstrip": False, "normalized": False, "rstrip": False, "single_word": False,
-            "special": special}
+    return {
+        "content": content,
+        "lstrip": False,
+        "normalized": False,
+        "rstrip": False,
+        "single_word": False,
+        "special": special,
+    }
 
 
 def _tokenizer_config(ids: dict, added: list, chat_template: str, model_max_length: int, extra: dict) -> dict:
     """tokenizer_config.json as the releases have it: a Qwen2Tokenizer, no BOS, <|im_end|> ends a turn."""
     return {
-        **extra, "add_prefix_space": False,
+        **extra,
+        "add_prefix_space": False,
         "added_tokens_decoder": {str(ids[t]): _added_token(t, s) for t, s in added},
         "additional_special_tokens": [t for t, s in added if s and t != "<|endoftext|>"],
-        "bos_token": None, "chat_template": chat_template, "clean_up_tokenization_spaces": False,
-        "eos_token": "<|im_end|>", "errors": "replace", "model_max_length": model_max_length,
-        "pad_token": "<|endoftext|>", "split_special_tokens": False, "tokenizer_class": "Qwen2Tokenizer",
+        "bos_token": None,
+        "chat_template": chat_template,
+        "clean_up_tokenization_spaces": False,
+        "eos_token": "<|im_end|>",
+        "errors": "replace",
+        "model_max_length": model_max_length,
+        "pad_token": "<|endoftext|>",
+        "split_special_tokens": False,
+        "tokenizer_class": "Qwen2Tokenizer",
         "unk_token": None,
     }
 
 
 def _special_tokens_map(added: list) -> dict:
     """special_tokens_map.json of the llava-hf release (written by the transformers of its conversion)."""
+
     def entry(t):
         return {k: v for k, v in _added_token(t, True).items() if k != "special"}
 
-    return {"additional_special_tokens": [t for t, s in added if s and t != "<|endoftext|>"],
-            "eos_token": entry("<|im_end|>"), "pad_token": entry("<|endoftext|>")}
+    return {
+        "additional_special_tokens": [t for t, s in added if s and t != "<|endoftext|>"],
+        "eos_token": entry("<|im_end|>"),
+        "pad_token": entry("<|endoftext|>"),
+    }
 
 
 # ------------------------------------------------------------------------------------------------ weights
@@ -351,8 +508,10 @@ def _write_weights(arch: str, folder: Path, seed: int, layout: _Layout) -> tuple
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         model = env_class(arch).model_class()(config)
-    state = {_release_name(name, layout.rename): t.detach().to(layout.dtype).contiguous()
-             for name, t in model.state_dict().items()}
+    state = {
+        _release_name(name, layout.rename): t.detach().to(layout.dtype).contiguous()
+        for name, t in model.state_dict().items()
+    }
     parameters = sum(t.numel() for t in state.values())
     shards = _split(list(state), [state[n].nbytes for n in state], _SHARDS)
     weight_map, names = {}, []
@@ -362,8 +521,10 @@ def _write_weights(arch: str, folder: Path, seed: int, layout: _Layout) -> tuple
         weight_map.update({k: name for k in keys})
         names.append(name)
     total = sum(t.nbytes for t in state.values())
-    _write_json(folder / "model.safetensors.index.json",
-                {"metadata": {"total_size": total}, "weight_map": dict(sorted(weight_map.items()))})
+    _write_json(
+        folder / "model.safetensors.index.json",
+        {"metadata": {"total_size": total}, "weight_map": dict(sorted(weight_map.items()))},
+    )
     return parameters, [*names, "model.safetensors.index.json"]
 
 
@@ -371,9 +532,11 @@ def _release_name(name: str, rename: list) -> str:
     """transformers' parameter name -> the release's (its checkpoint conversion mapping, run backwards)."""
     for ours, theirs in rename:
         if name.startswith(ours):
-            return theirs + name[len(ours):]
-    raise EnvError(f"weight {name!r} has no name in the release's layout; this transformers version lays the model "
-                   "out differently from the one scorerl env tiny knows")
+            return theirs + name[len(ours) :]
+    raise EnvError(
+        f"weight {name!r} has no name in the release's layout; this transformers version lays the model "
+        "out differently from the one scorerl env tiny knows"
+    )
 
 
 def _split(keys: list[str], sizes: list[int], n: int) -> list[list[str]]:

@@ -43,8 +43,11 @@ def describe(env, data, video: str | None = None, prompt: str = EXAMPLE_PROMPT) 
     before, after = env.text_around_video(prompt)
     placeholder = env.tokenizer.convert_ids_to_tokens(env.video_token_id)
     lines = [f"model      {env.arch}", "frames     " + sampling_text(describe_sampling(data))]
-    settings = {k: env.settings[k] for k in ("min_pixels", "max_pixels", "size", "cap_pixels_per_frame")
-                if env.settings.get(k) is not None}
+    settings = {
+        k: env.settings[k]
+        for k in ("min_pixels", "max_pixels", "size", "cap_pixels_per_frame")
+        if env.settings.get(k) is not None
+    }
     if settings:
         lines.append("processor  " + ", ".join(f"{k} {v}" for k, v in settings.items()))
     count = None
@@ -56,8 +59,10 @@ def describe(env, data, video: str | None = None, prompt: str = EXAMPLE_PROMPT) 
         T, N, _ = tokens.features.shape
         count = tokens.token_count
         suffix = f" + {count - T * N} newline" if count != T * N else ""
-        lines.append(f"clip       {video}: {F} frames of {H} x {W}"
-                     + (f", {clip.seconds_per_frame:.3f} s apart" if clip.seconds_per_frame else ""))
+        lines.append(
+            f"clip       {video}: {F} frames of {H} x {W}"
+            + (f", {clip.seconds_per_frame:.3f} s apart" if clip.seconds_per_frame else "")
+        )
         lines.append(f"tokens     {count} visual tokens = {T} units x {tokens.grid[0]} x {tokens.grid[1]}{suffix}")
     shown = f"{placeholder} x {count}" if count is not None else f"{placeholder} x (visual tokens: give --video)"
     lines += ["prompt     (the folder's chat template; the placeholder shown once)", before + f"[{shown}]" + after]

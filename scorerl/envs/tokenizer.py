@@ -69,28 +69,39 @@ def special_tokens(arch: str) -> list[str]:
     return _CHAT + list(_ARCH_TOKENS[arch].values())
 
 
-def build_tokenizer(corpus: list[str] | None = None, vocab_size: int = 512,
-                    arch: str = "qwen2_5_vl") -> PreTrainedTokenizerFast:
+def build_tokenizer(
+    corpus: list[str] | None = None, vocab_size: int = 512, arch: str = "qwen2_5_vl"
+) -> PreTrainedTokenizerFast:
     """Train a byte-level BPE on `corpus` (plus template words and option letters) with `arch`'s special tokens.
 
     `vocab_size` is an upper bound: a small corpus yields fewer merges. Use `len(tokenizer)` for the model.
     """
     specials = special_tokens(arch)
     if vocab_size < 256 + len(specials) + 2 * len(_LETTERS):
-        raise EnvError(f"vocab_size {vocab_size} is too small: need the 256 bytes, {len(specials)} special "
-                       f"tokens and the option letters")
+        raise EnvError(
+            f"vocab_size {vocab_size} is too small: need the 256 bytes, {len(specials)} special "
+            f"tokens and the option letters"
+        )
     letters = " ".join(f"{c} {c}. ({c})" for c in _LETTERS)
     text = list(corpus or []) + _BASE_CORPUS * 4 + [letters] * 64  # repeats make the letter merges win
 
     bpe = Tokenizer(models.BPE())
     bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     bpe.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=specials, show_progress=False,
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        special_tokens=specials,
+        show_progress=False,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+    )
     bpe.train_from_iterator(text, trainer)
 
-    tok = PreTrainedTokenizerFast(tokenizer_object=bpe, eos_token="<|im_end|>", pad_token="<|endoftext|>",
-                                  extra_special_tokens=dict(_ARCH_TOKENS[arch]))
+    tok = PreTrainedTokenizerFast(
+        tokenizer_object=bpe,
+        eos_token="<|im_end|>",
+        pad_token="<|endoftext|>",
+        extra_special_tokens=dict(_ARCH_TOKENS[arch]),
+    )
     tok.chat_template = _TEMPLATES[arch]
     _check_single_letters(tok)
     return tok
@@ -107,12 +118,15 @@ def _check_single_letters(tok) -> None:
 
 # Qwen2's pre-tokenizer split, exactly as its tokenizer.json (and transformers' Qwen2Tokenizer) has it: words with
 # their leading space, single digits, runs of punctuation, newlines apart from other whitespace.
-QWEN2_PRETOKENIZE_REGEX = (r"""(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}|"""
-                           r""" ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+""")
+QWEN2_PRETOKENIZE_REGEX = (
+    r"""(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}|"""
+    r""" ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"""
+)
 
 
-def build_qwen2_bpe(added_tokens: list[tuple[str, bool]], corpus: list[str] | None = None,
-                    vocab_size: int = 640) -> Tokenizer:
+def build_qwen2_bpe(
+    added_tokens: list[tuple[str, bool]], corpus: list[str] | None = None, vocab_size: int = 640
+) -> Tokenizer:
     """A byte-level BPE laid out like Qwen2's tokenizer.json: NFC, the Qwen2 regex split, then bytes; the learned
     vocabulary first (256 bytes + merges), then `added_tokens` (content, special) in order, so their ids follow
     the vocabulary as in the release (151643 = <|endoftext|> there). `vocab_size` bounds the learned part only.
@@ -125,22 +139,36 @@ def build_qwen2_bpe(added_tokens: list[tuple[str, bool]], corpus: list[str] | No
     if vocab_size < 256 + 2 * len(_LETTERS):
         raise EnvError(f"vocab_size {vocab_size} is too small: need the 256 bytes and the option letters")
     byte_level = dict(add_prefix_space=False, trim_offsets=False, use_regex=False)
-    bpe = Tokenizer(models.BPE(dropout=None, unk_token=None, continuing_subword_prefix="", end_of_word_suffix="",
-                               fuse_unk=False, byte_fallback=False))
+    bpe = Tokenizer(
+        models.BPE(
+            dropout=None,
+            unk_token=None,
+            continuing_subword_prefix="",
+            end_of_word_suffix="",
+            fuse_unk=False,
+            byte_fallback=False,
+        )
+    )
     bpe.normalizer = normalizers.NFC()
-    bpe.pre_tokenizer = pre_tokenizers.Sequence([
-        pre_tokenizers.Split(Regex(QWEN2_PRETOKENIZE_REGEX), behavior="isolated", invert=False),
-        pre_tokenizers.ByteLevel(**byte_level)])
+    bpe.pre_tokenizer = pre_tokenizers.Sequence(
+        [
+            pre_tokenizers.Split(Regex(QWEN2_PRETOKENIZE_REGEX), behavior="isolated", invert=False),
+            pre_tokenizers.ByteLevel(**byte_level),
+        ]
+    )
     bpe.decoder = decoders.ByteLevel(**byte_level)
     bpe.post_processor = processors.ByteLevel(**byte_level)
     letters = " ".join(f"{c} {c}. ({c})" for c in _LETTERS)
     text = list(corpus or []) + _BASE_CORPUS * 4 + [letters] * 64  # repeats make the letter merges win
-    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=[], show_progress=False,
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        special_tokens=[],
+        show_progress=False,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+    )
     bpe.train_from_iterator(text, trainer)
     for content, special in added_tokens:  # one at a time: each id is the next one, in the given order
-        token = AddedToken(content, special=special, normalized=False, lstrip=False, rstrip=False,
-                           single_word=False)
+        token = AddedToken(content, special=special, normalized=False, lstrip=False, rstrip=False, single_word=False)
         (bpe.add_special_tokens if special else bpe.add_tokens)([token])
     _check_single_letters(PreTrainedTokenizerFast(tokenizer_object=bpe))
     return bpe

@@ -30,14 +30,20 @@ def equal_window_length(cu_seqlens: torch.Tensor) -> int | None:
     return first if first > 0 and bool((lengths == first).all()) else None
 
 
-def _batched_forward(self, hidden_states: torch.Tensor, cu_seqlens: torch.Tensor,
-                     position_embeddings: tuple[torch.Tensor, torch.Tensor] | None = None,
-                     max_seqlen: int | None = None, **kwargs) -> torch.Tensor:
+def _batched_forward(
+    self,
+    hidden_states: torch.Tensor,
+    cu_seqlens: torch.Tensor,
+    position_embeddings: tuple[torch.Tensor, torch.Tensor] | None = None,
+    max_seqlen: int | None = None,
+    **kwargs,
+) -> torch.Tensor:
     """Qwen2_5_VLVisionAttention.forward for hidden_states [S, dim]; S = W windows x n patches when all are equal."""
     n = equal_window_length(cu_seqlens)
     if n is None or position_embeddings is None:
-        return self._scorerl_hf_forward(hidden_states, cu_seqlens, position_embeddings=position_embeddings,
-                                        max_seqlen=max_seqlen, **kwargs)
+        return self._scorerl_hf_forward(
+            hidden_states, cu_seqlens, position_embeddings=position_embeddings, max_seqlen=max_seqlen, **kwargs
+        )
     from transformers.models.qwen2_5_vl.modeling_qwen2_5_vl import apply_rotary_pos_emb_vision
 
     S = hidden_states.shape[0]

@@ -15,8 +15,9 @@ from scorerl.envs.base import VideoEnv
 from scorerl.types import ScoreRequest
 
 
-def choice_scores(env: VideoEnv, requests: list[ScoreRequest], samples: list[Sample],
-                  answer_format: str) -> torch.Tensor:
+def choice_scores(
+    env: VideoEnv, requests: list[ScoreRequest], samples: list[Sample], answer_format: str
+) -> torch.Tensor:
     """[R, C] log-likelihood of each option of each (multiple-choice) request, C = the most options in the batch;
     -inf past a sample's last option."""
     n_options = torch.tensor([len(s.options) for s in samples])  # [R]
@@ -31,15 +32,18 @@ def choice_scores(env: VideoEnv, requests: list[ScoreRequest], samples: list[Sam
         full = env.choice_logprobs(requests, texts, normalize=False).float().cpu()  # [R, U] full-vocabulary log-probs
         logp = torch.full(invalid.shape, float("-inf"))
         for row, s in enumerate(samples):
-            logp[row, :len(s.options)] = full[row, [column[o] for o in s.options]]
+            logp[row, : len(s.options)] = full[row, [column[o] for o in s.options]]
     else:
-        expanded = [ScoreRequest(r.visual, r.prompt, target=text, keep=r.keep)
-                    for r, s in zip(requests, samples) for text in answer_choices(s, answer_format)]
+        expanded = [
+            ScoreRequest(r.visual, r.prompt, target=text, keep=r.keep)
+            for r, s in zip(requests, samples)
+            for text in answer_choices(s, answer_format)
+        ]
         sums = [float(lp.sum()) for lp in env.token_logprobs(expanded)]
         logp = torch.full(invalid.shape, float("-inf"))
         i = 0
         for row, s in enumerate(samples):
-            logp[row, :len(s.options)] = torch.tensor(sums[i:i + len(s.options)])
+            logp[row, : len(s.options)] = torch.tensor(sums[i : i + len(s.options)])
             i += len(s.options)
     return logp.masked_fill(invalid, float("-inf"))
 
@@ -59,8 +63,9 @@ def predict(env: VideoEnv, requests: list[ScoreRequest], samples: list[Sample], 
     return choice_scores(env, requests, samples, answer_format).argmax(dim=1).tolist()
 
 
-def open_answers(env: VideoEnv, requests: list[ScoreRequest], samples: list[Sample],
-                 extra_tokens: int = 8) -> tuple[list[str], list[float]]:
+def open_answers(
+    env: VideoEnv, requests: list[ScoreRequest], samples: list[Sample], extra_tokens: int = 8
+) -> tuple[list[str], list[float]]:
     """Open-ended questions: (greedy answer text, cross-entropy of the reference answer) per request; the answer
     may run `extra_tokens` past the reference's length."""
     scored = [ScoreRequest(r.visual, r.prompt, target=s.answer, keep=r.keep) for r, s in zip(requests, samples)]

@@ -39,19 +39,20 @@ import torch
 
 from scorerl.config import Config
 from scorerl.envs.base import VideoEnv
-from scorerl.types import ScoreRequest
-from scorerl.errors import ConfigError
 from scorerl.envs.build import build_random_env
+from scorerl.errors import ConfigError
 from scorerl.eval.flops import fastv_prefill_flops, lm_dims, policy_flops, prefill_flops
 from scorerl.eval.report import write_bench_report
+from scorerl.types import ScoreRequest
 
 log = logging.getLogger(__name__)
 
 _TARGET = "A"  # one answer token scored by teacher forcing: the prefill also yields the answer's likelihood
 
 
-def run_bench(cfg: Config, out: str | Path, policy_dir: str | Path | None = None, *,
-              env: VideoEnv | None = None) -> dict:
+def run_bench(
+    cfg: Config, out: str | Path, policy_dir: str | Path | None = None, *, env: VideoEnv | None = None
+) -> dict:
     """Time the LLM prefill, full vs kept, at cfg.bench.ratios; write FILE.json and FILE.md; return the dict."""
     from scorerl.compress.select import num_keep, topk_mask
 
@@ -67,8 +68,9 @@ def run_bench(cfg: Config, out: str | Path, policy_dir: str | Path | None = None
 
     with tempfile.TemporaryDirectory(prefix="scorerl_bench_") as tmp:
         clip = write_bench_clip(Path(tmp) / "clip.mp4", b.num_frames, b.frame_size) if b.ttft else None
-        frames = np.random.default_rng(cfg.run.seed).integers(0, 256, (b.num_frames, b.frame_size, b.frame_size, 3),
-                                                               dtype=np.uint8)  # content does not change the cost
+        frames = np.random.default_rng(cfg.run.seed).integers(
+            0, 256, (b.num_frames, b.frame_size, b.frame_size, 3), dtype=np.uint8
+        )  # content does not change the cost
         with torch.inference_mode():
             vision_times = time_runs(lambda: env.encode(frames), b.warmup, b.repeats, sync)
             visual = env.encode(frames)
@@ -95,21 +97,32 @@ def run_bench(cfg: Config, out: str | Path, policy_dir: str | Path | None = None
         with torch.inference_mode():
             n_full = T * N + suffix + n_text
             full_times, full_first = time_prefill(lambda: prefill(None), _warmup(b, static, n_full), b.repeats, sync)
-            full = {"visual_tokens": T * N + suffix, "text_tokens": n_text, "prefill_s": _median(full_times),
-                    "prefill_times_s": full_times, "first_call_s": full_first, "flops": _flops(dims, n_full),
-                    "padded_tokens": padded_tokens(n_full, static), "nll": float(last["nll"][0])}
+            full = {
+                "visual_tokens": T * N + suffix,
+                "text_tokens": n_text,
+                "prefill_s": _median(full_times),
+                "prefill_times_s": full_times,
+                "first_call_s": full_first,
+                "flops": _flops(dims, n_full),
+                "padded_tokens": padded_tokens(n_full, static),
+                "nll": float(last["nll"][0]),
+            }
             rows = []
             for rho in sorted({float(r) for r in b.ratios}):
                 policy_times = time_runs(lambda rho=rho: select(rho), b.warmup, b.repeats, sync)
                 keep = select(rho)
                 kept = int(keep.sum())
                 n_kept = kept + suffix + n_text
-                prefill_times, first = time_prefill(lambda keep=keep: prefill(keep), _warmup(b, static, n_kept), b.repeats,
-                                                    sync)
+                prefill_times, first = time_prefill(
+                    lambda keep=keep: prefill(keep), _warmup(b, static, n_kept), b.repeats, sync
+                )
                 row = _ratio_row(rho, kept, suffix, n_text, policy_times, prefill_times, full, dims, policy, T * N)
-                row.update(first_call_s=first, padded_tokens=padded_tokens(n_kept, static),
-                           nll=float(last["nll"][0]),
-                           fastv=_fastv_row(dims, fastv_layer, n_full, num_keep(rho, T, N) + suffix + n_text, full))
+                row.update(
+                    first_call_s=first,
+                    padded_tokens=padded_tokens(n_kept, static),
+                    nll=float(last["nll"][0]),
+                    fastv=_fastv_row(dims, fastv_layer, n_full, num_keep(rho, T, N) + suffix + n_text, full),
+                )
                 rows.append(row)
             ttft = None
             if b.ttft:
@@ -139,13 +152,17 @@ def static_setup(env: VideoEnv, b) -> dict:
     in the other mode) -> the record of what took effect."""
     if not hasattr(env, "use_static_shapes"):
         if b.static_shapes:
-            return {"static_shapes": False, "compile": "off",
-                    "reason": f"{type(env).__name__} has no static-shape forward"}
+            return {
+                "static_shapes": False,
+                "compile": "off",
+                "reason": f"{type(env).__name__} has no static-shape forward",
+            }
         return {"static_shapes": False, "compile": "off"}
     from scorerl.envs.hf import StaticShapes
 
-    settings = StaticShapes(bucket=b.bucket, compile=b.compile, max_tokens=b.static_max_tokens) \
-        if b.static_shapes else None
+    settings = (
+        StaticShapes(bucket=b.bucket, compile=b.compile, max_tokens=b.static_max_tokens) if b.static_shapes else None
+    )
     return env.use_static_shapes(settings)
 
 
@@ -153,8 +170,9 @@ def _warmup(b, static: dict, tokens: int) -> int:
     """Untimed runs before timing a prefill: a compiled one needs 3 (compile, record the CUDA graph, replay)."""
     from scorerl.envs.hf import bucket_length
 
-    compiled = static.get("compile") == "reduce-overhead" and bucket_length(tokens, static["bucket"]) <= static[
-        "max_tokens"]
+    compiled = (
+        static.get("compile") == "reduce-overhead" and bucket_length(tokens, static["bucket"]) <= static["max_tokens"]
+    )
     return max(b.warmup, 3) if compiled else b.warmup
 
 
@@ -232,8 +250,12 @@ def _fastv_row(dims, layer: int | None, n_full: int, n_kept: int, full: dict) ->
     if dims is None or layer is None:
         return None
     flops = fastv_prefill_flops(dims, n_full, n_kept, layer)
-    return {"layer": layer, "tokens_from_layer": n_kept, "flops": flops,
-            "flops_speedup": full["flops"]["total"] / flops["total"]}
+    return {
+        "layer": layer,
+        "tokens_from_layer": n_kept,
+        "flops": flops,
+        "flops_speedup": full["flops"]["total"] / flops["total"],
+    }
 
 
 def _flops(dims, tokens: int) -> dict | None:
@@ -268,8 +290,13 @@ def write_bench_clip(path: Path, num_frames: int, size: int) -> dict:
     try:
         t0 = time.perf_counter()
         write_mp4(path, synthetic_clip(num_frames, size + size % 2))  # yuv420p needs even sides
-        return {"path": str(path), "frames": num_frames, "size": size, "write_s": time.perf_counter() - t0,
-                "bytes": path.stat().st_size}
+        return {
+            "path": str(path),
+            "frames": num_frames,
+            "size": size,
+            "write_s": time.perf_counter() - t0,
+            "bytes": path.stat().st_size,
+        }
     except Exception as e:  # ImportError (no PyAV) or an encoder failure
         return {"path": None, "reason": f"the clip could not be written: {type(e).__name__}: {e}"}
 
@@ -315,12 +342,30 @@ def ttft_block(clip, vision_s, full, rows, pipeline, b, sync) -> dict:
             reason = f"decoding failed: {type(e).__name__}: {e}"
     d = decode_s or 0.0
     full_ttft = d + vision_s + full["prefill_s"]
-    arms = [{"arm": "full", "decode_s": decode_s, "vision_s": vision_s, "policy_s": 0.0,
-             "prefill_s": full["prefill_s"], "ttft_s": full_ttft, "speedup": 1.0}]
+    arms = [
+        {
+            "arm": "full",
+            "decode_s": decode_s,
+            "vision_s": vision_s,
+            "policy_s": 0.0,
+            "prefill_s": full["prefill_s"],
+            "ttft_s": full_ttft,
+            "speedup": 1.0,
+        }
+    ]
     for r in rows:
         total = d + vision_s + r["policy_s"] + r["prefill_s"]
-        arms.append({"arm": r["ratio"], "decode_s": decode_s, "vision_s": vision_s, "policy_s": r["policy_s"],
-                     "prefill_s": r["prefill_s"], "ttft_s": total, "speedup": full_ttft / total})
+        arms.append(
+            {
+                "arm": r["ratio"],
+                "decode_s": decode_s,
+                "vision_s": vision_s,
+                "policy_s": r["policy_s"],
+                "prefill_s": r["prefill_s"],
+                "ttft_s": total,
+                "speedup": full_ttft / total,
+            }
+        )
     e2e_rho = min((r["ratio"] for r in rows), key=lambda x: abs(x - b.ttft_ratio), default=None)
     decode = decode if decode_s is not None else None  # a clip that failed to decode is not decoded again
     for arm in arms:
@@ -328,10 +373,16 @@ def ttft_block(clip, vision_s, full, rows, pipeline, b, sync) -> dict:
             rho = None if arm["arm"] == "full" else arm["arm"]
             arm["e2e_s"] = time_runs(lambda rho=rho: pipeline(rho, decode), 0, 1, sync)[0]
     clip = {k: v for k, v in (clip or {}).items() if k != "path"}  # a temporary file: gone once bench ends
-    return {"decoder": decoder_name() if decode_s is not None else None, "decode_s": decode_s,
-            "decode_na_reason": reason, "clip": clip, "e2e_ratio": e2e_rho, "arms": arms,
-            "note": "TTFT is the sum of each stage's median; end-to-end is one synchronised run of the whole chain"
-                    + ("" if decode_s is not None else " (decoding n/a: not included)")}
+    return {
+        "decoder": decoder_name() if decode_s is not None else None,
+        "decode_s": decode_s,
+        "decode_na_reason": reason,
+        "clip": clip,
+        "e2e_ratio": e2e_rho,
+        "arms": arms,
+        "note": "TTFT is the sum of each stage's median; end-to-end is one synchronised run of the whole chain"
+        + ("" if decode_s is not None else " (decoding n/a: not included)"),
+    }
 
 
 # --------------------------------------------------------------------------------------------- inputs
@@ -339,8 +390,10 @@ def ttft_block(clip, vision_s, full, rows, pipeline, b, sync) -> dict:
 
 def bench_prompt(env: VideoEnv, n_tokens: int) -> str:
     """A question-like prompt of about n_tokens tokens as the environment's tokenizer counts them."""
-    words = ("Question: what does the person in the video do after the red car passes the crossing, and in which "
-             "direction does the camera move while the crowd gathers near the station entrance").split()
+    words = (
+        "Question: what does the person in the video do after the red car passes the crossing, and in which "
+        "direction does the camera move while the crowd gathers near the station entrance"
+    ).split()
     tok = getattr(env, "tokenizer", None)
 
     def count(text: str) -> int:  # without a tokenizer, one word ~ one token
@@ -369,8 +422,10 @@ def _bench_policy(cfg: Config, policy_dir, feature_dim: int, device: torch.devic
     if policy_dir is not None:
         policy = load_policy(policy_dir, device=device)
         if policy.feature_dim != feature_dim:
-            raise ConfigError(f"{policy_dir}: the policy takes D={policy.feature_dim} features, the benchmarked "
-                              f"model gives D={feature_dim}")
+            raise ConfigError(
+                f"{policy_dir}: the policy takes D={policy.feature_dim} features, the benchmarked "
+                f"model gives D={feature_dim}"
+            )
         return policy, str(Path(policy_dir).resolve())
     return TokenPolicy(feature_dim, cfg.policy).to(device).eval(), "random (cfg.policy)"
 
@@ -381,9 +436,15 @@ def _bench_policy(cfg: Config, policy_dir, feature_dim: int, device: torch.devic
 def bench_env(cfg: Config) -> tuple[VideoEnv, str]:
     """(environment, description of its source): random weights of cfg.bench.random_init, else env.path."""
     if cfg.bench.random_init:
-        env = build_random_env(cfg.env.arch, cfg.bench.random_init, dtype=cfg.env.dtype, device=cfg.env.device,
-                               attn_implementation=cfg.env.attn_implementation,
-                               token_budget=cfg.env.token_budget, seed=cfg.run.seed)
+        env = build_random_env(
+            cfg.env.arch,
+            cfg.bench.random_init,
+            dtype=cfg.env.dtype,
+            device=cfg.env.device,
+            attn_implementation=cfg.env.attn_implementation,
+            token_budget=cfg.env.token_budget,
+            seed=cfg.run.seed,
+        )
         return env, f"random_init {cfg.env.arch}"
     from scorerl.envs import load_env
 
@@ -423,30 +484,46 @@ def _meta(cfg: Config, env, source, device, policy, policy_source, shape, grid, 
     T, N, D = shape
     return {
         "machine": {**machine(), "device": str(device)},
-        "versions": {"scorerl": __version__, "torch": torch.__version__,
-                     "transformers": transformers.__version__, "cuda": torch.version.cuda},
+        "versions": {
+            "scorerl": __version__,
+            "torch": torch.__version__,
+            "transformers": transformers.__version__,
+            "cuda": torch.version.cuda,
+        },
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "dtype": cfg.env.dtype,
         "attn_implementation": cfg.env.attn_implementation,
-        "model": {"source": source, "arch": cfg.env.arch, "random_init": cfg.bench.random_init or None,
-                  "lm": None if dims is None else dims.to_dict()},
+        "model": {
+            "source": source,
+            "arch": cfg.env.arch,
+            "random_init": cfg.bench.random_init or None,
+            "lm": None if dims is None else dims.to_dict(),
+        },
         "num_frames": cfg.bench.num_frames,
         "frame_size": cfg.bench.frame_size,
         "features": {"T": T, "N": N, "D": D, "grid": list(grid)},
         "prompt_tokens": cfg.bench.prompt_tokens,
         "warmup": cfg.bench.warmup,
-        "options": {"static_shapes": cfg.bench.static_shapes, "bucket": cfg.bench.bucket,
-                    "static_max_tokens": cfg.bench.static_max_tokens, "compile": cfg.bench.compile,
-                    "ttft": cfg.bench.ttft, "ttft_ratio": cfg.bench.ttft_ratio},
+        "options": {
+            "static_shapes": cfg.bench.static_shapes,
+            "bucket": cfg.bench.bucket,
+            "static_max_tokens": cfg.bench.static_max_tokens,
+            "compile": cfg.bench.compile,
+            "ttft": cfg.bench.ttft,
+            "ttft_ratio": cfg.bench.ttft_ratio,
+        },
         "repeats": cfg.bench.repeats,
         "batch_size": 1,
         "seed": cfg.run.seed,
-        "policy": {"source": policy_source, "hidden": policy.config.hidden, "layers": policy.config.layers,
-                   "topk_scope": policy.config.topk_scope,
-                   "parameters": int(sum(p.numel() for p in policy.parameters()))},
+        "policy": {
+            "source": policy_source,
+            "hidden": policy.config.hidden,
+            "layers": policy.config.layers,
+            "topk_scope": policy.config.topk_scope,
+            "parameters": int(sum(p.numel() for p in policy.parameters())),
+        },
         "flops_note": "2*params-style matmul FLOPs + 4*L^2*d_q attention per layer, LM head on 1 token "
-                      "(scorerl/eval/flops.py); results' totals include the policy MLP; results' fastv: layers < "
-                      "K at the full length, layers >= K at the pruned one (not timed)",
+        "(scorerl/eval/flops.py); results' totals include the policy MLP; results' fastv: layers < "
+        "K at the full length, layers >= K at the pruned one (not timed)",
         "fastv_layer": None if dims is None else min(cfg.eval.fastv_layer, dims.layers),
     }
-

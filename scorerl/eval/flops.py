@@ -40,9 +40,15 @@ def lm_dims(config) -> LMDims:
     text = getattr(config, "text_config", None) or config
     hidden, heads = int(text.hidden_size), int(text.num_attention_heads)
     head_dim = getattr(text, "head_dim", None) or hidden // heads
-    return LMDims(hidden=hidden, layers=int(text.num_hidden_layers), heads=heads,
-                  kv_heads=int(getattr(text, "num_key_value_heads", None) or heads), head_dim=int(head_dim),
-                  intermediate=int(text.intermediate_size), vocab=int(text.vocab_size))
+    return LMDims(
+        hidden=hidden,
+        layers=int(text.num_hidden_layers),
+        heads=heads,
+        kv_heads=int(getattr(text, "num_key_value_heads", None) or heads),
+        head_dim=int(head_dim),
+        intermediate=int(text.intermediate_size),
+        vocab=int(text.vocab_size),
+    )
 
 
 def prefill_flops(dims: LMDims, tokens: int, logits: int = 1) -> dict:

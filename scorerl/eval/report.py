@@ -67,12 +67,19 @@ def _interval_line(meta: dict, rows: list[dict]) -> str:
     if not boot.get("resamples") or not any(r.get("ci95") for r in rows):
         return ""
     seeds = max((len(r.get("seeds") or []) for r in rows), default=0)
-    pooled = {0: "", 1: " Learned rows come from one trained policy (one training seed): their interval covers "
-                        "question sampling only, not seed-to-seed variation."}.get(
-        seeds, f" Learned rows pool {seeds} training seeds: the mean of the seeds' accuracies, with an interval "
-               f"that resamples the seeds too.")
-    return (f"[lo, hi]: 95% percentile bootstrap interval over the {rows[0]['n']} questions ({boot['resamples']} "
-            f"resamples, seed {boot.get('seed')}).{pooled}")
+    pooled = {
+        0: "",
+        1: " Learned rows come from one trained policy (one training seed): their interval covers "
+        "question sampling only, not seed-to-seed variation.",
+    }.get(
+        seeds,
+        f" Learned rows pool {seeds} training seeds: the mean of the seeds' accuracies, with an interval "
+        f"that resamples the seeds too.",
+    )
+    return (
+        f"[lo, hi]: 95% percentile bootstrap interval over the {rows[0]['n']} questions ({boot['resamples']} "
+        f"resamples, seed {boot.get('seed')}).{pooled}"
+    )
 
 
 def _grid(methods: list[str], ratios: list[float], cell: dict, rows: list[dict], fmt) -> list[str]:
@@ -92,8 +99,11 @@ def _diff_tables(methods: list[str], ratios: list[float], cell: dict, rows: list
         if not shown:
             continue
         cols = [r for r in ratios if any(f"diff_vs_{ref}" in cell.get((m, r), {}) for m in shown)]
-        out += ["", f"## Difference to `{ref}` (method - {ref}, accuracy points; paired 95% interval; "
-                    f"* = excludes 0)", ""]
+        out += [
+            "",
+            f"## Difference to `{ref}` (method - {ref}, accuracy points; paired 95% interval; * = excludes 0)",
+            "",
+        ]
         out += _grid(shown, cols, cell, rows, lambda row, ref=ref: _diff_cell(row, ref))
     return out
 
@@ -106,9 +116,13 @@ def _seed_table(meta: dict, rows: list[dict]) -> list[str]:
     ratios = sorted({r["ratio"] for r in pooled})
     by_ratio = {r["ratio"]: r for r in pooled}
     policies = meta.get("policies") or []
-    lines = ["", f"## `{pooled[0]['method']}` per training seed (accuracy %)", "",
-             "| seed | policy | " + " | ".join(_ratio_label(r) for r in ratios) + " |",
-             "|---|---|" + "---|" * len(ratios)]
+    lines = [
+        "",
+        f"## `{pooled[0]['method']}` per training seed (accuracy %)",
+        "",
+        "| seed | policy | " + " | ".join(_ratio_label(r) for r in ratios) + " |",
+        "|---|---|" + "---|" * len(ratios),
+    ]
     for k in range(len(pooled[0]["seeds"])):
         name = f"`{Path(policies[k]).name}`" if k < len(policies) else "?"
         cells = [_pct(by_ratio[r]["seeds"][k]["accuracy"]) for r in ratios]
@@ -137,10 +151,14 @@ def eval_markdown(result: dict) -> str:
     lines = [f"# Accuracy at keep ratios: {meta.get('manifest', {}).get('path', '?')}", ""]
     media = len(meta.get("skipped_media") or [])
     has_ci = any(r.get("ci95") for r in rows)
-    lines.append(f"{n} samples; env `{env.get('arch', '?')}` at `{env.get('path', '?')}`; {_frames_text(meta)}; "
-                 f"skipped lines: {meta.get('skipped', 0)}"
-                 + (f", unreadable media: {media}" if media else "") + ". Cells: accuracy %"
-                 + (" [95% interval]" if has_ci else "") + " (relative to `full` %).")
+    lines.append(
+        f"{n} samples; env `{env.get('arch', '?')}` at `{env.get('path', '?')}`; {_frames_text(meta)}; "
+        f"skipped lines: {meta.get('skipped', 0)}"
+        + (f", unreadable media: {media}" if media else "")
+        + ". Cells: accuracy %"
+        + (" [95% interval]" if has_ci else "")
+        + " (relative to `full` %)."
+    )
     interval = _interval_line(meta, rows)
     if interval:
         lines += ["", interval]
@@ -149,8 +167,11 @@ def eval_markdown(result: dict) -> str:
     pruned = {r["method"]: r["kept_from_layer"] for r in rows if "kept_from_layer" in r}
     for m, k in pruned.items():  # a ratio that does not mean the same thing as in the other rows
         first = "its first layer sees" if k == 1 else f"its first {k} layers see"
-        lines += ["", f"`{m}` prunes inside the LLM: {first} every visual token; its ratio is the fraction kept in "
-                      f"the layers after."]
+        lines += [
+            "",
+            f"`{m}` prunes inside the LLM: {first} every visual token; its ratio is the fraction kept in "
+            f"the layers after.",
+        ]
     lines += _diff_tables(methods, ratios, cell, rows)
     lines += _seed_table(meta, rows)
 
@@ -162,8 +183,9 @@ def eval_markdown(result: dict) -> str:
         for r in rows:
             fam = r.get("families", {})
             cells = [f"{_pct(fam[f]['accuracy'])}{_ci(fam[f].get('ci95'))}" if f in fam else "-" for f in families]
-            lines.append(f"| {_method_label(r['method'], rows)} | {_ratio_label(r['ratio'])} | "
-                         + " | ".join(cells) + " |")
+            lines.append(
+                f"| {_method_label(r['method'], rows)} | {_ratio_label(r['ratio'])} | " + " | ".join(cells) + " |"
+            )
     return "\n".join(lines) + "\n"
 
 
@@ -182,16 +204,23 @@ def eval_plot(result: dict, path: str | Path) -> Path:
         mine = sorted((r for r in rows if r["method"] == method), key=lambda r: r["ratio"])
         label = _method_label(method, rows)
         if method == "full":
-            ax.axhline(100 * mine[0]["accuracy"], color="black", linestyle="--", linewidth=1.2,
-                       label="full (all tokens)")
+            ax.axhline(
+                100 * mine[0]["accuracy"], color="black", linestyle="--", linewidth=1.2, label="full (all tokens)"
+            )
             if mine[0].get("ci95"):
                 ax.axhspan(*(100 * c for c in mine[0]["ci95"]), color="black", alpha=0.06)
             continue
         xs = [r["ratio"] for r in mine]
         (line,) = ax.plot(xs, [100 * r["accuracy"] for r in mine], marker="o", label=label)
         if all(r.get("ci95") for r in mine):
-            ax.fill_between(xs, [100 * r["ci95"][0] for r in mine], [100 * r["ci95"][1] for r in mine],
-                            color=line.get_color(), alpha=0.12, linewidth=0)
+            ax.fill_between(
+                xs,
+                [100 * r["ci95"][0] for r in mine],
+                [100 * r["ci95"][1] for r in mine],
+                color=line.get_color(),
+                alpha=0.12,
+                linewidth=0,
+            )
     ratios = sorted({r["ratio"] for r in rows if r["method"] != "full"})
     if ratios:
         ax.set_xticks(ratios)
@@ -241,8 +270,10 @@ def _static_line(result: dict) -> str | None:
     if not static.get("static_shapes"):
         return static.get("reason")
     bucket = "the next power of two" if static["bucket"] == 0 else f"a multiple of {static['bucket']}"
-    return (f"Static shapes: each prefill padded on the left to {bucket} (forwards over {static['max_tokens']} "
-            f"tokens stay exact and eager); compile: {static['compile']}.")
+    return (
+        f"Static shapes: each prefill padded on the left to {bucket} (forwards over {static['max_tokens']} "
+        f"tokens stay exact and eager); compile: {static['compile']}."
+    )
 
 
 def bench_markdown(result: dict) -> str:
@@ -250,22 +281,32 @@ def bench_markdown(result: dict) -> str:
     the share of it reached; then time to first token when measured."""
     meta, full = result["meta"], result["full"]
     lines = [f"# Prefill latency: {meta['model']['source']}", ""]
-    lines.append(f"{meta['machine']['device_name']}, {meta['dtype']}, torch {meta['versions']['torch']}; "
-                 f"{meta['num_frames']} frames at {meta['frame_size']} px = {full['visual_tokens']} visual + "
-                 f"{full['text_tokens']} text tokens; median of {meta['repeats']} after {meta['warmup']} warm-up. "
-                 f"Vision tower (shared by all methods, not in the prefill times): {_ms(result['vision_s'])} ms.")
+    lines.append(
+        f"{meta['machine']['device_name']}, {meta['dtype']}, torch {meta['versions']['torch']}; "
+        f"{meta['num_frames']} frames at {meta['frame_size']} px = {full['visual_tokens']} visual + "
+        f"{full['text_tokens']} text tokens; median of {meta['repeats']} after {meta['warmup']} warm-up. "
+        f"Vision tower (shared by all methods, not in the prefill times): {_ms(result['vision_s'])} ms."
+    )
     static = _static_line(result)
     if static:
         lines += ["", static]
-    lines += ["", "| ratio | visual tokens | policy ms | prefill ms | total ms | speed-up | prefill speed-up "
-              "| GFLOPs | FLOPs speed-up | % of FLOPs limit |", "|---|---|---|---|---|---|---|---|---|---|"]
-    lines.append(f"| full | {full['visual_tokens']} | - | {_ms(full['prefill_s'])} | {_ms(full['prefill_s'])} | 1.00 "
-                 f"| 1.00 | {_flops_cell(full['flops'])} | 1.00 | - |")
+    lines += [
+        "",
+        "| ratio | visual tokens | policy ms | prefill ms | total ms | speed-up | prefill speed-up "
+        "| GFLOPs | FLOPs speed-up | % of FLOPs limit |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    lines.append(
+        f"| full | {full['visual_tokens']} | - | {_ms(full['prefill_s'])} | {_ms(full['prefill_s'])} | 1.00 "
+        f"| 1.00 | {_flops_cell(full['flops'])} | 1.00 | - |"
+    )
     for r in result["results"]:
-        lines.append(f"| {_ratio_label(r['ratio'])} | {r['visual_tokens']} | {_ms(r['policy_s'])} | "
-                     f"{_ms(r['prefill_s'])} | {_ms(r['total_s'])} | {r['speedup']:.2f} | "
-                     f"{r['prefill_speedup']:.2f} | {_flops_cell(r['flops'])} | {_x(r['flops_speedup'])} | "
-                     f"{_limit_pct(r)} |")
+        lines.append(
+            f"| {_ratio_label(r['ratio'])} | {r['visual_tokens']} | {_ms(r['policy_s'])} | "
+            f"{_ms(r['prefill_s'])} | {_ms(r['total_s'])} | {r['speedup']:.2f} | "
+            f"{r['prefill_speedup']:.2f} | {_flops_cell(r['flops'])} | {_x(r['flops_speedup'])} | "
+            f"{_limit_pct(r)} |"
+        )
     lines += fastv_markdown(result, full)
     if result.get("ttft"):
         lines += ["", *ttft_markdown(result["ttft"])]
@@ -279,15 +320,22 @@ def fastv_markdown(result: dict, full: dict) -> list[str]:
     if not rows:
         return []
     k = rows[0]["fastv"]["layer"]
-    lines = ["", "## FastV at the same ratios (FLOPs only, not timed)", "",
-             f"FastV prunes inside the LLM: its first {k} layers run over all {full['visual_tokens']} visual tokens, "
-             "the others over the kept ones (`scorerl/eval/flops.py`, `fastv_prefill_flops`).", "",
-             "| ratio | visual tokens after pruning | GFLOPs | FLOPs speed-up |", "|---|---|---|---|"]
+    lines = [
+        "",
+        "## FastV at the same ratios (FLOPs only, not timed)",
+        "",
+        f"FastV prunes inside the LLM: its first {k} layers run over all {full['visual_tokens']} visual tokens, "
+        "the others over the kept ones (`scorerl/eval/flops.py`, `fastv_prefill_flops`).",
+        "",
+        "| ratio | visual tokens after pruning | GFLOPs | FLOPs speed-up |",
+        "|---|---|---|---|",
+    ]
     for r in rows:
         f = r["fastv"]
         visual = f["tokens_from_layer"] - full["text_tokens"]
-        lines.append(f"| {_ratio_label(r['ratio'])} | {visual} | {_flops_cell(f['flops'])} | "
-                     f"{_x(f['flops_speedup'])} |")
+        lines.append(
+            f"| {_ratio_label(r['ratio'])} | {visual} | {_flops_cell(f['flops'])} | {_x(f['flops_speedup'])} |"
+        )
     return lines
 
 
@@ -298,15 +346,21 @@ def _ms_or_na(x: float | None) -> str:
 def ttft_markdown(ttft: dict) -> list[str]:
     """Time to first token per arm: decode + vision tower + policy + prefill, and the one end-to-end run."""
     decoder = ttft["decoder"] or f"n/a ({ttft['decode_na_reason']})"
-    lines = ["## Time to first token", "",
-             f"Frame decoding: {decoder}. {ttft['note']}.", "",
-             "| arm | decode ms | vision ms | policy ms | prefill ms | TTFT ms | speed-up | end-to-end ms |",
-             "|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "## Time to first token",
+        "",
+        f"Frame decoding: {decoder}. {ttft['note']}.",
+        "",
+        "| arm | decode ms | vision ms | policy ms | prefill ms | TTFT ms | speed-up | end-to-end ms |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for a in ttft["arms"]:
         arm = a["arm"] if a["arm"] == "full" else _ratio_label(a["arm"])
-        lines.append(f"| {arm} | {_ms_or_na(a['decode_s'])} | {_ms(a['vision_s'])} | "
-                     f"{'-' if a['arm'] == 'full' else _ms(a['policy_s'])} | {_ms(a['prefill_s'])} | "
-                     f"{_ms(a['ttft_s'])} | {a['speedup']:.2f} | {_ms_or_na(a.get('e2e_s'))} |")
+        lines.append(
+            f"| {arm} | {_ms_or_na(a['decode_s'])} | {_ms(a['vision_s'])} | "
+            f"{'-' if a['arm'] == 'full' else _ms(a['policy_s'])} | {_ms(a['prefill_s'])} | "
+            f"{_ms(a['ttft_s'])} | {a['speedup']:.2f} | {_ms_or_na(a.get('e2e_s'))} |"
+        )
     return lines
 
 

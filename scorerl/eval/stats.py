@@ -60,14 +60,14 @@ def resampled_accuracies(correct, resamples: int = DEFAULT_RESAMPLES, seed: int 
     out = np.empty(resamples)
     for start in range(0, resamples, chunk):
         c = min(chunk, resamples - start)
-        idx = q_rng.integers(0, n, size=(c, n))              # [c, n] question draws
-        per_seed = x[idx].mean(axis=1)                       # [c, S] each seed's accuracy on the drawn questions
+        idx = q_rng.integers(0, n, size=(c, n))  # [c, n] question draws
+        per_seed = x[idx].mean(axis=1)  # [c, S] each seed's accuracy on the drawn questions
         if S > 1:
-            drawn = s_rng.integers(0, S, size=(c, S))        # [c, S] seed draws, with replacement
+            drawn = s_rng.integers(0, S, size=(c, S))  # [c, S] seed draws, with replacement
             weights = (drawn[:, :, None] == np.arange(S)).sum(axis=1) / S  # [c, S]: times drawn / S
-            out[start:start + c] = (per_seed * weights).sum(axis=1)
+            out[start : start + c] = (per_seed * weights).sum(axis=1)
         else:
-            out[start:start + c] = per_seed[:, 0]
+            out[start : start + c] = per_seed[:, 0]
     return out
 
 
@@ -78,14 +78,16 @@ def percentile_interval(values: np.ndarray, level: float = LEVEL) -> tuple[float
     return _tidy(lo), _tidy(hi)
 
 
-def bootstrap_ci(correct, resamples: int = DEFAULT_RESAMPLES, seed: int = 0,
-                 level: float = LEVEL) -> tuple[float, float]:
+def bootstrap_ci(
+    correct, resamples: int = DEFAULT_RESAMPLES, seed: int = 0, level: float = LEVEL
+) -> tuple[float, float]:
     """Percentile bootstrap interval of the accuracy; correct: bool [n] (one run) or [n, S] (S training seeds)."""
     return percentile_interval(resampled_accuracies(correct, resamples, seed), level)
 
 
-def paired_diff_ci(a, b, resamples: int = DEFAULT_RESAMPLES, seed: int = 0,
-                   level: float = LEVEL) -> tuple[float, float]:
+def paired_diff_ci(
+    a, b, resamples: int = DEFAULT_RESAMPLES, seed: int = 0, level: float = LEVEL
+) -> tuple[float, float]:
     """Interval of accuracy(A) - accuracy(B), both resampled on the same questions (paired); a and b: bool [n] or
     [n, S] over the same questions in the same order. An interval that excludes 0 is what "A beats B" needs."""
     if len(a) != len(b):

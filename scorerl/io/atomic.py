@@ -35,8 +35,10 @@ def disk_errors(target: str | Path) -> Iterator[None]:
     except OSError as e:
         if e.errno not in DISK_ERRNOS:
             raise
-        raise WriteError(f"{target}: cannot write: {e.strerror or e} (nothing was half written; free space or "
-                         f"choose a writable folder, then run the command again)") from None
+        raise WriteError(
+            f"{target}: cannot write: {e.strerror or e} (nothing was half written; free space or "
+            f"choose a writable folder, then run the command again)"
+        ) from None
 
 
 def user_umask() -> int:

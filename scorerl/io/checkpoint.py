@@ -40,6 +40,7 @@ _TRASH_PREFIX = ".trash-"
 _STEP_DIR = re.compile(r"^step-(\d+)$")
 _TENSOR_GROUP = re.compile(r"^[A-Za-z0-9_-]+$")
 
+
 @dataclass
 class Checkpoint:
     path: Path
@@ -121,8 +122,10 @@ def save_checkpoint(
     wait()
     if rank != 0 and not tmp.is_dir():
         # Every rank writes its RNG files into rank 0's folder: a node that cannot see it has another filesystem.
-        raise CheckpointError(f"rank {rank}: cannot see {tmp}, which rank 0 just created: every process must see "
-                              f"run.output_dir on one shared filesystem (multi-node runs: a shared mount)")
+        raise CheckpointError(
+            f"rank {rank}: cannot see {tmp}, which rank 0 just created: every process must see "
+            f"run.output_dir on one shared filesystem (multi-node runs: a shared mount)"
+        )
     with _cleaned_on_disk_error(tmp, final):
         if rng is not None:
             _write_rng(tmp, rank, rng)
@@ -154,8 +157,9 @@ def _cleaned_on_disk_error(tmp: Path, final: Path) -> Iterator[None]:
             yield
     except WriteError as e:
         _remove(tmp)
-        raise WriteError(f"{e}; the previous checkpoints are intact: after freeing space, continue with "
-                         f"--resume auto") from None
+        raise WriteError(
+            f"{e}; the previous checkpoints are intact: after freeing space, continue with --resume auto"
+        ) from None
 
 
 def prune_checkpoints(run_dir: str | Path, keep_last: int) -> None:
@@ -239,8 +243,9 @@ def load_checkpoint(path: str | Path, rank: int = 0) -> Checkpoint:
     rng = None
     json_name, st_name = f"rng-rank{rank}.json", f"rng-rank{rank}.safetensors"
     if json_name in blobs and st_name in blobs:
-        rng = _join_rng(_parse_json(path / json_name, blobs[json_name]),
-                        _parse_safetensors(path / st_name, blobs[st_name]))
+        rng = _join_rng(
+            _parse_json(path / json_name, blobs[json_name]), _parse_safetensors(path / st_name, blobs[st_name])
+        )
     return Checkpoint(path, int(manifest["step"]), int(manifest["world_size"]), tensors, state, rng)
 
 

@@ -103,10 +103,19 @@ class FolderLock:
             os.close(fd)
             raise
         if previous and previous.get("pid") != os.getpid():
-            log.info("%s: took over the lock of pid %s (host %s, started %s), which is no longer running",
-                     self.folder, previous.get("pid"), previous.get("host"), previous.get("started"))
-        holder = {"pid": os.getpid(), "host": socket.gethostname(), "what": self.what,
-                  "started": time.strftime("%Y-%m-%d %H:%M:%S")}
+            log.info(
+                "%s: took over the lock of pid %s (host %s, started %s), which is no longer running",
+                self.folder,
+                previous.get("pid"),
+                previous.get("host"),
+                previous.get("started"),
+            )
+        holder = {
+            "pid": os.getpid(),
+            "host": socket.gethostname(),
+            "what": self.what,
+            "started": time.strftime("%Y-%m-%d %H:%M:%S"),
+        }
         os.ftruncate(fd, 0)
         os.pwrite(fd, (json.dumps(holder) + "\n").encode(), 0)
         self._fd = fd
@@ -149,16 +158,25 @@ def _flock(fd: int, holder: dict[str, Any] | None, folder: Path) -> None:
         if e.errno not in (errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS):
             raise
     # No flock on this filesystem: the holder's pid decides (alive on this host = held).
-    if holder and holder.get("pid") != os.getpid() and holder.get("host") == socket.gethostname() \
-            and _alive(holder.get("pid")):
+    if (
+        holder
+        and holder.get("pid") != os.getpid()
+        and holder.get("host") == socket.gethostname()
+        and _alive(holder.get("pid"))
+    ):
         raise FolderInUseError(_busy_message(folder, holder))
 
 
 def _busy_message(folder: Path, holder: dict[str, Any] | None) -> str:
-    who = (f"pid {holder.get('pid')} on {holder.get('host')}, since {holder.get('started')}" if holder
-           else "another process")
-    return (f"{folder} is in use by another scorerl process ({who}); two writers would mix their files. Wait for "
-            f"it to finish, or choose another folder (run.name)")
+    who = (
+        f"pid {holder.get('pid')} on {holder.get('host')}, since {holder.get('started')}"
+        if holder
+        else "another process"
+    )
+    return (
+        f"{folder} is in use by another scorerl process ({who}); two writers would mix their files. Wait for "
+        f"it to finish, or choose another folder (run.name)"
+    )
 
 
 def _read_holder(path: Path) -> dict[str, Any] | None:

@@ -11,8 +11,15 @@ from tqdm.auto import tqdm
 class ProgressBar:
     """A tqdm bar at `step/total` showing a few metrics; disabled off the main process."""
 
-    def __init__(self, total: int, initial: int = 0, keys: Iterable[str] = ("reward", "loss"),
-                 disable: bool = False, desc: str = "train", **tqdm_kwargs: Any) -> None:
+    def __init__(
+        self,
+        total: int,
+        initial: int = 0,
+        keys: Iterable[str] = ("reward", "loss"),
+        disable: bool = False,
+        desc: str = "train",
+        **tqdm_kwargs: Any,
+    ) -> None:
         self.keys = list(keys)
         self.bar = tqdm(total=total, initial=initial, disable=disable, desc=desc, dynamic_ncols=True, **tqdm_kwargs)
 

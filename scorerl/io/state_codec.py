@@ -1,8 +1,8 @@
 """Optimizer and RNG state as safetensors + JSON (never pickle): what a checkpoint needs beyond the weights.
 
-    tensors, layout = flatten_optimizer_state(optimizer.state_dict())   # tensors -> safetensors, layout -> JSON
-    optimizer.load_state_dict(unflatten_optimizer_state(tensors, layout))
-    rng = capture_rng_state(); ...; restore_rng_state(rng)               # python, numpy, torch CPU/CUDA, named
+tensors, layout = flatten_optimizer_state(optimizer.state_dict())   # tensors -> safetensors, layout -> JSON
+optimizer.load_state_dict(unflatten_optimizer_state(tensors, layout))
+rng = capture_rng_state(); ...; restore_rng_state(rng)               # python, numpy, torch CPU/CUDA, named
 """
 
 from __future__ import annotations
@@ -118,7 +118,10 @@ def _restore_cuda(states: list[torch.Tensor]) -> None:
         return
     if not torch.cuda.is_available() or torch.cuda.device_count() != len(states):
         have = torch.cuda.device_count() if torch.cuda.is_available() else 0
-        warnings.warn(f"checkpoint holds {len(states)} CUDA RNG states but {have} devices are visible; "
-                      "CUDA RNG not restored, so GPU-side random draws will differ from the original run", stacklevel=2)
+        warnings.warn(
+            f"checkpoint holds {len(states)} CUDA RNG states but {have} devices are visible; "
+            "CUDA RNG not restored, so GPU-side random draws will differ from the original run",
+            stacklevel=2,
+        )
         return
     torch.cuda.set_rng_state_all(states)

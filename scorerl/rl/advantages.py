@@ -37,8 +37,9 @@ class Advantages:
         def move(t: torch.Tensor | None) -> torch.Tensor | None:
             return None if t is None else t.to(device)
 
-        return Advantages(self.per_mask.to(device), self.zero_std.to(device), self.frac_zero_std, move(self.kept),
-                          move(self.dropped))
+        return Advantages(
+            self.per_mask.to(device), self.zero_std.to(device), self.frac_zero_std, move(self.kept), move(self.dropped)
+        )
 
 
 def _group_std(x: torch.Tensor) -> torch.Tensor:
@@ -60,22 +61,25 @@ def _zscore(x: torch.Tensor, eps: float, floor: float = 0.0) -> tuple[torch.Tens
     return torch.where(const[:, None], torch.zeros_like(z), z), const
 
 
-def grpo(fidelity: torch.Tensor, sparsity: torch.Tensor, reward: torch.Tensor, cfg: RLSection,
-         lam: float) -> Advantages:
+def grpo(
+    fidelity: torch.Tensor, sparsity: torch.Tensor, reward: torch.Tensor, cfg: RLSection, lam: float
+) -> Advantages:
     a, const = _zscore(reward, cfg.std_eps)
     return Advantages(a, const, const.float().mean().item())
 
 
-def dr_grpo(fidelity: torch.Tensor, sparsity: torch.Tensor, reward: torch.Tensor, cfg: RLSection,
-            lam: float) -> Advantages:
+def dr_grpo(
+    fidelity: torch.Tensor, sparsity: torch.Tensor, reward: torch.Tensor, cfg: RLSection, lam: float
+) -> Advantages:
     const = _constant(reward)
     a = reward - reward.mean(dim=1, keepdim=True)
     a = torch.where(const[:, None], torch.zeros_like(a), a)
     return Advantages(a, const, const.float().mean().item())
 
 
-def split(fidelity: torch.Tensor, sparsity: torch.Tensor, reward: torch.Tensor, cfg: RLSection,
-          lam: float) -> Advantages:
+def split(
+    fidelity: torch.Tensor, sparsity: torch.Tensor, reward: torch.Tensor, cfg: RLSection, lam: float
+) -> Advantages:
     # Each component on its own scale: a big CE swing cannot drown the sparsity signal or vice versa, and the
     # floor stops a component that barely varies (e.g. kappa in a stage-1 group) from being blown up into noise.
     zf, const_f = _zscore(fidelity, cfg.std_eps, cfg.std_floor)
@@ -84,8 +88,9 @@ def split(fidelity: torch.Tensor, sparsity: torch.Tensor, reward: torch.Tensor, 
     return Advantages(zf + lam * zs, const, const.float().mean().item())
 
 
-def split_action(fidelity: torch.Tensor, sparsity: torch.Tensor, reward: torch.Tensor, cfg: RLSection,
-                 lam: float) -> Advantages:
+def split_action(
+    fidelity: torch.Tensor, sparsity: torch.Tensor, reward: torch.Tensor, cfg: RLSection, lam: float
+) -> Advantages:
     # Credit assignment by action: keeping a token is what fidelity rewards, dropping one is what sparsity rewards.
     zf, const_f = _zscore(fidelity, cfg.std_eps, cfg.std_floor)
     zs, const_s = _zscore(sparsity, cfg.std_eps, cfg.std_floor)
@@ -96,8 +101,9 @@ def split_action(fidelity: torch.Tensor, sparsity: torch.Tensor, reward: torch.T
 ESTIMATORS = {"grpo": grpo, "split": split, "split_action": split_action, "dr_grpo": dr_grpo}
 
 
-def compute_advantages(name: str, fidelity: torch.Tensor, sparsity: torch.Tensor, reward: torch.Tensor, cfg: RLSection,
-                       lam: float = 1.0) -> Advantages:
+def compute_advantages(
+    name: str, fidelity: torch.Tensor, sparsity: torch.Tensor, reward: torch.Tensor, cfg: RLSection, lam: float = 1.0
+) -> Advantages:
     """Advantages of a [B, K] group batch with the named estimator; cfg is the RLSection, lam RewardSection.lam."""
     if name not in ESTIMATORS:
         raise ValueError(f"unknown advantage estimator {name!r}; choose one of {', '.join(ESTIMATORS)}")

@@ -67,14 +67,21 @@ def bernoulli_entropy(logits: torch.Tensor) -> torch.Tensor:
 def bernoulli_kl(logits: torch.Tensor, ref_logits: torch.Tensor) -> torch.Tensor:
     """Exact KL(Bern(p) || Bern(q)) per token: p log(p/q) + (1 - p) log((1 - p)/(1 - q))."""
     p = torch.sigmoid(logits)
-    return (p * (F.logsigmoid(logits) - F.logsigmoid(ref_logits))
-            + (1 - p) * (F.logsigmoid(-logits) - F.logsigmoid(-ref_logits)))
+    return p * (F.logsigmoid(logits) - F.logsigmoid(ref_logits)) + (1 - p) * (
+        F.logsigmoid(-logits) - F.logsigmoid(-ref_logits)
+    )
 
 
-def policy_loss(logits: torch.Tensor, masks: torch.Tensor, adv: Advantages | torch.Tensor, cfg: RLSection,
-                old_logp: torch.Tensor | None = None, ref_logits: torch.Tensor | None = None,
-                valid: torch.Tensor | None = None, order: torch.Tensor | None = None
-                ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+def policy_loss(
+    logits: torch.Tensor,
+    masks: torch.Tensor,
+    adv: Advantages | torch.Tensor,
+    cfg: RLSection,
+    old_logp: torch.Tensor | None = None,
+    ref_logits: torch.Tensor | None = None,
+    valid: torch.Tensor | None = None,
+    order: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """Loss (scalar, differentiable) and stats (detached scalars: pg_loss, entropy, kl, clip_frac, ratio).
 
     adv: Advantages (its kept/dropped are used when set: split_action) or a plain [B, K] tensor.
@@ -84,10 +91,15 @@ def policy_loss(logits: torch.Tensor, masks: torch.Tensor, adv: Advantages | tor
     order long [B, K, L]: the masks are ranked draws in this order (rl.sampling: ranked): each mask's log-prob is
     ranking_logprobs, weighted by its [B, K] advantage (no per-token split, no PPO ratio: config validation).
     """
-    if logits.dim() != 3 or masks.dim() != 4 or masks.shape[0] != logits.shape[0] \
-            or masks.shape[2:] != logits.shape[1:]:
-        raise ValueError(f"logits must be [B, T, N] and masks [B, K, T, N], got {tuple(logits.shape)} "
-                         f"and {tuple(masks.shape)}")
+    if (
+        logits.dim() != 3
+        or masks.dim() != 4
+        or masks.shape[0] != logits.shape[0]
+        or masks.shape[2:] != logits.shape[1:]
+    ):
+        raise ValueError(
+            f"logits must be [B, T, N] and masks [B, K, T, N], got {tuple(logits.shape)} and {tuple(masks.shape)}"
+        )
     masks = masks.bool()
     B, K, T, N = masks.shape
 
@@ -144,6 +156,11 @@ def policy_loss(logits: torch.Tensor, masks: torch.Tensor, adv: Advantages | tor
             raise ValueError("kl_coef > 0 needs ref_logits (the initial policy's logits)")
         loss = loss + cfg.kl_coef * kl
 
-    stats = {"pg_loss": pg_loss.detach(), "entropy": entropy.detach(), "kl": kl.detach(),
-             "clip_frac": clip_frac, "ratio": ratio_mean}
+    stats = {
+        "pg_loss": pg_loss.detach(),
+        "entropy": entropy.detach(),
+        "kl": kl.detach(),
+        "clip_frac": clip_frac,
+        "ratio": ratio_mean,
+    }
     return loss, stats

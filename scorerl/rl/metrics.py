@@ -85,13 +85,19 @@ class MetricsLogger:
             # Drop events that a crashed attempt wrote after the checkpoint we resume from.
             init_kwargs["tensorboard"] = {"purge_step": resume_step + 1}
         if "wandb" in self.trackers:
-            init_kwargs["wandb"] = {"name": run_name, "dir": str(self.run_dir / TRACKERS_DIR),
-                                    "id": self._wandb_id(), "resume": "allow"}
+            init_kwargs["wandb"] = {
+                "name": run_name,
+                "dir": str(self.run_dir / TRACKERS_DIR),
+                "id": self._wandb_id(),
+                "resume": "allow",
+            }
             if not os.environ.get("WANDB_MODE") and not wandb_has_api_key():
                 # wandb.init would stop the run with "No API key configured"; a run is worth more than a dashboard
-                log.warning("wandb: no API key configured (WANDB_API_KEY or `wandb login`): logging offline to "
-                            "%s; upload later with `wandb sync`, or set WANDB_MODE to choose", self.run_dir /
-                            TRACKERS_DIR)
+                log.warning(
+                    "wandb: no API key configured (WANDB_API_KEY or `wandb login`): logging offline to "
+                    "%s; upload later with `wandb sync`, or set WANDB_MODE to choose",
+                    self.run_dir / TRACKERS_DIR,
+                )
                 init_kwargs["wandb"]["mode"] = "offline"
         flat = _flatten(config) if config else None  # tensorboard hparams take scalars and strings only
         self.accelerator.init_trackers(project, config=flat, init_kwargs=init_kwargs)
@@ -251,7 +257,9 @@ class SaturationWatch:
         if not found or self.reported or self.streak < self.patience:
             return None
         self.reported = True
-        text = (f"step {step}: {found} for {self.streak} steps in a row; the policy has saturated and learns "
-                "nothing more. Lower train.lr or set train.max_grad_norm (> 0), then start over with --force")
+        text = (
+            f"step {step}: {found} for {self.streak} steps in a row; the policy has saturated and learns "
+            "nothing more. Lower train.lr or set train.max_grad_norm (> 0), then start over with --force"
+        )
         log.warning(text)
         return text

@@ -48,17 +48,23 @@ def newest_readable(run_dir: Path, rank: int = 0, clean_stale: bool = False) -> 
             problems.append(str(e))
             continue
         if problems:
-            warnings.warn(f"skipped {len(problems)} unreadable newer checkpoint(s) ({'; '.join(problems)}); "
-                          f"resuming from {path.name}, the newest intact one", stacklevel=2)
+            warnings.warn(
+                f"skipped {len(problems)} unreadable newer checkpoint(s) ({'; '.join(problems)}); "
+                f"resuming from {path.name}, the newest intact one",
+                stacklevel=2,
+            )
         return found
     if problems:
-        raise CheckpointError(f"{run_dir}: no checkpoint reads back intact ({'; '.join(problems)}); start over "
-                              "with --force (deletes them) or choose another run.name")
+        raise CheckpointError(
+            f"{run_dir}: no checkpoint reads back intact ({'; '.join(problems)}); start over "
+            "with --force (deletes them) or choose another run.name"
+        )
     return None
 
 
-def find_start(run_dir: Path, resume: str | None, force: bool, cfg: Config, accelerator,
-               say=print) -> ckpt.Checkpoint | None:
+def find_start(
+    run_dir: Path, resume: str | None, force: bool, cfg: Config, accelerator, say=print
+) -> ckpt.Checkpoint | None:
     """The checkpoint to continue from (None = fresh), checked against cfg; see the module docstring."""
     is_main = accelerator.is_main_process
     if resume is None:  # the folder is checked (and, with --force, cleared of scorerl's files) by the main process
@@ -81,13 +87,16 @@ def find_start(run_dir: Path, resume: str | None, force: bool, cfg: Config, acce
             try:
                 start = ckpt.load_checkpoint(path, rank=rank)
             except CheckpointError as e:
-                raise CheckpointError(f"{e}. Pass --resume auto to continue from the run's newest intact "
-                                      "checkpoint instead") from None
+                raise CheckpointError(
+                    f"{e}. Pass --resume auto to continue from the run's newest intact checkpoint instead"
+                ) from None
         else:
             start = newest_readable(path, rank=rank)  # a run folder was given: its newest intact checkpoint
             if start is None:
-                raise CheckpointError(f"--resume {resume}: neither a checkpoint folder (no {ckpt.MARKER}) nor a run "
-                                      "folder with a complete checkpoint")
+                raise CheckpointError(
+                    f"--resume {resume}: neither a checkpoint folder (no {ckpt.MARKER}) nor a run "
+                    "folder with a complete checkpoint"
+                )
     diffs = check_resume_config(start.state.get("config", {}), cfg.to_dict(), force=force)
     if diffs:
         warnings.warn(f"resuming {start.path} with a changed config (forced): {', '.join(diffs)}", stacklevel=2)

@@ -54,8 +54,9 @@ class Rollout:
     timings: dict[str, float] = field(default_factory=dict)  # env_ms, policy_ms
 
 
-def base_ce(env: VideoEnv, items: list[RolloutItem], cache: dict[str, float],
-            answer_format: str = "letter") -> tuple[torch.Tensor, dict]:
+def base_ce(
+    env: VideoEnv, items: list[RolloutItem], cache: dict[str, float], answer_format: str = "letter"
+) -> tuple[torch.Tensor, dict]:
     """CE_base [B] of every item (all visual tokens) from `cache`; the missing ones are scored in one call, stored
     in `cache` and also returned as {key: CE_base} so the trainer can share them with the other processes.
 
@@ -69,16 +70,19 @@ def base_ce(env: VideoEnv, items: list[RolloutItem], cache: dict[str, float],
             missing.setdefault(it.key, it)  # a sample can come twice in a batch when an epoch wraps
     new = {}
     if missing or env.lockstep is not None:  # a partitioned env: every process takes part in every scoring call
-        requests = [ScoreRequest(it.visual, format_prompt(it.sample, fmt), target=answer_target(it.sample, fmt), keep=None)
-                    for it in missing.values()]
+        requests = [
+            ScoreRequest(it.visual, format_prompt(it.sample, fmt), target=answer_target(it.sample, fmt), keep=None)
+            for it in missing.values()
+        ]
         ce = env.score(requests).detach().float().cpu()  # [M]
         new = {key: float(c) for key, c in zip(missing, ce.tolist())}
         cache.update(new)
     return torch.tensor([cache[it.key] for it in items], dtype=torch.float32), new
 
 
-def collect(policy: torch.nn.Module, env: VideoEnv, items: list[RolloutItem], cfg, *, step: int,
-            ce_base_cache: dict[str, float]) -> Rollout:
+def collect(
+    policy: torch.nn.Module, env: VideoEnv, items: list[RolloutItem], cfg, *, step: int, ce_base_cache: dict[str, float]
+) -> Rollout:
     """Sample K masks per item from the current policy and score them with the frozen env (no gradient).
 
     policy: the (possibly accelerate-wrapped) TokenPolicy. cfg: the Config (rl.group_size, rl.min_keep, run.seed,
@@ -117,14 +121,31 @@ def collect(policy: torch.nn.Module, env: VideoEnv, items: list[RolloutItem], cf
     with torch.inference_mode():
         ce_base, new_ce_base = base_ce(env, items, ce_base_cache, fmt)  # [B]
         masks_cpu = masks.cpu()
-        requests = [ScoreRequest(it.visual, format_prompt(it.sample, fmt),
-                                 target=answer_target(it.sample, fmt), keep=masks_cpu[b, k, :t, :n])
-                    for b, (it, (t, n)) in enumerate(zip(items, batch.shapes)) for k in range(K)]
+        requests = [
+            ScoreRequest(
+                it.visual,
+                format_prompt(it.sample, fmt),
+                target=answer_target(it.sample, fmt),
+                keep=masks_cpu[b, k, :t, :n],
+            )
+            for b, (it, (t, n)) in enumerate(zip(items, batch.shapes))
+            for k in range(K)
+        ]
         ce = env.score(requests).detach().float().cpu().view(B, K)  # [B, K]
     t_env = time.perf_counter() - t0
     valid = None if batch.uniform else batch.valid.to(masks.device)
-    return Rollout(batch, masks, logits.detach(), ce, ce_base, guarded, order, valid, new_ce_base,
-                   {"env_ms": 1000 * t_env, "policy_ms": 1000 * t_policy})
+    return Rollout(
+        batch,
+        masks,
+        logits.detach(),
+        ce,
+        ce_base,
+        guarded,
+        order,
+        valid,
+        new_ce_base,
+        {"env_ms": 1000 * t_env, "policy_ms": 1000 * t_policy},
+    )
 
 
 def group_budget(budgets: list[float], shape: tuple[int, int], generator: torch.Generator) -> int:

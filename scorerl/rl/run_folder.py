@@ -68,12 +68,16 @@ def check_fresh(run_dir: Path, force: bool, say=print) -> None:
     if earlier and not force:
         existing = ckpt.list_checkpoints(run_dir)
         if existing:
-            raise CheckpointError(f"{run_dir} already holds checkpoints (latest {existing[-1].name}): pass "
-                                  "--resume auto to continue that run, use another run.name, or --force to "
-                                  "start over (deletes what scorerl wrote there, nothing else)")
-        raise CheckpointError(f"{run_dir} holds an earlier run ({', '.join(earlier)}): pass --resume auto to "
-                              "continue it, use another run.name, or --force to start over (deletes those, "
-                              "nothing else)")
+            raise CheckpointError(
+                f"{run_dir} already holds checkpoints (latest {existing[-1].name}): pass "
+                "--resume auto to continue that run, use another run.name, or --force to "
+                "start over (deletes what scorerl wrote there, nothing else)"
+            )
+        raise CheckpointError(
+            f"{run_dir} holds an earlier run ({', '.join(earlier)}): pass --resume auto to "
+            "continue it, use another run.name, or --force to start over (deletes those, "
+            "nothing else)"
+        )
     for name in earlier:
         owned.remove_entry(run_dir / name)
     if earlier:
@@ -110,9 +114,11 @@ def _refuse_foreign(run_dir: Path) -> None:
     if "checkpoints" in owned.recorded(run_dir):
         foreign += [f"checkpoints/{name}" for name in _foreign_in_checkpoints(ckpt.checkpoints_dir(run_dir))]
     if foreign:
-        raise RunFolderError(f"{run_dir}: holds {', '.join(sorted(foreign))}, which scorerl did not write; refusing to "
-                             "start a run there (nothing was changed). Move them out, or choose another run.name "
-                             "or run.output_dir")
+        raise RunFolderError(
+            f"{run_dir}: holds {', '.join(sorted(foreign))}, which scorerl did not write; refusing to "
+            "start a run there (nothing was changed). Move them out, or choose another run.name "
+            "or run.output_dir"
+        )
     if (run_dir / POLICY_DIR).exists():
         check_export_target(run_dir / POLICY_DIR)
 

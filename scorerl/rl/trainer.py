@@ -34,29 +34,46 @@ from scorerl.io import atomic
 from scorerl.io import checkpoint as ckpt
 from scorerl.io import state_codec as codec
 from scorerl.io.progress import ProgressBar
+from scorerl.rl import run_folder
 from scorerl.rl.advantages import compute_advantages
 from scorerl.rl.curriculum import Curriculum
 from scorerl.rl.metrics import MetricsLogger, SaturationWatch, rollout_metrics, tracker_kwargs
-from scorerl.rl import run_folder
-from scorerl.rl.run_folder import DATA_REPORT
 from scorerl.rl.resume import find_start
 from scorerl.rl.rewards import combine, kept_fraction
 from scorerl.rl.rollout import RolloutItem, collect
+from scorerl.rl.run_folder import DATA_REPORT
 from scorerl.rl.sampler import ResumableSampler
 from scorerl.rl.update import reference_logits, update_loss
 
 log = logging.getLogger(__name__)
 
 # The names TRL users already read, then ours; every logged line has all of them.
-METRIC_NAMES = ("reward", "reward_std", "frac_reward_zero_std", "fidelity", "sparsity", "kept_fraction", "ce_base",
-                "dce", "loss", "entropy", "grad_norm", "lr", "stage", "samples_per_s", "env_ms", "policy_ms")
+METRIC_NAMES = (
+    "reward",
+    "reward_std",
+    "frac_reward_zero_std",
+    "fidelity",
+    "sparsity",
+    "kept_fraction",
+    "ce_base",
+    "dce",
+    "loss",
+    "entropy",
+    "grad_norm",
+    "lr",
+    "stage",
+    "samples_per_s",
+    "env_ms",
+    "policy_ms",
+)
 
 
 def train(cfg: Config, resume: str | None = None, force: bool = False) -> Path:
     """Train a SCORE policy as `cfg` says; returns the run folder (which holds policy/ when the run finished).
 
     resume: None = a fresh run (refused if the run folder holds an earlier run, unless force, which deletes what
-    scorerl wrote there and nothing else; a folder holding files scorerl did not write is always refused); `auto` = continue from the run's latest complete checkpoint, or start fresh if it has none; a PATH =
+    scorerl wrote there and nothing else; a folder holding files scorerl did not write is always refused); `auto` =
+    continue from the run's latest complete checkpoint, or start fresh if it has none; a PATH =
     continue from that checkpoint folder. A config that differs from the checkpoint's in a key that changes the
     run is refused (the error names the keys) unless force.
     """
@@ -92,8 +109,11 @@ def _train(cfg: Config, run_dir: Path, accelerator, resume: str | None, force: b
 
             export_checkpoint(start, run_dir / "policy")
         accelerator.wait_for_everyone()
-        _log_main(accelerator, f"{run_dir}: already trained to step {start_step} >= train.max_steps={T.max_steps}; "
-                               f"nothing to do (policy in {run_dir / 'policy'})")
+        _log_main(
+            accelerator,
+            f"{run_dir}: already trained to step {start_step} >= train.max_steps={T.max_steps}; "
+            f"nothing to do (policy in {run_dir / 'policy'})",
+        )
         accelerator.end_training()
         return run_dir
     if is_main:
@@ -157,8 +177,10 @@ def _train(cfg: Config, run_dir: Path, accelerator, resume: str | None, force: b
     policy, optimizer, scheduler = accelerator.prepare(policy, optimizer, scheduler)
 
     # ---- 8. curriculum over samplers sharded by rank (a sample and its K masks stay on one process)
-    samplers = {s: ResumableSampler(len(samples), seed=cfg.run.seed + 1000 * s, rank=rank, world_size=world_size)
-                for s, samples in stage_samples.items()}
+    samplers = {
+        s: ResumableSampler(len(samples), seed=cfg.run.seed + 1000 * s, rank=rank, world_size=world_size)
+        for s, samples in stage_samples.items()
+    }
     curriculum = Curriculum(cfg.curriculum, samplers.get(1), samplers[2], seed=cfg.run.seed)
 
     # ---- 9. restore everything a checkpoint holds
@@ -169,8 +191,15 @@ def _train(cfg: Config, run_dir: Path, accelerator, resume: str | None, force: b
         _log_main(accelerator, f"resumed from {start.path} at step {start_step} (stage {curriculum.stage})")
 
     # ---- 10. the loop
-    logger = MetricsLogger(run_dir, accelerator, T.trackers, resume_step=start_step if start is not None else None,
-                           project=T.tracker_project, config=cfg.to_dict(), run_name=cfg.run.name)
+    logger = MetricsLogger(
+        run_dir,
+        accelerator,
+        T.trackers,
+        resume_step=start_step if start is not None else None,
+        project=T.tracker_project,
+        config=cfg.to_dict(),
+        run_name=cfg.run.name,
+    )
     bar = ProgressBar(T.max_steps, initial=start_step, keys=("reward", "kept_fraction", "stage"), disable=not is_main)
     global_batch = T.batch_size * world_size  # samples per micro-step over all processes
     max_norm = T.max_grad_norm if T.max_grad_norm > 0 else math.inf  # inf: no clipping, but the norm is logged
@@ -186,13 +215,23 @@ def _train(cfg: Config, run_dir: Path, accelerator, resume: str | None, force: b
             for micro in range(T.grad_accum):
                 stage, picks = curriculum.next_batch(T.batch_size)
                 first = micro * global_batch + rank * T.batch_size  # this process's slice of the global batch
-                ro = collect(policy, env, _items(picks, stage_samples, cache, first), cfg, step=step,
-                             ce_base_cache=ce_base_cache)
+                ro = collect(
+                    policy, env, _items(picks, stage_samples, cache, first), cfg, step=step, ce_base_cache=ce_base_cache
+                )
                 new_ce_base.update(ro.new_ce_base)
-                rewards = combine(ro.ce - ro.ce_base[:, None], kept_fraction(ro.masks.cpu(), None if ro.valid is None else ro.valid.cpu()),
-                                  cfg.reward)  # [B, K]
-                adv = compute_advantages(cfg.rl.estimator, rewards["fidelity"], rewards["sparsity"],
-                                         rewards["reward"], cfg.rl, lam=cfg.reward.lam).to(accelerator.device)
+                rewards = combine(
+                    ro.ce - ro.ce_base[:, None],
+                    kept_fraction(ro.masks.cpu(), None if ro.valid is None else ro.valid.cpu()),
+                    cfg.reward,
+                )  # [B, K]
+                adv = compute_advantages(
+                    cfg.rl.estimator,
+                    rewards["fidelity"],
+                    rewards["sparsity"],
+                    rewards["reward"],
+                    cfg.rl,
+                    lam=cfg.reward.lam,
+                ).to(accelerator.device)
                 batches.append((ro, rewards, adv, reference_logits(ref_policy, ro)))
 
             # Update: rl.ppo_epochs passes over the collected batches, each through the one loss path.
@@ -222,9 +261,14 @@ def _train(cfg: Config, run_dir: Path, accelerator, resume: str | None, force: b
             values = accelerator.reduce(values.to(accelerator.device), reduction="mean").cpu()
             metrics = dict(zip(keys, values.tolist()))
             seconds = time.perf_counter() - t_step
-            metrics.update(grad_norm=_scalar(grad_norm), lr=lr, stage=stage,
-                           samples_per_s=global_batch * T.grad_accum / seconds, step_s=seconds,
-                           **curriculum.metrics())
+            metrics.update(
+                grad_norm=_scalar(grad_norm),
+                lr=lr,
+                stage=stage,
+                samples_per_s=global_batch * T.grad_accum / seconds,
+                step_s=seconds,
+                **curriculum.metrics(),
+            )
             curriculum.observe(step, metrics["reward"])  # the global mean: every process switches together
             step += 1
             if is_main:
@@ -234,8 +278,20 @@ def _train(cfg: Config, run_dir: Path, accelerator, resume: str | None, force: b
                 logger.log(step, metrics)
             bar.update(step, metrics)
             if step % T.checkpoint_every == 0 or step == T.max_steps:
-                _save(run_dir, step, cfg, accelerator, policy, optimizer, scheduler, curriculum, ref_policy,
-                      feature_dim, env_info, ce_base_cache)
+                _save(
+                    run_dir,
+                    step,
+                    cfg,
+                    accelerator,
+                    policy,
+                    optimizer,
+                    scheduler,
+                    curriculum,
+                    ref_policy,
+                    feature_dim,
+                    env_info,
+                    ce_base_cache,
+                )
                 last_saved = step
     finally:
         bar.close()
@@ -245,8 +301,14 @@ def _train(cfg: Config, run_dir: Path, accelerator, resume: str | None, force: b
     if is_main:
         from scorerl.export import write_export
 
-        write_export(accelerator.unwrap_model(policy), run_dir / "policy", config=cfg.to_dict(), step=step,
-                     env=env_info, source=str(ckpt.checkpoints_dir(run_dir) / ckpt.step_dir_name(last_saved)))
+        write_export(
+            accelerator.unwrap_model(policy),
+            run_dir / "policy",
+            config=cfg.to_dict(),
+            step=step,
+            env=env_info,
+            source=str(ckpt.checkpoints_dir(run_dir) / ckpt.step_dir_name(last_saved)),
+        )
     accelerator.wait_for_everyone()
     accelerator.end_training()
     return run_dir
@@ -262,25 +324,31 @@ def _make_accelerator(cfg: Config, run_dir: Path):
 
     T = cfg.train
     accelerator = Accelerator(
-        gradient_accumulation_steps=T.grad_accum, mixed_precision=T.mixed_precision,
+        gradient_accumulation_steps=T.grad_accum,
+        mixed_precision=T.mixed_precision,
         # Without CUDA, cpu=True lets a torchrun-style launch (`accelerate launch --multi_gpu`, `torchrun`) form a
         # gloo process group: accelerate only detects MULTI_CPU when told it runs on CPU.
         cpu=not torch.cuda.is_available(),
         # The schedule is counted in optimizer steps: accelerate would otherwise step it once per process per
         # optimizer step, and a 2-process run would warm up twice as fast as a 1-process one.
         step_scheduler_with_optimizer=False,
-        **tracker_kwargs(run_dir, T.trackers))
+        **tracker_kwargs(run_dir, T.trackers),
+    )
     if accelerator.distributed_type == DistributedType.DEEPSPEED:
-        raise ConfigError("this launch asks accelerate for DeepSpeed, but the policy trains with plain DDP (exact "
-                          "optimizer state in checkpoints); launch with configs/accelerate/multi_gpu.yaml, and set "
-                          "env.placement=zero3 to partition the frozen environment with DeepSpeed")
+        raise ConfigError(
+            "this launch asks accelerate for DeepSpeed, but the policy trains with plain DDP (exact "
+            "optimizer state in checkpoints); launch with configs/accelerate/multi_gpu.yaml, and set "
+            "env.placement=zero3 to partition the frozen environment with DeepSpeed"
+        )
     return accelerator
 
 
 def _warmup(warmup_steps: int):
     """LR factor: linear warm-up over warmup_steps optimizer steps (the first step already > 0), then 1."""
+
     def factor(step: int) -> float:
         return 1.0 if warmup_steps <= 0 else min(1.0, (step + 1) / warmup_steps)
+
     return factor
 
 
@@ -293,8 +361,10 @@ def stop_if_diverged(step: int, value, run_dir: Path, what: str = "the gradient 
         return
     found = ckpt.latest_checkpoint(run_dir)
     last = f"the last good checkpoint is {found}" if found else "no checkpoint was written yet"
-    raise DivergedError(f"step {step}: {what} is {value} (not finite); training stopped and nothing was exported;"
-                        f" {last}. Lower train.lr or set train.max_grad_norm, then start over with --force")
+    raise DivergedError(
+        f"step {step}: {what} is {value} (not finite); training stopped and nothing was exported;"
+        f" {last}. Lower train.lr or set train.max_grad_norm, then start over with --force"
+    )
 
 
 def _weights_finite(policy) -> float:
@@ -303,47 +373,83 @@ def _weights_finite(policy) -> float:
     return 0.0 if finite else math.nan
 
 
-def _restore(start: ckpt.Checkpoint, accelerator, policy, optimizer, scheduler, curriculum, ref_policy,
-             feature_dim: int) -> None:
+def _restore(
+    start: ckpt.Checkpoint, accelerator, policy, optimizer, scheduler, curriculum, ref_policy, feature_dim: int
+) -> None:
     """Put every piece of state a checkpoint holds back in place."""
     state = start.state
     if state.get("feature_dim") != feature_dim:
-        raise CheckpointError(f"{start.path}: its policy reads features of width {state.get('feature_dim')}, this "
-                              f"environment produces {feature_dim}: env changed since the checkpoint")
+        raise CheckpointError(
+            f"{start.path}: its policy reads features of width {state.get('feature_dim')}, this "
+            f"environment produces {feature_dim}: env changed since the checkpoint"
+        )
     accelerator.unwrap_model(policy).load_state_dict(start.tensors["policy"])
     if ref_policy is not None:
         if "ref_policy" not in start.tensors:
-            raise CheckpointError(f"{start.path}: rl.kl_coef > 0 needs the initial policy, which this checkpoint "
-                                  "lacks (it was written with kl_coef = 0)")
+            raise CheckpointError(
+                f"{start.path}: rl.kl_coef > 0 needs the initial policy, which this checkpoint "
+                "lacks (it was written with kl_coef = 0)"
+            )
         ref_policy.load_state_dict(start.tensors["ref_policy"])
     if "optimizer" not in start.tensors:  # written by a DeepSpeed-ZeRO policy run of an earlier version
-        raise CheckpointError(f"{start.path}: holds no optimizer state, so the run cannot continue exactly; start "
-                              "over, or --force to start fresh in this run folder")
+        raise CheckpointError(
+            f"{start.path}: holds no optimizer state, so the run cannot continue exactly; start "
+            "over, or --force to start fresh in this run folder"
+        )
     optimizer.load_state_dict(codec.unflatten_optimizer_state(start.tensors["optimizer"], state["optimizer"]))
     scheduler.load_state_dict(state["scheduler"])
     curriculum.load_state_dict(state["curriculum"])
     if start.rng is not None:
         codec.restore_rng_state(start.rng)
     else:
-        warnings.warn(f"{start.path}: written by {start.world_size} process(es), none with rank "
-                      f"{accelerator.process_index}; this process's RNG is not restored (masks do not depend on it)",
-                      stacklevel=2)
+        warnings.warn(
+            f"{start.path}: written by {start.world_size} process(es), none with rank "
+            f"{accelerator.process_index}; this process's RNG is not restored (masks do not depend on it)",
+            stacklevel=2,
+        )
 
 
-def _save(run_dir: Path, step: int, cfg: Config, accelerator, policy, optimizer, scheduler, curriculum, ref_policy,
-          feature_dim: int, env_info: dict, ce_base_cache: dict) -> Path:
+def _save(
+    run_dir: Path,
+    step: int,
+    cfg: Config,
+    accelerator,
+    policy,
+    optimizer,
+    scheduler,
+    curriculum,
+    ref_policy,
+    feature_dim: int,
+    env_info: dict,
+    ce_base_cache: dict,
+) -> Path:
     """Checkpoint `step` on every process: policy, optimizer, scheduler, curriculum + samplers, CE_base cache,
     RNG, config."""
     tensors = {"policy": accelerator.get_state_dict(policy)}
-    state = {"step": step, "config": cfg.to_dict(), "feature_dim": feature_dim, "env": env_info,
-             "scheduler": scheduler.state_dict(), "curriculum": curriculum.state_dict(),
-             "ce_base": ce_base_cache, "world_size": accelerator.num_processes}
+    state = {
+        "step": step,
+        "config": cfg.to_dict(),
+        "feature_dim": feature_dim,
+        "env": env_info,
+        "scheduler": scheduler.state_dict(),
+        "curriculum": curriculum.state_dict(),
+        "ce_base": ce_base_cache,
+        "world_size": accelerator.num_processes,
+    }
     tensors["optimizer"], state["optimizer"] = codec.flatten_optimizer_state(optimizer.state_dict())
     if ref_policy is not None:
         tensors["ref_policy"] = ref_policy.state_dict()
-    return ckpt.save_checkpoint(run_dir, step, tensors=tensors, state=state, rng=codec.capture_rng_state(),
-                                keep_last=cfg.train.keep_last, rank=accelerator.process_index,
-                                world_size=accelerator.num_processes, barrier=accelerator.wait_for_everyone)
+    return ckpt.save_checkpoint(
+        run_dir,
+        step,
+        tensors=tensors,
+        state=state,
+        rng=codec.capture_rng_state(),
+        keep_last=cfg.train.keep_last,
+        rank=accelerator.process_index,
+        world_size=accelerator.num_processes,
+        barrier=accelerator.wait_for_everyone,
+    )
 
 
 def _items(picks, stage_samples: dict, features, first_position: int) -> list[RolloutItem]:
@@ -362,8 +468,10 @@ def _items(picks, stage_samples: dict, features, first_position: int) -> list[Ro
             except DataError as e:
                 raise DataError(f"{where(sample)}: {e} (set data.skip_bad=true to skip unreadable media)") from None
         raise
-    return [RolloutItem(sample, visual, position=first_position + j, key=f"{stage}:{sample.id}")
-            for j, ((stage, _), sample, visual) in enumerate(zip(picks, samples, visuals))]
+    return [
+        RolloutItem(sample, visual, position=first_position + j, key=f"{stage}:{sample.id}")
+        for j, ((stage, _), sample, visual) in enumerate(zip(picks, samples, visuals))
+    ]
 
 
 def _readable(cfg: Config, stage_samples: dict, report: dict) -> dict:
@@ -375,8 +483,9 @@ def _readable(cfg: Config, stage_samples: dict, report: dict) -> dict:
     sampling = FrameSampling.of(cfg.data)
     out = {}
     for stage, samples in stage_samples.items():
-        out[stage], report[stage]["skipped_media"] = usable_media(samples, lambda s: load_clip(s, sampling),
-                                                                  skip_bad=True)
+        out[stage], report[stage]["skipped_media"] = usable_media(
+            samples, lambda s: load_clip(s, sampling), skip_bad=True
+        )
     return out
 
 
@@ -388,8 +497,10 @@ def _stop_if_empty(run_dir: Path, stage_samples: dict, report: dict, data, featu
         return
     if is_main:
         _write_data_report(run_dir, stage_samples, report, data, features)
-    raise DataError(f"{report[empty[0]]['manifest']}: no usable sample left for stage {empty[0]} (every line "
-                    f"skipped as bad or unreadable; reasons in {run_dir / DATA_REPORT})")
+    raise DataError(
+        f"{report[empty[0]]['manifest']}: no usable sample left for stage {empty[0]} (every line "
+        f"skipped as bad or unreadable; reasons in {run_dir / DATA_REPORT})"
+    )
 
 
 def _write_data_report(run_dir: Path, stage_samples: dict, report: dict, data, features) -> None:
@@ -407,11 +518,17 @@ def _write_data_report(run_dir: Path, stage_samples: dict, report: dict, data, f
         entry.setdefault("skipped_media", [])
         counts = _token_counts(features, stage_samples[stage])
         entry["visual_tokens"] = token_count_summary(counts) if counts is not None else None
-        log.info("stage %d: %d samples, %s", stage, entry["samples"],
-                 sampling_text(out["sampling"], entry["visual_tokens"]))
+        log.info(
+            "stage %d: %d samples, %s", stage, entry["samples"], sampling_text(out["sampling"], entry["visual_tokens"])
+        )
         if entry["skipped_lines"] or entry["skipped_media"]:
-            log.info("stage %d: skipped %d bad line(s) and %d unreadable media (%s)", stage,
-                     len(entry["skipped_lines"]), len(entry["skipped_media"]), DATA_REPORT)
+            log.info(
+                "stage %d: skipped %d bad line(s) and %d unreadable media (%s)",
+                stage,
+                len(entry["skipped_lines"]),
+                len(entry["skipped_media"]),
+                DATA_REPORT,
+            )
         out[str(stage)] = entry
     atomic.write_text(run_dir / DATA_REPORT, json.dumps(out, indent=1) + "\n")
 
@@ -439,12 +556,16 @@ def _usable(features, stage_samples: dict, skip_bad: bool) -> dict:
         bad = [s for s in samples if (s.id, Path(s.media).name) in skipped]
         missing = [s for s in features.missing(samples) if s not in bad]
         if missing:
-            raise DataError(f"{len(missing)} stage-{stage} sample(s) are not in the feature store {features.path} "
-                            f"(first: {missing[0].id!r}, {missing[0].media}); build it with `scorerl data features "
-                            "CONFIG` (only missing shards are built)")
+            raise DataError(
+                f"{len(missing)} stage-{stage} sample(s) are not in the feature store {features.path} "
+                f"(first: {missing[0].id!r}, {missing[0].media}); build it with `scorerl data features "
+                "CONFIG` (only missing shards are built)"
+            )
         if bad and not skip_bad:
-            raise DataError(f"{len(bad)} stage-{stage} sample(s) were skipped by the store's build as unreadable "
-                            f"(first: {bad[0].id!r}); set data.skip_bad=true to train without them")
+            raise DataError(
+                f"{len(bad)} stage-{stage} sample(s) were skipped by the store's build as unreadable "
+                f"(first: {bad[0].id!r}); set data.skip_bad=true to train without them"
+            )
         for s in bad:
             log.warning("stage %d: leaving out %s (%s): unreadable when the store was built", stage, s.id, s.media)
         out[stage] = [s for s in samples if s not in bad] if bad else samples
@@ -470,8 +591,11 @@ def _precompute(cache, samples, accelerator) -> None:
     rank, world = accelerator.process_index, accelerator.num_processes
     mine = samples[rank::world]
     # skip_bad=False: media were screened before when data.skip_bad; an unreadable one here is named by its line
-    usable_media(tqdm(mine, desc="encoding features", unit="sample", disable=not accelerator.is_main_process,
-                      leave=False), cache.get, skip_bad=False)
+    usable_media(
+        tqdm(mine, desc="encoding features", unit="sample", disable=not accelerator.is_main_process, leave=False),
+        cache.get,
+        skip_bad=False,
+    )
     accelerator.wait_for_everyone()
     for sample in samples:  # the others' share: from disk into memory
         cache.get(sample)
@@ -483,9 +607,14 @@ def _env_info(cfg: Config) -> dict:
     from scorerl.envs import resolve_env_path
 
     env_dir = resolve_env_path(cfg.env.path)
-    return {"arch": cfg.env.arch, "path": cfg.env.path, "resolved_path": str(env_dir.resolve()),
-            "fingerprint": env_fingerprint(env_dir), "num_frames": cfg.data.num_frames,
-            "frame_size": cfg.data.frame_size}
+    return {
+        "arch": cfg.env.arch,
+        "path": cfg.env.path,
+        "resolved_path": str(env_dir.resolve()),
+        "fingerprint": env_fingerprint(env_dir),
+        "num_frames": cfg.data.num_frames,
+        "frame_size": cfg.data.frame_size,
+    }
 
 
 def _scalar(x) -> float:

@@ -19,14 +19,16 @@ from scorerl.rl.loss import mask_logprobs, policy_loss
 from scorerl.rl.rollout import Rollout
 
 
-def update_loss(policy: torch.nn.Module, ro: Rollout, adv: Advantages, rl,
-                ref_logits: torch.Tensor | None = None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+def update_loss(
+    policy: torch.nn.Module, ro: Rollout, adv: Advantages, rl, ref_logits: torch.Tensor | None = None
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """(loss, stats) of one update epoch on a collected batch. policy: possibly accelerate-wrapped (called through
     the wrapper so gradients synchronise). rl: RLSection. ref_logits [B, T, N]: the initial policy's (kl_coef > 0)."""
     logits = batch_keep_logits(policy, ro.batch)  # [B, T, N]
     old_logp = mask_logprobs(ro.old_logits, ro.masks) if rl.ppo_epochs > 1 else None  # [B, K, T, N]
-    loss, stats = policy_loss(logits, ro.masks, adv, rl, old_logp=old_logp, ref_logits=ref_logits, valid=ro.valid,
-                              order=ro.order)
+    loss, stats = policy_loss(
+        logits, ro.masks, adv, rl, old_logp=old_logp, ref_logits=ref_logits, valid=ro.valid, order=ro.order
+    )
     stats["loss"] = loss.detach()
     p = torch.sigmoid(logits.detach())  # [B, T, N]
     stats["keep_prob"] = p.mean() if ro.valid is None else p[ro.valid].mean()

@@ -21,32 +21,39 @@ from scorerl.world.paths import world_dir, world_env_dir
 def _world_manifest(split: str):
     path = world_dir() / f"{split}.jsonl"
     if not path.is_file():
-        raise DataError(f"world:{split}: built-in world split not found at {path}; build the world with "
-                        f"`scorerl data synthetic --out {world_dir()}`")
+        raise DataError(
+            f"world:{split}: built-in world split not found at {path}; build the world with "
+            f"`scorerl data synthetic --out {world_dir()}`"
+        )
     return path
 
 
 def _world_env():
     folder = world_env_dir()
     if not (folder / "config.json").is_file():
-        raise EnvError(f"the built-in world's environment is missing at {folder}; "
-                       f"run `scorerl env fit configs/world/env.yaml` first")
+        raise EnvError(
+            f"the built-in world's environment is missing at {folder}; "
+            f"run `scorerl env fit configs/world/env.yaml` first"
+        )
     return folder
 
 
 def _world_v4_manifest(split: str):
     path = world_dir(4) / f"{split}.jsonl"
     if not path.is_file():
-        raise DataError(f"world_v4:{split}: world v4 split not found at {path}; `scorerl env fit "
-                        f"configs/world/env_v4.yaml` builds it (or scripts/nuisance_report.py)")
+        raise DataError(
+            f"world_v4:{split}: world v4 split not found at {path}; `scorerl env fit "
+            f"configs/world/env_v4.yaml` builds it (or scripts/nuisance_report.py)"
+        )
     return path
 
 
 def _world_v4_env():
     folder = world_env_dir(4)
     if not (folder / "config.json").is_file():
-        raise EnvError(f"world v4's environment is missing at {folder}; "
-                       f"run `scorerl env fit configs/world/env_v4.yaml` first")
+        raise EnvError(
+            f"world v4's environment is missing at {folder}; run `scorerl env fit configs/world/env_v4.yaml` first"
+        )
     return folder
 
 

@@ -23,10 +23,10 @@ ENV_SECTIONS = ("fit", "world", "env", "run", "data")
 
 
 def run_demo(config_path: str | None = None, overrides: Sequence[str] = ()) -> dict:
-    from scorerl.world.synthetic import build_from_section
-    from scorerl.world.fit import fit_env
     from scorerl.eval.harness import run_eval
     from scorerl.rl.trainer import train
+    from scorerl.world.fit import fit_env
+    from scorerl.world.synthetic import build_from_section
 
     cfg = load_config(resolve_config(config_path or "world/score_v4.yaml"), list(overrides))
     started = time.perf_counter()
@@ -36,8 +36,10 @@ def run_demo(config_path: str | None = None, overrides: Sequence[str] = ()) -> d
     env_overrides = [o for o in overrides if o.split("=", 1)[0].split(".")[0] in ENV_SECTIONS]
     env_config = packaged_configs() / "world" / ENV_CONFIGS[version]
     if cfg.env.path == ENV_PATHS[version] and not env_config.is_file():
-        raise ConfigError(f"{env_config}: the environment's run file is missing; `scorerl demo` runs from a "
-                          "checkout of the repository (pip install -e .)")
+        raise ConfigError(
+            f"{env_config}: the environment's run file is missing; `scorerl demo` runs from a "
+            "checkout of the repository (pip install -e .)"
+        )
 
     _banner(f"1/4 world: rendering the synthetic video-QA world, version {version} (cached)")
     build_from_section(cfg.world)

@@ -49,15 +49,26 @@ import torch
 
 from scorerl.config import Config
 from scorerl.data.manifest import answer_target, format_prompt, manifest_hash, resolve_manifest
-from scorerl.types import ScoreRequest
-from scorerl.rng import fit_step_rng
-from scorerl.world.fit_data import (MIRROR_WORDS, FitData, augmented_sample, batch_indices, concat_data, load_split,
-                                    evidence_first, mirror_frames, prompt_corpus, questions_for, random_keep_masks,
-                                    sample_weights)
-from scorerl.world.fit_params import param_groups, set_trainable
-from scorerl.world.projector_warmup import warm_up_projector
 from scorerl.errors import CheckpointError, ConfigError
 from scorerl.io import atomic
+from scorerl.rng import fit_step_rng
+from scorerl.types import ScoreRequest
+from scorerl.world.fit_data import (
+    MIRROR_WORDS,
+    FitData,
+    augmented_sample,
+    batch_indices,
+    concat_data,
+    evidence_first,
+    load_split,
+    mirror_frames,
+    prompt_corpus,
+    questions_for,
+    random_keep_masks,
+    sample_weights,
+)
+from scorerl.world.fit_params import param_groups, set_trainable
+from scorerl.world.projector_warmup import warm_up_projector
 
 log = logging.getLogger(__name__)
 
@@ -124,19 +135,25 @@ def fit_step_loss(env, data: FitData, idx: np.ndarray, cfg: Config, step: int) -
         flip = fit.augment and bool(mirror[b])
         pairs = MIRROR_WORDS if flip else {}
         frames.append(mirror_frames(data.frames[i]) if flip else data.frames[i])
-        questions += [(b, augmented_sample(q, pairs)) for q in questions_for(data.samples[i], fit.extra_questions, nrng,
-                                                                               fit.family_weights)]
+        questions += [
+            (b, augmented_sample(q, pairs))
+            for q in questions_for(data.samples[i], fit.extra_questions, nrng, fit.family_weights)
+        ]
     visuals = env.encode_batch(frames)
 
     T, N = visuals[0].features.shape[:2]
     masks = random_keep_masks(len(questions), T, N, fit.keep_min, fit.full_prob, fit_step_rng(cfg.run.seed, step, 1)[0])
     if fit.evidence_prob > 0:
-        per_video = [_evidence(data.samples[i], T, visuals[b].grid, fit.augment and bool(mirror[b]))
-                     for b, i in enumerate(idx)]  # once per video; its questions share it
-        masks = evidence_first(masks, [per_video[b] for b, _ in questions], fit.evidence_prob,
-                               fit_step_rng(cfg.run.seed, step, 3)[0])
-    requests = [ScoreRequest(visuals[b], format_prompt(q, fmt), target=answer_target(q, fmt), keep=m)
-                for (b, q), m in zip(questions, masks)]
+        per_video = [
+            _evidence(data.samples[i], T, visuals[b].grid, fit.augment and bool(mirror[b])) for b, i in enumerate(idx)
+        ]  # once per video; its questions share it
+        masks = evidence_first(
+            masks, [per_video[b] for b, _ in questions], fit.evidence_prob, fit_step_rng(cfg.run.seed, step, 3)[0]
+        )
+    requests = [
+        ScoreRequest(visuals[b], format_prompt(q, fmt), target=answer_target(q, fmt), keep=m)
+        for (b, q), m in zip(questions, masks)
+    ]
     logps = env.token_logprobs(requests)  # one [t_r] per request, with gradients
     loss = -torch.stack([lp.sum() for lp in logps]).mean()
     return StepResult(loss, len(requests))
@@ -154,8 +171,7 @@ def _evidence(sample, T: int, grid, mirrored: bool) -> np.ndarray | None:
 
 
 @torch.no_grad()
-def evaluate(env, data: FitData, answer_format: str, batch_size: int = 64, keep_fn=None,
-             desc: str = "eval") -> dict:
+def evaluate(env, data: FitData, answer_format: str, batch_size: int = 64, keep_fn=None, desc: str = "eval") -> dict:
     """Multiple-choice accuracy (the most likely option in `answer_format`, scorerl.eval.answer) overall and per
     family. keep_fn(sample_index, visual) -> keep bool [T, N] or None (all tokens, the default)."""
     from tqdm.auto import tqdm
@@ -170,8 +186,10 @@ def evaluate(env, data: FitData, answer_format: str, batch_size: int = 64, keep_
             idx = list(range(start, min(start + batch_size, len(data))))
             samples = [data.samples[i] for i in idx]
             visuals = env.encode_batch([data.frames[i] for i in idx])
-            requests = [ScoreRequest(v, format_prompt(s, answer_format), keep=None if keep_fn is None else keep_fn(i, v))
-                        for i, s, v in zip(idx, samples, visuals)]
+            requests = [
+                ScoreRequest(v, format_prompt(s, answer_format), keep=None if keep_fn is None else keep_fn(i, v))
+                for i, s, v in zip(idx, samples, visuals)
+            ]
             for s, choice in zip(samples, predict(env, requests, samples, answer_format)):
                 correct.append(choice == s.answer_index)
     finally:
@@ -183,8 +201,11 @@ def accuracy_table(correct: list[bool], families: list[str]) -> dict:
     per: dict[str, list[bool]] = {}
     for ok, f in zip(correct, families):
         per.setdefault(f or "-", []).append(ok)
-    return {"accuracy": sum(correct) / max(1, len(correct)), "n": len(correct),
-            "families": {f: {"accuracy": sum(v) / len(v), "n": len(v)} for f, v in sorted(per.items())}}
+    return {
+        "accuracy": sum(correct) / max(1, len(correct)),
+        "n": len(correct),
+        "families": {f: {"accuracy": sum(v) / len(v), "n": len(v)} for f, v in sorted(per.items())},
+    }
 
 
 # --------------------------------------------------------------------------------------------- identity
@@ -192,8 +213,11 @@ def accuracy_table(correct: list[bool], families: list[str]) -> dict:
 
 def fit_identity(cfg: Config) -> dict:
     """Everything the fitted weights depend on: the fit-relevant config and the exact data (manifest hashes)."""
-    fit = {k: v for k, v in cfg.to_dict()["fit"].items()
-           if k not in _NOT_IDENTITY and not (k in _ADDED_AT and v == _ADDED_AT[k])}
+    fit = {
+        k: v
+        for k, v in cfg.to_dict()["fit"].items()
+        if k not in _NOT_IDENTITY and not (k in _ADDED_AT and v == _ADDED_AT[k])
+    }
     manifests = {"train": cfg.data.stage2_manifest, "eval": cfg.data.eval_manifest}
     if cfg.fit.image_data:
         manifests["images"] = cfg.data.stage1_manifest
@@ -262,8 +286,10 @@ def find_resume(out: Path, resume: str | None, identity: dict):
         raise CheckpointError(f"{resume}: not an environment-fit checkpoint")
     if ckpt.state.get("identity") != identity:
         diffs = diff_configs(ckpt.state.get("identity", {}), identity)
-        raise CheckpointError(f"{resume}: written by a different fit (differs at {', '.join(diffs)}); "
-                              f"restore those settings or start afresh without --resume")
+        raise CheckpointError(
+            f"{resume}: written by a different fit (differs at {', '.join(diffs)}); "
+            f"restore those settings or start afresh without --resume"
+        )
     return ckpt
 
 
@@ -274,8 +300,9 @@ def restore(ckpt, env, optimizer) -> int:
         raise CheckpointError(f"{ckpt.path}: no model.safetensors")
     missing, unexpected = env.model.load_state_dict(ckpt.tensors["model"], strict=False)
     if missing or unexpected:
-        raise CheckpointError(f"{ckpt.path}: model weights do not match this model (missing {missing[:3]}, "
-                              f"unexpected {unexpected[:3]})")
+        raise CheckpointError(
+            f"{ckpt.path}: model weights do not match this model (missing {missing[:3]}, unexpected {unexpected[:3]})"
+        )
     optimizer.load_state_dict(unflatten_optimizer_state(ckpt.tensors["optimizer"], ckpt.state["optimizer"]))
     return int(ckpt.state["step"])
 
@@ -329,8 +356,7 @@ def fit_env(cfg: Config, out: str | Path | None = None, resume: str | None = Non
     env.settings["answer_format"] = cfg.data.answer_format  # declared in scorerl_env.json: checked by train/eval
     env.save_pretrained(out)
     eval_started = time.perf_counter()
-    result = evaluate(env, test, cfg.data.answer_format, batch_size=cfg.fit.eval_batch_size,
-                      desc="test (all tokens)")
+    result = evaluate(env, test, cfg.data.answer_format, batch_size=cfg.fit.eval_batch_size, desc="test (all tokens)")
     record = {
         "identity": identity,
         "config": cfg.to_dict(),
@@ -339,9 +365,12 @@ def fit_env(cfg: Config, out: str | Path | None = None, resume: str | None = Non
         "parameters": sum(p.numel() for p in env.model.parameters()),
         "visual_tokens": list(env.encode_batch([test.frames[0]])[0].features.shape[:2]),
         "projector_warmup": stats.get("projector_warmup"),
-        "wall_time_s": {"decode": round(decode_s, 1), "train": round(train_s, 1),
-                        "eval": round(time.perf_counter() - eval_started, 1),
-                        "this_run": round(time.perf_counter() - started, 1)},
+        "wall_time_s": {
+            "decode": round(decode_s, 1),
+            "train": round(train_s, 1),
+            "eval": round(time.perf_counter() - eval_started, 1),
+            "this_run": round(time.perf_counter() - started, 1),
+        },
         "resumed_from_step": None if ckpt is None else int(ckpt.state["step"]),
         "threads": torch.get_num_threads(),
         "device": str(_device(cfg)),
@@ -349,13 +378,17 @@ def fit_env(cfg: Config, out: str | Path | None = None, resume: str | None = Non
     }
     _write_json(out / FIT_FILE, record)  # last: its presence marks a finished fit
     families = ", ".join(f"{f} {v['accuracy']:.2f}" for f, v in result["families"].items())
-    print(f"env fit: {cfg.fit.steps} steps, {train_s / 60:.1f} min of training; test accuracy with all tokens "
-          f"{result['accuracy']:.3f} ({families}); saved to {out}", flush=True)
+    print(
+        f"env fit: {cfg.fit.steps} steps, {train_s / 60:.1f} min of training; test accuracy with all tokens "
+        f"{result['accuracy']:.3f} ({families}); saved to {out}",
+        flush=True,
+    )
     return out
 
 
-def _train_loop(cfg: Config, env, optimizer, params, train: FitData, out: Path, identity: dict, step: int,
-                stats: dict) -> float:
+def _train_loop(
+    cfg: Config, env, optimizer, params, train: FitData, out: Path, identity: dict, step: int, stats: dict
+) -> float:
     """Run steps `step`..fit.steps with a progress bar and checkpoints; returns the training wall time (s),
     including the time of the run this one resumed."""
     from scorerl.io.progress import ProgressBar

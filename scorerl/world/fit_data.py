@@ -79,8 +79,9 @@ def augmented_sample(sample: Sample, pairs: dict[str, str]) -> Sample:
     answer's text, and the answer letter stays)."""
     if not pairs:
         return sample
-    return dataclasses.replace(sample, question=swap_words(sample.question, pairs),
-                               options=[swap_words(o, pairs) for o in sample.options])
+    return dataclasses.replace(
+        sample, question=swap_words(sample.question, pairs), options=[swap_words(o, pairs) for o in sample.options]
+    )
 
 
 def mirror_frames(frames: np.ndarray) -> np.ndarray:
@@ -102,12 +103,14 @@ def scene_question(sample: Sample, family: str, letter: int, rng: np.random.Gene
         question, options, _ = make_question(rng, copy.deepcopy(sample.meta["scene"]), family, letter)
     except (DataError, KeyError, ValueError, IndexError):
         return None
-    return dataclasses.replace(sample, question=question, options=list(options), answer=LETTERS[letter],
-                               answer_index=letter, family=family)
+    return dataclasses.replace(
+        sample, question=question, options=list(options), answer=LETTERS[letter], answer_index=letter, family=family
+    )
 
 
-def questions_for(sample: Sample, extra: int, rng: np.random.Generator,
-                  family_weights: dict[str, float] | None = None) -> list[Sample]:
+def questions_for(
+    sample: Sample, extra: int, rng: np.random.Generator, family_weights: dict[str, float] | None = None
+) -> list[Sample]:
     """The manifest's question plus up to `extra` derived from the scene (families drawn in proportion to
     family_weights, 1 where unlisted; uniformly when there are none)."""
     from scorerl.world.scenes import IMAGE_FAMILIES, VIDEO_FAMILIES
@@ -119,7 +122,9 @@ def questions_for(sample: Sample, extra: int, rng: np.random.Generator,
         w = np.array([float(family_weights.get(f, 1.0)) for f in families])
         p = w / w.sum()
     for _ in range(extra):
-        family = families[int(rng.integers(len(families)))] if p is None else families[int(rng.choice(len(families), p=p))]
+        family = (
+            families[int(rng.integers(len(families)))] if p is None else families[int(rng.choice(len(families), p=p))]
+        )
         letter = int(rng.integers(len(sample.options)))
         q = scene_question(sample, family, letter, rng)
         if q is not None:
@@ -142,7 +147,7 @@ def batch_indices(n: int, batch_size: int, step: int, seed: int, weights: np.nda
     while len(out) < batch_size:
         epoch, offset = divmod(pos, n)
         perm = np.random.default_rng([seed, epoch]).permutation(n)
-        take = perm[offset:offset + batch_size - len(out)]
+        take = perm[offset : offset + batch_size - len(out)]
         out.extend(take.tolist())
         pos += len(take)
     return np.asarray(out)
@@ -155,8 +160,9 @@ def sample_weights(samples: list[Sample], family_weights: dict[str, float]) -> n
     return np.array([float(family_weights.get(s.family, 1.0)) for s in samples])
 
 
-def random_keep_masks(count: int, T: int, N: int, keep_min: float, full_prob: float,
-                      generator: torch.Generator) -> list[torch.Tensor | None]:
+def random_keep_masks(
+    count: int, T: int, N: int, keep_min: float, full_prob: float, generator: torch.Generator
+) -> list[torch.Tensor | None]:
     """One keep mask bool [T, N] per request (None = all tokens): ratio ~ U[keep_min, 1], or 1 with probability
     full_prob; exactly ceil(ratio * T * N) >= 1 tokens at uniformly random places."""
     masks: list[torch.Tensor | None] = []
@@ -174,8 +180,9 @@ def random_keep_masks(count: int, T: int, N: int, keep_min: float, full_prob: fl
     return masks
 
 
-def evidence_first(masks: list[torch.Tensor | None], evidence: list[np.ndarray | None], prob: float,
-                   generator: torch.Generator) -> list[torch.Tensor | None]:
+def evidence_first(
+    masks: list[torch.Tensor | None], evidence: list[np.ndarray | None], prob: float, generator: torch.Generator
+) -> list[torch.Tensor | None]:
     """With probability `prob`, turn a sparse mask into one of the same size k that keeps the request's evidence
     tokens (bool [T, N]: the tokens that show its coloured objects) first, then random others; a random k of them
     when they outnumber k. The others are unchanged (None stays None: all tokens).

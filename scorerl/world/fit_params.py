@@ -42,6 +42,8 @@ def set_trainable(env, on: bool) -> None:
 def projector_parameters(model) -> list[torch.nn.Parameter]:
     params = [p for n, p in model.named_parameters() if n.startswith(PROJECTOR)]
     if not params:
-        raise ConfigError("fit.projector_warmup_steps: this model has no merger / projector parameters "
-                          f"(none named {' or '.join(PROJECTOR)}*)")
+        raise ConfigError(
+            "fit.projector_warmup_steps: this model has no merger / projector parameters "
+            f"(none named {' or '.join(PROJECTOR)}*)"
+        )
     return params

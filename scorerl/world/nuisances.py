@@ -122,8 +122,13 @@ def _overlay(rng, frames: int, size: int) -> tuple[dict, dict]:
     lh = int(rng.integers(max(4, round(8 * u)), max(5, round(10 * u)) + 1))
     logo = {"kind": "logo", "box": _corner(size, lw, lh, int(corners[0]), inset), "seed": int(rng.integers(2**31))}
     tw, th = timestamp_box_size(size)
-    stamp = {"kind": "timestamp", "box": _corner(size, tw, th, int(corners[1]), inset), "px": timestamp_px(size),
-             "start": int(rng.integers(0, 600)), "tick": int(rng.integers(2, 5))}
+    stamp = {
+        "kind": "timestamp",
+        "box": _corner(size, tw, th, int(corners[1]), inset),
+        "px": timestamp_px(size),
+        "start": int(rng.integers(0, 600)),
+        "tick": int(rng.integers(2, 5)),
+    }
     return logo, stamp
 
 
@@ -142,8 +147,12 @@ def _flicker(rng, size: int, fixed) -> dict:
         w = h = lo
         spot = ((size - w) // 2, (size - h) // 2)
     style = str(rng.choice(["screen", "foliage"]))
-    return {"kind": "flicker", "style": style, "box": [int(spot[0]), int(spot[1]), w, h],
-            "seed": int(rng.integers(2**31))}
+    return {
+        "kind": "flicker",
+        "style": style,
+        "box": [int(spot[0]), int(spot[1]), w, h],
+        "seed": int(rng.integers(2**31)),
+    }
 
 
 def camera_margin(frames: int, size: int) -> int:
@@ -161,11 +170,20 @@ def _camera(rng, frames: int, size: int) -> dict:
     amp = max(1, round(SHAKE * u)) if "shake" in mode else 0
     shake = rng.integers(-amp, amp + 1, size=(frames, 2)) if amp else np.zeros((frames, 2), int)
     mid = (frames - 1) / 2
-    offsets = [[m + round(speed * math.cos(angle) * (t - mid)) + int(shake[t, 0]),
-                m + round(speed * math.sin(angle) * (t - mid)) + int(shake[t, 1])] for t in range(frames)]
-    return {"kind": "camera", "mode": mode, "margin": m, "velocity": [round(speed * math.cos(angle), 4),
-                                                                       round(speed * math.sin(angle), 4)],
-            "offsets": offsets}
+    offsets = [
+        [
+            m + round(speed * math.cos(angle) * (t - mid)) + int(shake[t, 0]),
+            m + round(speed * math.sin(angle) * (t - mid)) + int(shake[t, 1]),
+        ]
+        for t in range(frames)
+    ]
+    return {
+        "kind": "camera",
+        "mode": mode,
+        "margin": m,
+        "velocity": [round(speed * math.cos(angle), 4), round(speed * math.sin(angle), 4)],
+        "offsets": offsets,
+    }
 
 
 def _movers(rng, frames: int, size: int) -> dict:
@@ -189,5 +207,11 @@ def _mover(rng, frames: int, size: int) -> dict:
     steps = max(1, length - 1)
     path = [[int(round(x0 + dx * t / steps)), int(round(y0 + dy * t / steps))] for t in range(length)]
     lo, hi = MOVER_GREYS[int(rng.integers(2))]
-    return {"shape": str(rng.choice(SHAPES)), "grey": int(rng.integers(lo, hi + 1)), "size": side,
-            "first": first, "last": first + length - 1, "positions": path}
+    return {
+        "shape": str(rng.choice(SHAPES)),
+        "grey": int(rng.integers(lo, hi + 1)),
+        "size": side,
+        "first": first,
+        "last": first + length - 1,
+        "positions": path,
+    }

@@ -18,7 +18,8 @@ step draws fit.batch_size videos of EVERY family, so a head learns as fast whate
 16 videos of four families per step instead, the `direction` head was still at chance after 800 steps).
 Attention pooling normalises away how MANY tokens match, so the `count` head learns less (44% on its train
 videos in the world's warm-up); adding a gated mean beside it let that head reach 54% but kept the `direction` head
-at chance in 800 steps, so the pooling stays attention only (docs/world.md). Only the projector's parameters (and the throwaway heads) get gradients; every draw comes from (seed, step), so the
+at chance in 800 steps, so the pooling stays attention only (docs/world.md). Only the projector's parameters (and
+the throwaway heads) get gradients; every draw comes from (seed, step), so the
 warm-up is deterministic. It is not checkpointed: a resumed fit restores the warmed projector from its checkpoint.
 """
 
@@ -54,8 +55,10 @@ def warmup_targets(samples, families: list[str], manifest: str) -> WarmupTargets
     present = {s.family for s in samples}
     missing = [f for f in families if f not in present]
     if missing:
-        raise ConfigError(f"fit.projector_warmup_families: no sample of {missing} in the fit's train data "
-                          f"({manifest}); its families are {sorted(present)}")
+        raise ConfigError(
+            f"fit.projector_warmup_families: no sample of {missing} in the fit's train data "
+            f"({manifest}); its families are {sorted(present)}"
+        )
     classes = [sorted({s.options[s.answer_index] for s in samples if s.family == f}) for f in families]
     index, family, label = [], [], []
     for i, s in enumerate(samples):
@@ -75,7 +78,8 @@ class PooledHeads(torch.nn.Module):
         self.scores = torch.nn.ModuleList(torch.nn.Linear(width, 1) for _ in classes)
         self.heads = torch.nn.ModuleList(
             torch.nn.Sequential(torch.nn.Linear(width, HEAD_WIDTH), torch.nn.GELU(), torch.nn.Linear(HEAD_WIDTH, c))
-            for c in classes)
+            for c in classes
+        )
 
     def forward(self, tokens: torch.Tensor, family: int) -> torch.Tensor:
         """tokens [L, D] of one video -> logits [C_family]."""
@@ -111,15 +115,19 @@ def warm_up_projector(env, cfg: Config, train) -> dict:
     try:
         for step in range(steps):
             rng = fit_step_rng(cfg.run.seed, step, 3)[1]
-            pick = np.concatenate([rng.choice(members, min(fit.batch_size, len(members)), replace=False)
-                                   for members in by_family])  # fit.batch_size videos of EACH family
+            pick = np.concatenate(
+                [rng.choice(members, min(fit.batch_size, len(members)), replace=False) for members in by_family]
+            )  # fit.batch_size videos of EACH family
             visuals = env.encode_batch([train.frames[targets.index[k]] for k in pick])
             losses = []
             for v, k in zip(visuals, pick):
                 f = int(targets.family[k])
                 logits = heads(v.features.reshape(-1, v.features.shape[-1]), f)  # [T*N, D] -> [C_f]
-                losses.append(torch.nn.functional.cross_entropy(logits[None], torch.tensor([targets.label[k]],
-                                                                                           device=logits.device)))
+                losses.append(
+                    torch.nn.functional.cross_entropy(
+                        logits[None], torch.tensor([targets.label[k]], device=logits.device)
+                    )
+                )
                 if step >= steps - max(1, steps // 4):
                     recent.append((f, int(logits.argmax()) == int(targets.label[k])))
             loss = torch.stack(losses).mean()
@@ -131,8 +139,14 @@ def warm_up_projector(env, cfg: Config, train) -> dict:
     finally:
         bar.close()
     set_trainable(env, True)  # the fit's own param_groups decide what trains next
-    accuracy = {f: round(float(np.mean([ok for g, ok in recent if g == i])), 3) if any(g == i for g, _ in recent)
-                else None for i, f in enumerate(targets.families)}
-    return {"steps": steps, "loss": round(ema, 4) if ema is not None else None,
-            "probe_accuracy_last_quarter": accuracy, "classes": dict(zip(targets.families, targets.classes)),
-            "wall_time_s": round(time.perf_counter() - started, 1)}
+    accuracy = {
+        f: round(float(np.mean([ok for g, ok in recent if g == i])), 3) if any(g == i for g, _ in recent) else None
+        for i, f in enumerate(targets.families)
+    }
+    return {
+        "steps": steps,
+        "loss": round(ema, 4) if ema is not None else None,
+        "probe_accuracy_last_quarter": accuracy,
+        "classes": dict(zip(targets.families, targets.classes)),
+        "wall_time_s": round(time.perf_counter() - started, 1),
+    }

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from scorerl.errors import DataError
-from scorerl.world.scenes import COLORS, COUNT_RANGE, DIRECTIONS, half_window, coloured
+from scorerl.world.scenes import COLORS, COUNT_RANGE, DIRECTIONS, coloured, half_window
 from scorerl.world.scenes_v4 import scene_version
 
 # --------------------------------------------------------------------------------------------- questions
@@ -56,8 +56,10 @@ def make_question(rng: np.random.Generator, scene: dict, family: str, letter: in
         numbers = [str(k) for k in range(COUNT_RANGE[0], COUNT_RANGE[1] + 1)]
         return question, _options(rng, str(len(keys)), numbers, letter), ""
     if len(keys) != 1 or _kind_of(scene, keys[0]) != _ASKS_ABOUT[family]:
-        raise DataError(f"world: a {family!r} question needs one coloured {_ASKS_ABOUT[family]} object; the scene has "
-                        f"{[_kind_of(scene, k) for k in keys]}")
+        raise DataError(
+            f"world: a {family!r} question needs one coloured {_ASKS_ABOUT[family]} object; the scene has "
+            f"{[_kind_of(scene, k) for k in keys]}"
+        )
     (key,) = keys
     if family == "direction":
         return question, _options(rng, key["direction"], DIRECTIONS, letter), ""

@@ -50,7 +50,7 @@ def label_map(scene: dict) -> np.ndarray:
 
 def _fill(labels: np.ndarray, box, code: int) -> None:
     x, y, w, h = box
-    labels[:, y:y + h, x:x + w] = code
+    labels[:, y : y + h, x : x + w] = code
 
 
 def _paint(labels: np.ndarray, thing: dict, code: int, ghosts: int = 0) -> None:
@@ -60,7 +60,7 @@ def _paint(labels: np.ndarray, thing: dict, code: int, ghosts: int = 0) -> None:
     for k, (x, y) in enumerate(thing["positions"]):
         frame = labels[thing["first"] + k]
         for gx, gy in [thing["positions"][k - b] for b in range(1, ghosts + 1) if k - b >= 0] + [(x, y)]:
-            frame[gy:gy + side, gx:gx + side][mask] = code
+            frame[gy : gy + side, gx : gx + side][mask] = code
 
 
 def pixel_regions(scene: dict) -> dict[str, np.ndarray]:
@@ -76,8 +76,9 @@ def pixel_regions(scene: dict) -> dict[str, np.ndarray]:
     return out
 
 
-def token_regions(scene: dict, T: int, grid: tuple[int, int], min_cover: float = MIN_COVER,
-                  exclusive: bool = False) -> dict[str, np.ndarray]:
+def token_regions(
+    scene: dict, T: int, grid: tuple[int, int], min_cover: float = MIN_COVER, exclusive: bool = False
+) -> dict[str, np.ndarray]:
     """bool [T, rows, cols] per region present: a token covers a region when at least `min_cover` of its pixels
     are that region's in any frame of its temporal unit (F / T frames; a 16-frame video with two frames per
     token has T = 8). Pixels per token: H / rows x W / cols. exclusive: every token in exactly one region
@@ -93,8 +94,9 @@ def token_regions(scene: dict, T: int, grid: tuple[int, int], min_cover: float =
         per = pix.reshape(T, frames // T, rows, size // rows, cols, size // cols).mean(axis=(3, 5))  # [T, f, r, c]
         out[name] = per.max(axis=1) >= min_cover
     if exclusive:
-        out = _exclusive(out, camera=any(n["kind"] == "camera" for n in scene.get("nuisances", [])),
-                         shape=(T, rows, cols))
+        out = _exclusive(
+            out, camera=any(n["kind"] == "camera" for n in scene.get("nuisances", [])), shape=(T, rows, cols)
+        )
     return out
 
 

@@ -14,7 +14,6 @@ from scorerl.world.scenes import COLORS, TRAIL
 from scorerl.world.scenes_v4 import scene_version
 from scorerl.world.textures import render_background, shape_mask  # noqa: F401  (shape_mask: part of this API)
 
-
 # --------------------------------------------------------------------------------------------- rendering
 
 
@@ -47,9 +46,9 @@ def _draw_objects(out: np.ndarray, scene: dict) -> None:
                 for back in range(len(TRAIL), 0, -1):
                     if k - back >= 0:
                         gx, gy = o["positions"][k - back]
-                        ghost = frame[gy:gy + side, gx:gx + side]
+                        ghost = frame[gy : gy + side, gx : gx + side]
                         ghost[mask] = (1 - TRAIL[back - 1]) * ghost[mask] + TRAIL[back - 1] * color
-            frame[y:y + side, x:x + side][mask] = color
+            frame[y : y + side, x : x + side][mask] = color
 
 
 def render_video(scene: dict) -> np.ndarray:

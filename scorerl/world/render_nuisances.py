@@ -14,11 +14,16 @@ from scorerl.world.textures import render_background, shape_mask
 SCENERY = 8.0  # +- grey levels of v4's scenery tiles: enough edges that a 1 px pan changes every token
 SCENERY_CELL = 6  # px at 64 px: tiles smaller than a 16 px token, so each token holds several edges
 _FONT = {  # 3 x 5 digits, rows top to bottom
-    "0": ("111", "101", "101", "101", "111"), "1": ("010", "110", "010", "010", "111"),
-    "2": ("111", "001", "111", "100", "111"), "3": ("111", "001", "111", "001", "111"),
-    "4": ("101", "101", "111", "001", "001"), "5": ("111", "100", "111", "001", "111"),
-    "6": ("111", "100", "111", "101", "111"), "7": ("111", "001", "010", "010", "010"),
-    "8": ("111", "101", "111", "101", "111"), "9": ("111", "101", "111", "001", "111"),
+    "0": ("111", "101", "101", "101", "111"),
+    "1": ("010", "110", "010", "010", "111"),
+    "2": ("111", "001", "111", "100", "111"),
+    "3": ("111", "001", "111", "001", "111"),
+    "4": ("101", "101", "111", "001", "001"),
+    "5": ("111", "100", "111", "001", "111"),
+    "6": ("111", "100", "111", "101", "111"),
+    "7": ("111", "001", "010", "010", "010"),
+    "8": ("111", "101", "111", "101", "111"),
+    "9": ("111", "101", "111", "001", "111"),
     ":": ("0", "1", "0", "1", "0"),
 }
 
@@ -49,7 +54,7 @@ def background_frames(scene: dict, frames: int) -> np.ndarray:
     canvas = scenery(scene["background_seed"], size + 2 * margin, size)
     if camera is None:
         return np.broadcast_to(canvas, (frames, size, size, 3)).copy()
-    return np.stack([canvas[oy:oy + size, ox:ox + size] for ox, oy in camera["offsets"][:frames]])
+    return np.stack([canvas[oy : oy + size, ox : ox + size] for ox, oy in camera["offsets"][:frames]])
 
 
 # --------------------------------------------------------------------------------------------- under the objects
@@ -65,13 +70,13 @@ def draw_under(out: np.ndarray, nuisances: list[dict]) -> None:
     for item in movers["items"] if movers else []:
         mask = shape_mask(item["shape"], item["size"])
         for k, (x, y) in enumerate(item["positions"]):
-            out[item["first"] + k, y:y + item["size"], x:x + item["size"]][mask] = item["grey"]
+            out[item["first"] + k, y : y + item["size"], x : x + item["size"]][mask] = item["grey"]
 
 
 def _paste(frame: np.ndarray, box, grey: np.ndarray) -> None:
     """frame [H, W, 3] <- grey [h, w] at box (x, y, w, h), the same value in all three channels."""
     x, y, w, h = box
-    frame[y:y + h, x:x + w] = grey[..., None]
+    frame[y : y + h, x : x + w] = grey[..., None]
 
 
 def flicker_texture(flicker: dict, t: int, size: int) -> np.ndarray:
@@ -89,7 +94,7 @@ def flicker_texture(flicker: dict, t: int, size: int) -> np.ndarray:
     leaves = np.random.default_rng([flicker["seed"]]).uniform(60, 190, (h + 4, w + 4)).astype(np.float32)
     sway = int(rng.integers(0, 5))  # the branch moves by up to 4 px
     glint = rng.uniform(-35, 35, (h, w)).astype(np.float32)
-    return np.clip((leaves[2:2 + h, sway:sway + w] + glint) * np.float32(rng.uniform(0.75, 1.15)), 0, 255)
+    return np.clip((leaves[2 : 2 + h, sway : sway + w] + glint) * np.float32(rng.uniform(0.75, 1.15)), 0, 255)
 
 
 # --------------------------------------------------------------------------------------------- over the objects
@@ -124,7 +129,7 @@ def timestamp_texture(stamp: dict, t: int) -> np.ndarray:
     p = stamp["px"]
     glyphs = np.kron(text_bitmap(timestamp_text(stamp, t)), np.ones((p, p), bool))  # [5p, 13p]
     tex = np.full((h, w), 15.0, np.float32)
-    tex[p:p + glyphs.shape[0], p:p + glyphs.shape[1]][glyphs] = 240.0
+    tex[p : p + glyphs.shape[0], p : p + glyphs.shape[1]][glyphs] = 240.0
     return tex
 
 

@@ -78,8 +78,16 @@ def _pair_start(rng, frames: int, lo: int = 0, hi: int | None = None) -> int:
 
 
 def _obj(role, color, shape, side, first, positions, **extra) -> dict:
-    return {"role": role, "color": str(color), "shape": str(shape), "size": int(side), "first": int(first),
-            "last": int(first + len(positions) - 1), "positions": [[int(x), int(y)] for x, y in positions], **extra}
+    return {
+        "role": role,
+        "color": str(color),
+        "shape": str(shape),
+        "size": int(side),
+        "first": int(first),
+        "last": int(first + len(positions) - 1),
+        "positions": [[int(x), int(y)] for x, y in positions],
+        **extra,
+    }
 
 
 class _Layout:
@@ -148,8 +156,10 @@ def _video_objects(rng, family: str, frames: int, size: int, reserved=()) -> lis
         colors = rng.permutation(list(COLORS))[:n]
         lo, hi = _object_side_range(size)
         side = int(rng.integers(lo, hi + 1))  # one size for all: the count is not read off how much colour there is
-        keys = [_still(rng, layout, c, "static", first, BRIEF, side)
-                for c, first in zip(colors, _count_starts(rng, n, frames))]
+        keys = [
+            _still(rng, layout, c, "static", first, BRIEF, side)
+            for c, first in zip(colors, _count_starts(rng, n, frames))
+        ]
     else:
         color = str(rng.choice(list(COLORS)))
         if family in ("moving_color", "direction"):
@@ -174,8 +184,14 @@ def sample_video_scene(rng: np.random.Generator, family: str, frames: int, size:
             objects = _video_objects(rng, family, frames, size)
         except _NoRoom:
             continue
-        return {"kind": "video", "frames": frames, "size": size, "background_seed": int(rng.integers(2**31)),
-                "noise_std": NOISE_STD, "objects": objects}
+        return {
+            "kind": "video",
+            "frames": frames,
+            "size": size,
+            "background_seed": int(rng.integers(2**31)),
+            "noise_std": NOISE_STD,
+            "objects": objects,
+        }
     raise DataError(f"world: could not place a {family!r} scene in {size}x{size} px")
 
 
@@ -189,8 +205,14 @@ def sample_image_scene(rng: np.random.Generator, family: str, size: int) -> dict
             objects = _image_objects(rng, n, size)
         except _NoRoom:
             continue
-        return {"kind": "image", "frames": 1, "size": size, "background_seed": int(rng.integers(2**31)),
-                "noise_std": 0.0, "objects": objects}
+        return {
+            "kind": "image",
+            "frames": 1,
+            "size": size,
+            "background_seed": int(rng.integers(2**31)),
+            "noise_std": 0.0,
+            "objects": objects,
+        }
     raise DataError(f"world: could not place a {family!r} image in {size}x{size} px")
 
 

@@ -12,8 +12,7 @@ import numpy as np
 
 from scorerl.errors import DataError
 from scorerl.world.nuisances import draw_toggles, place_nuisances, reserved_boxes
-from scorerl.world.scenes import (IMAGE_FAMILIES, NOISE_STD, _image_objects, _NoRoom, _video_objects,
-                                  image_object_count)
+from scorerl.world.scenes import IMAGE_FAMILIES, NOISE_STD, _image_objects, _NoRoom, _video_objects, image_object_count
 
 VERSION = 4
 MIN_SIZE = 32  # the overlay's corners and the flicker patch leave the objects too little room below this
@@ -24,8 +23,14 @@ def scene_version(scene: dict) -> int:
     return int(scene.get("version", 3))
 
 
-def sample_video_scene_v4(rng: np.random.Generator, nuisance_rng: np.random.Generator, probs: dict[str, float],
-                          family: str, frames: int, size: int) -> dict:
+def sample_video_scene_v4(
+    rng: np.random.Generator,
+    nuisance_rng: np.random.Generator,
+    probs: dict[str, float],
+    family: str,
+    frames: int,
+    size: int,
+) -> dict:
     """A v4 video scene for `family`: its coloured object(s) around this sample's nuisances."""
     toggles = draw_toggles(nuisance_rng, probs, "video")
     for _ in range(500):
@@ -34,14 +39,22 @@ def sample_video_scene_v4(rng: np.random.Generator, nuisance_rng: np.random.Gene
             objects = _video_objects(rng, family, frames, size, reserved_boxes(nuisances))
         except _NoRoom:
             continue
-        return {"kind": "video", "version": VERSION, "frames": frames, "size": size,
-                "background_seed": int(rng.integers(2**31)), "noise_std": NOISE_STD, "objects": objects,
-                "nuisances": nuisances}
+        return {
+            "kind": "video",
+            "version": VERSION,
+            "frames": frames,
+            "size": size,
+            "background_seed": int(rng.integers(2**31)),
+            "noise_std": NOISE_STD,
+            "objects": objects,
+            "nuisances": nuisances,
+        }
     raise DataError(f"world v4: could not place a {family!r} scene with {toggles} in {size}x{size} px")
 
 
-def sample_image_scene_v4(rng: np.random.Generator, nuisance_rng: np.random.Generator, probs: dict[str, float],
-                          family: str, size: int) -> dict:
+def sample_image_scene_v4(
+    rng: np.random.Generator, nuisance_rng: np.random.Generator, probs: dict[str, float], family: str, size: int
+) -> dict:
     """A v4 image scene: one coloured object or 1-4 of different colours, around the image's nuisances (a
     flicker patch is one texture, movers are still grey shapes, no camera motion)."""
     if family not in IMAGE_FAMILIES:
@@ -54,7 +67,14 @@ def sample_image_scene_v4(rng: np.random.Generator, nuisance_rng: np.random.Gene
             objects = _image_objects(rng, n, size, reserved_boxes(nuisances))
         except _NoRoom:
             continue
-        return {"kind": "image", "version": VERSION, "frames": 1, "size": size,
-                "background_seed": int(rng.integers(2**31)), "noise_std": 0.0, "objects": objects,
-                "nuisances": nuisances}
+        return {
+            "kind": "image",
+            "version": VERSION,
+            "frames": 1,
+            "size": size,
+            "background_seed": int(rng.integers(2**31)),
+            "noise_std": 0.0,
+            "objects": objects,
+            "nuisances": nuisances,
+        }
     raise DataError(f"world v4: could not place a {family!r} image with {toggles} in {size}x{size} px")

@@ -41,10 +41,19 @@ from scorerl.io import atomic
 from scorerl.world.nuisances import check_probs
 from scorerl.world.questions import make_question
 from scorerl.world.render import render_image, render_video
-from scorerl.world.scenes import (BRIEF, COLORS, IMAGE_FAMILIES, NOISE_STD, SHAPES, VIDEO_FAMILIES, sample_image_scene,
-                                  sample_video_scene)
+from scorerl.world.scenes import (
+    BRIEF,
+    COLORS,
+    IMAGE_FAMILIES,
+    NOISE_STD,
+    SHAPES,
+    VIDEO_FAMILIES,
+    sample_image_scene,
+    sample_video_scene,
+)
 from scorerl.world.scenes_v4 import MIN_SIZE as V4_MIN_SIZE
-from scorerl.world.scenes_v4 import VERSION as V4, sample_image_scene_v4, sample_video_scene_v4
+from scorerl.world.scenes_v4 import VERSION as V4
+from scorerl.world.scenes_v4 import sample_image_scene_v4, sample_video_scene_v4
 
 log = logging.getLogger(__name__)
 
@@ -78,15 +87,25 @@ def _plan(split: str, n: int, seed: int) -> list[tuple[str, int]]:
     return list(zip(fams, letters))
 
 
-def make_sample(split: str, index: int, family: str, letter: int, seed: int, frames: int, size: int,
-                version: int = WORLD_VERSION, nuisances: dict[str, float] | None = None):
+def make_sample(
+    split: str,
+    index: int,
+    family: str,
+    letter: int,
+    seed: int,
+    frames: int,
+    size: int,
+    version: int = WORLD_VERSION,
+    nuisances: dict[str, float] | None = None,
+):
     """(manifest record without the media key, pixels) for one sample; deterministic in its arguments.
     version 4: `nuisances` are the probabilities of each nuisance (nuisances.TOGGLES; None: the defaults)."""
     kind, code = SPLITS[split]
     rng = np.random.default_rng([seed, code, 1, index])  # per-sample stream: independent of other samples
     if version == WORLD_VERSION:
-        scene = (sample_video_scene(rng, family, frames, size) if kind == "video"
-                 else sample_image_scene(rng, family, size))
+        scene = (
+            sample_video_scene(rng, family, frames, size) if kind == "video" else sample_image_scene(rng, family, size)
+        )
     elif version == V4:
         scene = _scene_v4(rng, kind, code, index, family, seed, frames, size, nuisances)
     else:
@@ -95,13 +114,28 @@ def make_sample(split: str, index: int, family: str, letter: int, seed: int, fra
     if variant:
         scene["variant"] = variant
     pixels = render_video(scene) if kind == "video" else render_image(scene)
-    record = {"id": f"{split}_{index:05d}", "question": question, "options": options,
-              "answer": LETTERS[letter], "family": family, "scene": scene}
+    record = {
+        "id": f"{split}_{index:05d}",
+        "question": question,
+        "options": options,
+        "answer": LETTERS[letter],
+        "family": family,
+        "scene": scene,
+    }
     return record, pixels
 
 
-def _scene_v4(rng, kind: str, code: int, index: int, family: str, seed: int, frames: int, size: int,
-              nuisances: dict[str, float] | None) -> dict:
+def _scene_v4(
+    rng,
+    kind: str,
+    code: int,
+    index: int,
+    family: str,
+    seed: int,
+    frames: int,
+    size: int,
+    nuisances: dict[str, float] | None,
+) -> dict:
     """A v4 scene: the nuisances come from a stream of their own ([seed, split, 4, index]), so a video's subset
     does not depend on its family's draws."""
     probs = check_probs(nuisances or {})
@@ -114,18 +148,36 @@ def _scene_v4(rng, kind: str, code: int, index: int, family: str, seed: int, fra
 # --------------------------------------------------------------------------------------------- build
 
 
-def world_params(train: int, test: int, static_train: int, frames: int, size: int, seed: int,
-                 static_test: int | None = None, version: int = WORLD_VERSION,
-                 nuisances: dict[str, float] | None = None) -> dict:
+def world_params(
+    train: int,
+    test: int,
+    static_train: int,
+    frames: int,
+    size: int,
+    seed: int,
+    static_test: int | None = None,
+    version: int = WORLD_VERSION,
+    nuisances: dict[str, float] | None = None,
+) -> dict:
     """Everything the rendered world depends on; world.json stores it and the cache compares it. A version-3
     world's params are exactly what they were before version 4 existed (so its cache stays valid)."""
     if static_test is None:
         static_test = min(200, static_train // 5)
     if version not in VERSIONS:
         raise DataError(f"world: version must be one of {', '.join(map(str, VERSIONS))}, got {version!r}")
-    params: dict[str, Any] = {"version": version, "train": train, "test": test, "static_train": static_train,
-              "static_test": static_test, "frames": frames, "size": size, "seed": seed, "fps": FPS, "crf": CRF,
-              "noise_std": NOISE_STD}
+    params: dict[str, Any] = {
+        "version": version,
+        "train": train,
+        "test": test,
+        "static_train": static_train,
+        "static_test": static_test,
+        "frames": frames,
+        "size": size,
+        "seed": seed,
+        "fps": FPS,
+        "crf": CRF,
+        "noise_std": NOISE_STD,
+    }
     if version == V4:
         params["nuisances"] = check_probs(nuisances or {})
     _check_params(params)
@@ -137,13 +189,16 @@ def _check_params(p: dict):
         if not isinstance(p[key], int) or p[key] < 0:
             raise DataError(f"world: {key} must be an integer >= 0, got {p[key]!r}")
     if p["frames"] < 6 or p["frames"] % BRIEF:
-        raise DataError(f"world: frames must be even and >= 6 (frame pairs; a brief event inside the clip), "
-                        f"got {p['frames']}")
+        raise DataError(
+            f"world: frames must be even and >= 6 (frame pairs; a brief event inside the clip), got {p['frames']}"
+        )
     if p["size"] < 16 or p["size"] % 2:
         raise DataError(f"world: size must be even (yuv420p) and >= 16, got {p['size']}")
     if p["version"] == V4 and p["size"] < V4_MIN_SIZE:
-        raise DataError(f"world v4: size must be >= {V4_MIN_SIZE} (room for the overlay and the flicker patch "
-                        f"beside the objects), got {p['size']}")
+        raise DataError(
+            f"world v4: size must be >= {V4_MIN_SIZE} (room for the overlay and the flicker patch "
+            f"beside the objects), got {p['size']}"
+        )
 
 
 def _is_built(out: Path, params: dict) -> bool:
@@ -173,8 +228,17 @@ def _build_split(out: Path, split: str, n: int, params: dict, bar) -> None:
     kind, _ = SPLITS[split]
     lines = []
     for index, (family, letter) in enumerate(_plan(split, n, params["seed"])):
-        record, pixels = make_sample(split, index, family, letter, params["seed"], params["frames"], params["size"],
-                                     params["version"], params.get("nuisances"))
+        record, pixels = make_sample(
+            split,
+            index,
+            family,
+            letter,
+            params["seed"],
+            params["frames"],
+            params["size"],
+            params["version"],
+            params.get("nuisances"),
+        )
         if kind == "video":
             rel = f"videos/{record['id']}.mp4"
             write_mp4(out / rel, pixels, fps=params["fps"], crf=params["crf"])
@@ -187,9 +251,19 @@ def _build_split(out: Path, split: str, n: int, params: dict, bar) -> None:
     atomic.write_text(out / f"{split}.jsonl", "".join(line + "\n" for line in lines))
 
 
-def build_world(out: str | Path, train: int = 3000, test: int = 500, static_train: int = 1000, frames: int = 16,
-                size: int = 64, seed: int = 0, progress: bool = True, static_test: int | None = None,
-                version: int = WORLD_VERSION, nuisances: dict[str, float] | None = None) -> Path:
+def build_world(
+    out: str | Path,
+    train: int = 3000,
+    test: int = 500,
+    static_train: int = 1000,
+    frames: int = 16,
+    size: int = 64,
+    seed: int = 0,
+    progress: bool = True,
+    static_test: int | None = None,
+    version: int = WORLD_VERSION,
+    nuisances: dict[str, float] | None = None,
+) -> Path:
     """Render the world into `out`: videos/*.mp4, images/*.png, {train,test,static_train,static_test}.jsonl.
 
     A no-op when out/world.json already records the same parameters (the world is a cache). world.json is written
@@ -209,10 +283,13 @@ def build_world(out: str | Path, train: int = 3000, test: int = 500, static_trai
     with tqdm(total=sum(counts.values()), desc="world", unit="sample", disable=not progress) as bar:
         for split, n in counts.items():
             _build_split(out, split, n, params, bar)
-    info = {"params": params, "splits": counts,
-            "families": {s: list(VIDEO_FAMILIES if SPLITS[s][0] == "video" else IMAGE_FAMILIES) for s in SPLITS},
-            "colors": {k: list(v) for k, v in COLORS.items()},
-            "shapes": list(SHAPES)}
+    info = {
+        "params": params,
+        "splits": counts,
+        "families": {s: list(VIDEO_FAMILIES if SPLITS[s][0] == "video" else IMAGE_FAMILIES) for s in SPLITS},
+        "colors": {k: list(v) for k, v in COLORS.items()},
+        "shapes": list(SHAPES),
+    }
     atomic.write_text(out / "world.json", json.dumps(info, indent=2) + "\n")
     return out
 
@@ -221,9 +298,18 @@ def build_from_section(world, progress: bool = True) -> Path:
     """Render the world a `world` config section describes into its version's folder (paths.world_dir)."""
     from scorerl.world.paths import world_dir
 
-    return build_world(world_dir(world.version), train=world.train, test=world.test, static_train=world.static_train,
-                       frames=world.frames, size=world.size, seed=world.seed, progress=progress,
-                       version=world.version, nuisances=nuisance_probs(world))
+    return build_world(
+        world_dir(world.version),
+        train=world.train,
+        test=world.test,
+        static_train=world.static_train,
+        frames=world.frames,
+        size=world.size,
+        seed=world.seed,
+        progress=progress,
+        version=world.version,
+        nuisances=nuisance_probs(world),
+    )
 
 
 def nuisance_probs(world) -> dict[str, float]:

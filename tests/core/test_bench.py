@@ -11,19 +11,33 @@ import torch
 from scorerl.compress.policy import TokenPolicy
 from scorerl.compress.select import num_keep
 from scorerl.config import config_from_dict, load_config
-from scorerl.errors import ConfigError
 from scorerl.envs.build import model_config_from_dict
+from scorerl.errors import ConfigError
 from scorerl.eval.bench import run_bench
 from scorerl.eval.flops import LMDims, lm_dims, policy_flops, prefill_flops
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs" / "bench"
 
 TINY_QWEN = {  # Qwen2.5-VL patching (14 px, 2x2 merge, 2 frames per unit) on a 2-layer, 64-wide model
-    "text_config": {"hidden_size": 64, "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2,
-                    "intermediate_size": 128, "vocab_size": 1000},
-    "vision_config": {"depth": 1, "hidden_size": 32, "num_heads": 2, "intermediate_size": 64, "patch_size": 14,
-                      "spatial_merge_size": 2, "temporal_patch_size": 2, "window_size": 112,
-                      "fullatt_block_indexes": [0]},
+    "text_config": {
+        "hidden_size": 64,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 4,
+        "num_key_value_heads": 2,
+        "intermediate_size": 128,
+        "vocab_size": 1000,
+    },
+    "vision_config": {
+        "depth": 1,
+        "hidden_size": 32,
+        "num_heads": 2,
+        "intermediate_size": 64,
+        "patch_size": 14,
+        "spatial_merge_size": 2,
+        "temporal_patch_size": 2,
+        "window_size": 112,
+        "fullatt_block_indexes": [0],
+    },
 }
 
 
@@ -51,9 +65,20 @@ def _check_result(result: dict, ratios, T: int, N: int, suffix: int = 0):
 
 
 def test_bench_random_init_tiny(tmp_path):
-    cfg = config_from_dict({"env": {"device": "cpu"}, "bench": {
-        "ratios": [0.5, 0.1], "num_frames": 4, "frame_size": 112, "prompt_tokens": 16, "warmup": 1, "repeats": 2,
-        "random_init": TINY_QWEN}})
+    cfg = config_from_dict(
+        {
+            "env": {"device": "cpu"},
+            "bench": {
+                "ratios": [0.5, 0.1],
+                "num_frames": 4,
+                "frame_size": 112,
+                "prompt_tokens": 16,
+                "warmup": 1,
+                "repeats": 2,
+                "random_init": TINY_QWEN,
+            },
+        }
+    )
     result = run_bench(cfg, out=tmp_path / "bench.json")
     _check_result(result, [0.1, 0.5], T=2, N=16)  # 4 frames / 2 per unit; 112 px / 28 px per token = 4 x 4
     assert result["meta"]["model"]["source"] == "random_init qwen2_5_vl"
@@ -69,8 +94,19 @@ def test_bench_saved_env_and_policy(tmp_path):
 
     build_tiny_env("qwen2_5_vl", seed=0).save_pretrained(tmp_path / "env")  # patch 8, 2x2 merge, 1 frame/unit
     TokenPolicy(64).save_pretrained(tmp_path / "policy")
-    cfg = config_from_dict({"env": {"path": str(tmp_path / "env"), "device": "cpu"}, "bench": {
-        "ratios": [0.25], "num_frames": 3, "frame_size": 32, "prompt_tokens": 8, "warmup": 0, "repeats": 1}})
+    cfg = config_from_dict(
+        {
+            "env": {"path": str(tmp_path / "env"), "device": "cpu"},
+            "bench": {
+                "ratios": [0.25],
+                "num_frames": 3,
+                "frame_size": 32,
+                "prompt_tokens": 8,
+                "warmup": 0,
+                "repeats": 1,
+            },
+        }
+    )
     result = run_bench(cfg, out=tmp_path / "b.json", policy_dir=tmp_path / "policy")
     _check_result(result, [0.25], T=3, N=4)
     assert result["meta"]["policy"]["source"] == str((tmp_path / "policy").resolve())
@@ -90,12 +126,19 @@ def test_prefill_flops_by_hand():
 
 
 def test_random_init_config_from_dict():
-    from scorerl.envs.tokenizer import build_tokenizer
     from transformers import Qwen2_5_VLConfig
 
+    from scorerl.envs.tokenizer import build_tokenizer
+
     tok = build_tokenizer(arch="qwen2_5_vl")
-    flat = {"hidden_size": 64, "num_hidden_layers": 1, "num_attention_heads": 4, "vocab_size": 1000,
-            "intermediate_size": 128, "vision_config": {"depth": 1, "hidden_size": 32, "num_heads": 2}}
+    flat = {
+        "hidden_size": 64,
+        "num_hidden_layers": 1,
+        "num_attention_heads": 4,
+        "vocab_size": 1000,
+        "intermediate_size": 128,
+        "vision_config": {"depth": 1, "hidden_size": 32, "num_heads": 2},
+    }
     cfg = model_config_from_dict("qwen2_5_vl", flat, tok, Qwen2_5_VLConfig)
     assert cfg.text_config.hidden_size == 64 and cfg.vision_config.out_hidden_size == 64
     assert cfg.video_token_id == tok.convert_tokens_to_ids("<|video_pad|>")
@@ -115,14 +158,16 @@ def test_shipped_bench_configs_build(name):
 
     cfg = load_config(CONFIGS / name)
     model_cls = env_class(cfg.env.arch).model_class()
-    hf = model_config_from_dict(cfg.env.arch, cfg.bench.random_init, build_tokenizer(arch=cfg.env.arch),
-                                model_cls.config_class)
+    hf = model_config_from_dict(
+        cfg.env.arch, cfg.bench.random_init, build_tokenizer(arch=cfg.env.arch), model_cls.config_class
+    )
     with torch.device("meta"):
         model = model_cls._from_config(hf)
     params = sum(p.numel() for p in model.parameters())
     if name.startswith("qwen2_5_vl_7b"):
-        assert lm_dims(hf) == LMDims(hidden=3584, layers=28, heads=28, kv_heads=4, head_dim=128,
-                                     intermediate=18944, vocab=152064)
+        assert lm_dims(hf) == LMDims(
+            hidden=3584, layers=28, heads=28, kv_heads=4, head_dim=128, intermediate=18944, vocab=152064
+        )
         assert 8.2e9 < params < 8.4e9  # Qwen2.5-VL-7B has 8.29 B parameters
         assert cfg.env.dtype == "bfloat16" and cfg.env.device == "cuda"
     else:

@@ -9,8 +9,12 @@ from scorerl.config import Config, load_config
 from scorerl.errors import CheckpointError
 from scorerl.io import checkpoint as ck
 from scorerl.io.checkpoint import latest_checkpoint, list_checkpoints, load_checkpoint, save_checkpoint
-from scorerl.io.state_codec import (capture_rng_state, flatten_optimizer_state, restore_rng_state,
-                                    unflatten_optimizer_state)
+from scorerl.io.state_codec import (
+    capture_rng_state,
+    flatten_optimizer_state,
+    restore_rng_state,
+    unflatten_optimizer_state,
+)
 from scorerl.rl.resume import check_resume_config
 
 
@@ -34,7 +38,8 @@ def train(model, opt, steps):
 def save(run_dir, step, model, opt, keep_last=None):
     opt_tensors, opt_layout = flatten_optimizer_state(opt.state_dict())
     return save_checkpoint(
-        run_dir, step,
+        run_dir,
+        step,
         tensors={"policy": model.state_dict(), "optimizer": opt_tensors},
         state={"optimizer": opt_layout, "step": step, "config": Config().to_dict()},
         rng=capture_rng_state(),
@@ -81,8 +86,15 @@ def test_rng_round_trip(tmp_path):
     state = capture_rng_state(generators={"masks": gen}, numpy_generators={"mix": npgen})
 
     def draws():
-        return (random.random(), random.gauss(0, 1), np.random.rand(3).tolist(), np.random.randn(),
-                torch.rand(3).tolist(), torch.rand(2, generator=gen).tolist(), npgen.random(3).tolist())
+        return (
+            random.random(),
+            random.gauss(0, 1),
+            np.random.rand(3).tolist(),
+            np.random.randn(),
+            torch.rand(3).tolist(),
+            torch.rand(2, generator=gen).tolist(),
+            npgen.random(3).tolist(),
+        )
 
     expected = draws()
     path = save_checkpoint(tmp_path, 1, state={}, rng=state)
@@ -169,8 +181,14 @@ def test_check_resume_config():
 def test_never_pickles(tmp_path):
     model, opt = make_model()
     path = save(tmp_path, 1, model, opt)
-    assert sorted(p.suffix for p in path.iterdir()) == ["", ".json", ".json", ".safetensors", ".safetensors",
-                                                        ".safetensors"]
+    assert sorted(p.suffix for p in path.iterdir()) == [
+        "",
+        ".json",
+        ".json",
+        ".safetensors",
+        ".safetensors",
+        ".safetensors",
+    ]
 
 
 def test_two_processes_write_their_own_rng_files(tmp_path):

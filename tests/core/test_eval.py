@@ -24,8 +24,14 @@ METHODS = ["full", "uniform", "random", "framediff", "fastv", "fastv_input", "sc
 
 
 def _line(i: int, **over) -> str:
-    rec = {"id": f"s{i}", "video": f"v{i % 4}.mp4", "question": f"Which colour moves in clip {i}?",
-           "options": ["red", "blue", "green", "cyan"][: 2 + i % 3], "answer": "AB"[i % 2], "family": "fg"[i % 2]}
+    rec = {
+        "id": f"s{i}",
+        "video": f"v{i % 4}.mp4",
+        "question": f"Which colour moves in clip {i}?",
+        "options": ["red", "blue", "green", "cyan"][: 2 + i % 3],
+        "answer": "AB"[i % 2],
+        "family": "fg"[i % 2],
+    }
     rec.update(over)
     return json.dumps(rec)
 
@@ -51,11 +57,22 @@ def world(tmp_path_factory):
 
 
 def _cfg(root: Path, *overrides: str):
-    return load_config(None, [f"env.path={root / 'env'}", "env.device=cpu", f"data.num_frames={FRAMES}",
-                              f"data.frame_size={SIZE}", f"data.cache_dir={root / 'cache'}",
-                              f"data.eval_manifest={root / 'test.jsonl'}", f"eval.methods={','.join(METHODS)}",
-                              # K=1 on this 2-layer model: fastv's second layer really sees the pruned set
-                              "eval.ratios=[0.25,0.5]", "eval.fastv_layer=1", *overrides])
+    return load_config(
+        None,
+        [
+            f"env.path={root / 'env'}",
+            "env.device=cpu",
+            f"data.num_frames={FRAMES}",
+            f"data.frame_size={SIZE}",
+            f"data.cache_dir={root / 'cache'}",
+            f"data.eval_manifest={root / 'test.jsonl'}",
+            f"eval.methods={','.join(METHODS)}",
+            # K=1 on this 2-layer model: fastv's second layer really sees the pruned set
+            "eval.ratios=[0.25,0.5]",
+            "eval.fastv_layer=1",
+            *overrides,
+        ],
+    )
 
 
 @pytest.mark.parametrize("answer_format", ["letter", "option"])
@@ -73,8 +90,19 @@ def test_report_files_and_schema(world, tmp_path):
     on_disk = json.loads((tmp_path / "res.json").read_text())
     assert on_disk == json.loads(json.dumps(result))
     meta = on_disk["meta"]
-    for key in ("manifest", "env", "num_frames", "frame_size", "seed", "methods", "ratios", "batch_size",
-                "versions", "date", "skipped"):
+    for key in (
+        "manifest",
+        "env",
+        "num_frames",
+        "frame_size",
+        "seed",
+        "methods",
+        "ratios",
+        "batch_size",
+        "versions",
+        "date",
+        "skipped",
+    ):
         assert key in meta, key
     assert len(meta["manifest"]["sha256"]) == 64 and meta["env"]["fingerprint"]
     assert set(meta["versions"]) == {"scorerl", "torch", "transformers"}
@@ -88,8 +116,7 @@ def test_report_files_and_schema(world, tmp_path):
         extra |= {"seeds"} if r["method"] == "score" else set()  # one entry per trained policy
         extra |= set() if r is full else {"diff_vs_full", "diff_vs_full_ci95"}
         extra |= {"diff_vs_score", "diff_vs_score_ci95"} if r["method"] not in ("full", "score") else set()
-        assert set(r) == {"method", "ratio", "accuracy", "ci95", "relative", "n", "kept_fraction",
-                          "families"} | extra
+        assert set(r) == {"method", "ratio", "accuracy", "ci95", "relative", "n", "kept_fraction", "families"} | extra
         assert r.get("kept_from_layer", 1) == 1
         assert set(r["families"]) == {"f", "g"} and sum(f["n"] for f in r["families"].values()) == 8
         lo, hi = r["ci95"]  # eval.bootstrap defaults to 2000 resamples
@@ -113,11 +140,14 @@ def test_report_files_and_schema(world, tmp_path):
     assert (tmp_path / "res.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-@pytest.mark.parametrize("bad, reason", [
-    ("{not json", "invalid JSON"),
-    (_line(9, video="missing.mp4"), "not found"),
-    (json.dumps({"id": "x", "video": "v0.mp4", "options": ["a", "b"], "answer": "A"}), "question"),
-])
+@pytest.mark.parametrize(
+    "bad, reason",
+    [
+        ("{not json", "invalid JSON"),
+        (_line(9, video="missing.mp4"), "not found"),
+        (json.dumps({"id": "x", "video": "v0.mp4", "options": ["a", "b"], "answer": "A"}), "question"),
+    ],
+)
 def test_bad_manifest_line_is_named_and_skippable(world, tmp_path, bad, reason):
     lines = [_line(i) for i in range(3)]
     lines.insert(1, bad)  # line 2
@@ -125,8 +155,9 @@ def test_bad_manifest_line_is_named_and_skippable(world, tmp_path, bad, reason):
     manifest.write_text("\n".join(lines) + "\n")
     with pytest.raises(DataError, match=rf"{manifest.name}:2: .*{reason}"):
         run_eval(_cfg(world, "eval.methods=[uniform]"), out=tmp_path / "r.json", manifest=manifest)
-    result = run_eval(_cfg(world, "eval.methods=[uniform]", "data.skip_bad=true"), out=tmp_path / "r.json",
-                      manifest=manifest)
+    result = run_eval(
+        _cfg(world, "eval.methods=[uniform]", "data.skip_bad=true"), out=tmp_path / "r.json", manifest=manifest
+    )
     assert result["meta"]["skipped"] == 1 and result["meta"]["skipped_lines"][0]["line"] == 2
     assert all(r["n"] == 3 for r in result["results"])
 
@@ -230,8 +261,9 @@ def test_option_format_picks_the_option_with_the_highest_summed_likelihood(optio
     request = ScoreRequest(visual, "What colour?")
     wide = Sample("w", "x.mp4", "video", "What colour?", [*options, "x y", "z w"], "A", 0, "f")  # 5 options
     scores = choice_scores(env, [request, request], [sample, wide], "option")  # [2, 5]: C = the most options
-    by_hand = [float(env.token_logprobs([ScoreRequest(visual, "What colour?", target=o)])[0].sum())
-               for o in sample.options]
+    by_hand = [
+        float(env.token_logprobs([ScoreRequest(visual, "What colour?", target=o)])[0].sum()) for o in sample.options
+    ]
     assert torch.allclose(scores[0, :3], torch.tensor(by_hand), atol=1e-5)
     assert scores.shape == (2, 5) and (scores[0, 3:] == float("-inf")).all()  # no fourth or fifth option
     assert torch.isfinite(scores[1]).all()
@@ -240,11 +272,17 @@ def test_option_format_picks_the_option_with_the_highest_summed_likelihood(optio
 def test_open_ended_questions_report_answer_ce_and_match(world, tmp_path):
     from scorerl.eval.answer import normalise_answer
 
-    lines = [_line(0, video=str(world / "v0.mp4")), _line(1, options=None, answer="red", video=str(world / "v1.mp4")),
-             _line(2, options=None, answer="The Blue one.", video=str(world / "v2.mp4"))]
+    lines = [
+        _line(0, video=str(world / "v0.mp4")),
+        _line(1, options=None, answer="red", video=str(world / "v1.mp4")),
+        _line(2, options=None, answer="The Blue one.", video=str(world / "v2.mp4")),
+    ]
     (tmp_path / "mixed.jsonl").write_text("\n".join(lines) + "\n")
-    result = run_eval(_cfg(world, "eval.methods=[full,uniform]", "eval.ratios=[0.5]"), out=tmp_path / "r.json",
-                      manifest=tmp_path / "mixed.jsonl")
+    result = run_eval(
+        _cfg(world, "eval.methods=[full,uniform]", "eval.ratios=[0.5]"),
+        out=tmp_path / "r.json",
+        manifest=tmp_path / "mixed.jsonl",
+    )
     full = result["results"][0]
     assert full["n"] == 3 and full["open_ended"]["n"] == 2
     assert full["open_ended"]["answer_ce"] > 0 and 0 <= full["open_ended"]["exact_match"] <= 1
@@ -265,8 +303,13 @@ def test_intervals_are_reproducible_and_recomputable_from_the_json(world, tmp_pa
     b = run_eval(_cfg(world, *cfg), out=tmp_path / "b.json")
     assert a["results"] == b["results"]
     saved = json.loads((tmp_path / "a.json").read_text())
-    again = add_intervals(json.loads(json.dumps(saved["results"])), saved["correct"],
-                          saved["meta"]["sample_families"], 300, saved["meta"]["bootstrap"]["seed"])
+    again = add_intervals(
+        json.loads(json.dumps(saved["results"])),
+        saved["correct"],
+        saved["meta"]["sample_families"],
+        300,
+        saved["meta"]["bootstrap"]["seed"],
+    )
     assert again == saved["results"]
     off = run_eval(_cfg(world, *cfg[:2], "eval.bootstrap=0"), out=tmp_path / "off.json")
     assert all(r["ci95"] is None for r in off["results"]) and off["results"][1]["diff_vs_full_ci95"] is None
@@ -289,8 +332,9 @@ def test_several_policies_are_pooled_as_training_seeds(world, tmp_path):
     assert score["accuracy"] == pytest.approx(sum(per_seed) / 3)
     assert len(pooled["results"]) == 3 and "seeds" not in pooled["results"][1]  # full, uniform, score
     assert len(pooled["correct"]["score@0.25"]) == 3 and len(pooled["correct"]["uniform@0.25"]) == 1
-    assert [pooled["predictions"][f"score@0.25#{k}"] for k in range(3)] == \
-        [s["predictions"]["score@0.25"] for s in singles]
+    assert [pooled["predictions"][f"score@0.25#{k}"] for k in range(3)] == [
+        s["predictions"]["score@0.25"] for s in singles
+    ]
     assert pooled["meta"]["policies"] == [str(p.resolve()) for p in policies]
     md = (tmp_path / "pooled.md").read_text()
     assert "| score (3 seeds) |" in md and "## `score` per training seed" in md

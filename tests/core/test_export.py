@@ -28,8 +28,12 @@ def fake_run(run_dir, steps=(2, 4)):
     for step in steps:
         torch.manual_seed(step)
         policy = TokenPolicy(D, cfg.policy)
-        state = {"step": step, "config": cfg.to_dict(), "feature_dim": D,
-                 "env": {"arch": "qwen2_5_vl", "path": "/somewhere", "fingerprint": "abc"}}
+        state = {
+            "step": step,
+            "config": cfg.to_dict(),
+            "feature_dim": D,
+            "env": {"arch": "qwen2_5_vl", "path": "/somewhere", "fingerprint": "abc"},
+        }
         ckpt.save_checkpoint(run_dir, step, tensors={"policy": policy.state_dict()}, state=state)
         policies[step] = policy
     return policies

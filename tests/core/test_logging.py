@@ -12,8 +12,7 @@ def test_lines_written_with_plain_numbers(tmp_path):
     with MetricsLogger(tmp_path) as log:
         log.log(1, {"reward": torch.tensor(0.5), "kept": np.float32(0.25), "stage": 1})
         log.log(2, {"reward": 0.75})
-    assert read_metrics(tmp_path) == [{"step": 1, "reward": 0.5, "kept": 0.25, "stage": 1},
-                                      {"step": 2, "reward": 0.75}]
+    assert read_metrics(tmp_path) == [{"step": 1, "reward": 0.5, "kept": 0.25, "stage": 1}, {"step": 2, "reward": 0.75}]
 
 
 def test_resume_truncates_steps_after_the_checkpoint(tmp_path):

@@ -38,8 +38,9 @@ def test_mask_logprobs_by_hand():
 def test_split_action_loss_by_hand():
     # kept tokens weighted (1, -1), dropped tokens (0.5, 0.5). Mask 0: kept token 0 (ln .5), dropped token 1 (ln .25);
     # mask 1 keeps both. L = -(1/2) [ (ln .5 + .5 ln .25) / 2 + (-ln .5 - ln .75) / 2 ] = -(1/4)(ln 2 - ln 3)
-    adv = Advantages(per_mask=A + 0.5, zero_std=torch.tensor([False]), frac_zero_std=0.0,
-                     kept=A, dropped=torch.tensor([[0.5, 0.5]]))
+    adv = Advantages(
+        per_mask=A + 0.5, zero_std=torch.tensor([False]), frac_zero_std=0.0, kept=A, dropped=torch.tensor([[0.5, 0.5]])
+    )
     loss, _ = policy_loss(LOGITS, MASKS, adv, RLSection())
     assert loss.item() == pytest.approx(-(LN2 - LN3) / 4, abs=1e-6)  # 0.101366
     # with equal kept and dropped weights it is the ordinary loss

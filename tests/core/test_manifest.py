@@ -7,15 +7,28 @@ import logging
 import numpy as np
 import pytest
 
-from scorerl.data.manifest import (LETTERS, PROMPT_SUFFIX, Sample, format_prompt, manifest_hash, read_manifest,
-                                   resolve_manifest)
+from scorerl.data.manifest import (
+    LETTERS,
+    PROMPT_SUFFIX,
+    Sample,
+    format_prompt,
+    manifest_hash,
+    read_manifest,
+    resolve_manifest,
+)
 from scorerl.data.video_io import write_png
 from scorerl.errors import DataError
 
 
 def _line(**over) -> dict:
-    rec = {"id": "s0", "image": "img.png", "question": "What color?", "options": ["red", "blue", "green", "cyan"],
-           "answer": "C", "family": "static_attr"}
+    rec = {
+        "id": "s0",
+        "image": "img.png",
+        "question": "What color?",
+        "options": ["red", "blue", "green", "cyan"],
+        "answer": "C",
+        "family": "static_attr",
+    }
     rec.update(over)
     return {k: v for k, v in rec.items() if v is not None}
 
@@ -34,35 +47,61 @@ def _write(folder, lines) -> str:
 
 
 def test_good_manifest(folder):
-    path = _write(folder, [_line(), "", _line(id="s1", image=None, video="clip.mp4", answer="A",
-                                              options=["x", "y"], family=None, scene={"kind": "video"})])
+    path = _write(
+        folder,
+        [
+            _line(),
+            "",
+            _line(
+                id="s1",
+                image=None,
+                video="clip.mp4",
+                answer="A",
+                options=["x", "y"],
+                family=None,
+                scene={"kind": "video"},
+            ),
+        ],
+    )
     samples, skipped = read_manifest(path)
     assert skipped == [] and len(samples) == 2
     a, b = samples
     assert isinstance(a, Sample) and a.kind == "image" and a.media == (folder / "img.png").resolve()
     assert a.answer == "C" and a.answer_index == 2 and a.options[a.answer_index] == "green"
     assert a.line == 1 and a.family == "static_attr" and a.meta == {}
-    assert b.kind == "video" and b.line == 3 and b.answer_index == 0 and b.family == "" and b.meta == {"scene": {"kind": "video"}}
+    assert (
+        b.kind == "video"
+        and b.line == 3
+        and b.answer_index == 0
+        and b.family == ""
+        and b.meta == {"scene": {"kind": "video"}}
+    )
 
 
-@pytest.mark.parametrize("bad, reason", [
-    ('{"id": "s1", "image": ', "invalid JSON"),
-    ('["a list"]', "expected a JSON object"),
-    (_line(id="s1", image="nope.png"), "image file not found"),
-    (_line(id="s1", answer=None), "missing field(s): answer"),
-    (_line(id="s1", image=None), "missing field(s): video or image"),
-    (_line(id="s1", answer="E"), "answer 'E' is neither a letter A-D, an index 0-3 nor one of the 4 options' texts"),
-    (_line(id="s1", answer="D", options=["a", "b", "c"]), "answer 'D' is neither a letter A-C"),
-    (_line(id="s1", answer=4), "an index 0-3"),
-    (_line(id="s1", options=[str(i) for i in range(11)], answer="A"), "options must be a list of 2-10"),
-    (_line(id="s1", options=None, answer=""), "an open-ended answer must be a non-empty string"),
-    (_line(id="s1", image=None, video="clip.mp4", start=5, end=2), "must be before end"),
-    (_line(id="s1", fps=-1), "fps must be a number >= 0"),
-    (_line(id="s1", meta=[1]), "meta must be a JSON object"),
-    (_line(id="s1", options=["a", "a", "b", "c"]), "distinct"),
-    (_line(id="s1", options="abcd"), "options must be a list"),
-    (_line(id="s0"), "duplicate id 's0' (first on line 1)"),
-])
+@pytest.mark.parametrize(
+    "bad, reason",
+    [
+        ('{"id": "s1", "image": ', "invalid JSON"),
+        ('["a list"]', "expected a JSON object"),
+        (_line(id="s1", image="nope.png"), "image file not found"),
+        (_line(id="s1", answer=None), "missing field(s): answer"),
+        (_line(id="s1", image=None), "missing field(s): video or image"),
+        (
+            _line(id="s1", answer="E"),
+            "answer 'E' is neither a letter A-D, an index 0-3 nor one of the 4 options' texts",
+        ),
+        (_line(id="s1", answer="D", options=["a", "b", "c"]), "answer 'D' is neither a letter A-C"),
+        (_line(id="s1", answer=4), "an index 0-3"),
+        (_line(id="s1", options=[str(i) for i in range(11)], answer="A"), "options must be a list of 2-10"),
+        (_line(id="s1", options=None, answer=""), "an open-ended answer must be a non-empty string"),
+        (_line(id="s1", image=None, video="clip.mp4", start=5, end=2), "must be before end"),
+        (_line(id="s1", fps=-1), "fps must be a number >= 0"),
+        (_line(id="s1", meta=[1]), "meta must be a JSON object"),
+        (_line(id="s1", options=["a", "a", "b", "c"]), "distinct"),
+        (_line(id="s1", options="abcd"), "options must be a list"),
+        (_line(id="s0"), "duplicate id 's0' (first on line 1)"),
+    ],
+)
 def test_bad_line_names_file_and_line(folder, bad, reason):
     path = _write(folder, [_line(), bad])
     with pytest.raises(DataError) as e:
@@ -107,8 +146,10 @@ def test_resolve_manifest(folder, monkeypatch):
 
 def test_format_prompt(folder):
     (sample,), _ = read_manifest(_write(folder, [_line()]))
-    assert format_prompt(sample) == ("What color?\nA. red\nB. blue\nC. green\nD. cyan\n"
-                                     "Answer with the option's letter from the given choices directly.")
+    assert format_prompt(sample) == (
+        "What color?\nA. red\nB. blue\nC. green\nD. cyan\n"
+        "Answer with the option's letter from the given choices directly."
+    )
     assert PROMPT_SUFFIX in format_prompt(sample) and LETTERS[:4] == ("A", "B", "C", "D") and len(LETTERS) == 10
 
 
@@ -124,11 +165,20 @@ def test_manifest_v2_answers_open_ended_window_and_meta(folder):
     from scorerl.data.manifest import answer_target
 
     lines = [
-        _line(id="next", options=["a", "b", "c", "d", "e"], answer=3),                     # NExT-QA: 5, an index
-        _line(id="text", options=["cat", "dog", "A", "B"], answer="dog"),                   # the option's text
-        _line(id="letter", options=["cat", "dog", "A", "B"], answer="A"),                   # a letter wins
-        {"id": "open", "video": "clip.mp4", "question": "What happens?", "answer": "a dog runs", "start": 1.5,
-         "end": 4, "fps": 2, "meta": {"source": "llava_video"}, "conversation_turn": 2},  # open-ended, window
+        _line(id="next", options=["a", "b", "c", "d", "e"], answer=3),  # NExT-QA: 5, an index
+        _line(id="text", options=["cat", "dog", "A", "B"], answer="dog"),  # the option's text
+        _line(id="letter", options=["cat", "dog", "A", "B"], answer="A"),  # a letter wins
+        {
+            "id": "open",
+            "video": "clip.mp4",
+            "question": "What happens?",
+            "answer": "a dog runs",
+            "start": 1.5,
+            "end": 4,
+            "fps": 2,
+            "meta": {"source": "llava_video"},
+            "conversation_turn": 2,
+        },  # open-ended, window
     ]
     (folder / "m.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
     (nxt, text, letter, open_), _ = read_manifest(folder / "m.jsonl")

@@ -11,20 +11,30 @@ from scorerl.paths import list_packaged_configs, packaged_configs, resolve_confi
 
 def test_every_run_file_and_launch_config_is_packaged():
     names = list_packaged_configs()
-    for expected in ("qwen2_5_vl_7b/stage2_video.yaml", "qwen2_5_vl_72b/stage2_video.yaml",
-                     "llava_onevision_7b/stage1_pseudo.yaml", "accelerate/multi_gpu.yaml", "world/score_v4.yaml"):
+    for expected in (
+        "qwen2_5_vl_7b/stage2_video.yaml",
+        "qwen2_5_vl_72b/stage2_video.yaml",
+        "llava_onevision_7b/stage1_pseudo.yaml",
+        "accelerate/multi_gpu.yaml",
+        "world/score_v4.yaml",
+    ):
         assert expected in names
 
 
 def test_a_packaged_name_resolves_from_any_folder_and_a_real_path_wins(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     target = packaged_configs() / "qwen2_5_vl_7b" / "stage2_video.yaml"
-    for name in ("qwen2_5_vl_7b/stage2_video.yaml", "qwen2_5_vl_7b/stage2_video",
-                 "configs/qwen2_5_vl_7b/stage2_video.yaml"):
+    for name in (
+        "qwen2_5_vl_7b/stage2_video.yaml",
+        "qwen2_5_vl_7b/stage2_video",
+        "configs/qwen2_5_vl_7b/stage2_video.yaml",
+    ):
         assert resolve_config(name) == target
     (tmp_path / "qwen2_5_vl_7b").mkdir()
     (tmp_path / "qwen2_5_vl_7b" / "stage2_video.yaml").write_text("run: {name: mine}\n")
-    assert resolve_config("qwen2_5_vl_7b/stage2_video.yaml").resolve() == tmp_path / "qwen2_5_vl_7b" / "stage2_video.yaml"
+    assert (
+        resolve_config("qwen2_5_vl_7b/stage2_video.yaml").resolve() == tmp_path / "qwen2_5_vl_7b" / "stage2_video.yaml"
+    )
     assert resolve_config("nothing/like/this.yaml").name == "this.yaml"  # left for the loader to report
 
 

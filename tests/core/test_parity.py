@@ -15,8 +15,14 @@ import pytest
 import torch
 
 from scorerl.compress.baselines import get_compressor
-from scorerl.compress.baselines.dycoke import (PRUNED, WHOLE, dycoke_ttm, keep_per_pruned_for, pruning_ratio_for,
-                                               ttm_layout)
+from scorerl.compress.baselines.dycoke import (
+    PRUNED,
+    WHOLE,
+    dycoke_ttm,
+    keep_per_pruned_for,
+    pruning_ratio_for,
+    ttm_layout,
+)
 from scorerl.compress.baselines.vidcom2 import vidcom2_steps
 
 PARITY = Path(__file__).resolve().parents[1] / "fixtures" / "parity"  # the repository's copy: every clone runs them
@@ -81,8 +87,12 @@ def same_order_up_to_precision(got: list, want: list, sim: torch.Tensor, tol: fl
     for i in range(len(want)):
         if got[i] == want[i]:
             continue
-        if i + 1 < len(got) and got[i + 1] == want[i] and got[i] == want[i + 1] and \
-                abs(float(sim[want[i]]) - float(sim[want[i + 1]])) < tol:
+        if (
+            i + 1 < len(got)
+            and got[i + 1] == want[i]
+            and got[i] == want[i + 1]
+            and abs(float(sim[want[i]]) - float(sim[want[i + 1]])) < tol
+        ):
             got[i], got[i + 1] = got[i + 1], got[i]
             continue
         return False

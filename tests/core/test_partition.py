@@ -41,11 +41,20 @@ def test_zero3_on_two_processes_scores_what_the_whole_model_scores(env_folder, t
     pytest.importorskip("deepspeed")
     zero3 = tmp_path / "zero3.json"
     zero3.write_text(json.dumps({"zero_optimization": {"stage": 3, "stage3_param_persistence_threshold": 0}}))
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port",
-           str(28500 + os.getpid() % 1000), str(REPO / "tests" / "core" / "workers" / "zero3_scoring.py"),
-           str(env_folder), str(zero3), str(tmp_path)]
-    proc = subprocess.run(cmd, env=dict(os.environ, PYTHONPATH=str(REPO)), capture_output=True, text=True,
-                          timeout=300)
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node",
+        "2",
+        "--master_port",
+        str(28500 + os.getpid() % 1000),
+        str(REPO / "tests" / "core" / "workers" / "zero3_scoring.py"),
+        str(env_folder),
+        str(zero3),
+        str(tmp_path),
+    ]
+    proc = subprocess.run(cmd, env=dict(os.environ, PYTHONPATH=str(REPO)), capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-4000:]
     r0, r1 = (json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1))
     whole = r0["whole"]
@@ -80,8 +89,12 @@ def test_device_map_scores_what_the_whole_model_scores(env_folder):
     whole = load_env(env_cfg(env_folder))
     placed = load_env(env_cfg(env_folder, "env.placement=device_map"))
     g = torch.Generator().manual_seed(0)
-    requests = [ScoreRequest(VisualTokens(torch.randn(4, 4, whole.hidden_size, generator=g), grid=(2, 2)),
-                             "Which colour?", target="A") for _ in range(3)]
+    requests = [
+        ScoreRequest(
+            VisualTokens(torch.randn(4, 4, whole.hidden_size, generator=g), grid=(2, 2)), "Which colour?", target="A"
+        )
+        for _ in range(3)
+    ]
     assert torch.equal(whole.score(requests), placed.score(requests))
 
 
@@ -96,5 +109,7 @@ def test_zero3_config_file_is_checked(tmp_path):
         zero3_config(torch.float32, str(stage2))
     offload = tmp_path / "offload.json"
     offload.write_text('{"zero_optimization": {"offload_param": {"device": "cpu"}}}')
-    assert zero3_config(torch.float32, str(offload))["zero_optimization"] == {"offload_param": {"device": "cpu"},
-                                                                               "stage": 3}
+    assert zero3_config(torch.float32, str(offload))["zero_optimization"] == {
+        "offload_param": {"device": "cpu"},
+        "stage": 3,
+    }

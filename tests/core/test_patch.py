@@ -52,7 +52,7 @@ def generate_new(model, inputs, **kwargs):
     """New tokens of model.generate(**inputs) (its own or patched), seeded: sampling draws the same numbers."""
     torch.manual_seed(0)
     out = model.generate(**inputs, max_new_tokens=NEW, **kwargs)
-    return out[:, inputs["input_ids"].shape[1]:]
+    return out[:, inputs["input_ids"].shape[1] :]
 
 
 def reference_rows(env, videos, prompts, **kwargs):
@@ -61,8 +61,7 @@ def reference_rows(env, videos, prompts, **kwargs):
     inputs = processor_like_inputs(env, videos, prompts)
     if isinstance(inputs["pixel_values_videos"], torch.Tensor):
         return list(generate_new(env.model, inputs, **kwargs))
-    return [generate_new(env.model, processor_like_inputs(env, [v], [p]), **kwargs)[0]
-            for v, p in zip(videos, prompts)]
+    return [generate_new(env.model, processor_like_inputs(env, [v], [p]), **kwargs)[0] for v, p in zip(videos, prompts)]
 
 
 def strip(row: torch.Tensor, pad: int) -> list[int]:
@@ -109,11 +108,13 @@ def test_logits_processors_see_the_prompt(env, videos):
     select = selector("uniform", 0.25)
     kept = compress_inputs(env.model, inputs, select).input_ids  # [1, L']
     assert set(kept[0].tolist()) == set(inputs["input_ids"][0].tolist())
-    out = compressed_generate(env.model, inputs, select, max_new_tokens=3, do_sample=False,
-                              logits_processor=LogitsProcessorList([Recorder()]))
-    assert torch.equal(Recorder.seen[0], kept) and torch.equal(Recorder.seen[-1][:, kept.shape[1]:], out[:, :2])
-    penalised = compressed_generate(env.model, inputs, select, max_new_tokens=NEW, do_sample=False,
-                                    repetition_penalty=1e6)
+    out = compressed_generate(
+        env.model, inputs, select, max_new_tokens=3, do_sample=False, logits_processor=LogitsProcessorList([Recorder()])
+    )
+    assert torch.equal(Recorder.seen[0], kept) and torch.equal(Recorder.seen[-1][:, kept.shape[1] :], out[:, :2])
+    penalised = compressed_generate(
+        env.model, inputs, select, max_new_tokens=NEW, do_sample=False, repetition_penalty=1e6
+    )
     assert not set(penalised[0].tolist()) & set(kept[0].tolist())
 
 
@@ -126,8 +127,12 @@ def manual_decode(env, compressed, steps: int) -> torch.Tensor:
     tokens = []
     for _ in range(1, steps + 1):
         with torch.no_grad():
-            logits = env.model(inputs_embeds=embeds, attention_mask=mask, use_cache=False,
-                               position_ids=positions if env.arch == "qwen2_5_vl" else positions[0]).logits[:, -1]
+            logits = env.model(
+                inputs_embeds=embeds,
+                attention_mask=mask,
+                use_cache=False,
+                position_ids=positions if env.arch == "qwen2_5_vl" else positions[0],
+            ).logits[:, -1]
             token = logits.argmax(-1)  # [B]
             embeds = torch.cat([embeds, embed(token)[:, None]], dim=1)
         tokens.append(token)
@@ -145,12 +150,11 @@ def test_quarter_equals_manual_forward_on_kept_tokens(env, videos):
     want = manual_decode(env, compressed, steps=6)
     scorerl.patch(env.model, "uniform", ratio=0.25)
     try:
-        out = env.model.generate(**inputs, max_new_tokens=6, min_new_tokens=6, do_sample=False,
-                                 repetition_penalty=1.0)
+        out = env.model.generate(**inputs, max_new_tokens=6, min_new_tokens=6, do_sample=False, repetition_penalty=1.0)
     finally:
         scorerl.unpatch(env.model)
-    assert torch.equal(out[:, :inputs["input_ids"].shape[1]], inputs["input_ids"])  # generate's own layout
-    assert torch.equal(out[:, inputs["input_ids"].shape[1]:], want)
+    assert torch.equal(out[:, : inputs["input_ids"].shape[1]], inputs["input_ids"])  # generate's own layout
+    assert torch.equal(out[:, inputs["input_ids"].shape[1] :], want)
 
 
 def qwen_image_inputs(env, folder, images, prompts):
@@ -163,8 +167,10 @@ def qwen_image_inputs(env, folder, images, prompts):
     merge = env.model.config.vision_config.spatial_merge_size
     messages = [[{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": p}]}] for p in prompts]
     texts = [env.tokenizer.apply_chat_template(m, tokenize=False, add_generation_prompt=True) for m in messages]
-    texts = [t.replace("<|image_pad|>", "<|image_pad|>" * (int(g.prod()) // merge ** 2))
-             for t, g in zip(texts, pixels["image_grid_thw"])]
+    texts = [
+        t.replace("<|image_pad|>", "<|image_pad|>" * (int(g.prod()) // merge**2))
+        for t, g in zip(texts, pixels["image_grid_thw"])
+    ]
     text = env.tokenizer(texts, padding="longest", padding_side="left", return_tensors="pt")
     return {**text, "pixel_values": pixels["pixel_values"], "image_grid_thw": pixels["image_grid_thw"]}
 
@@ -214,9 +220,10 @@ def test_patch_with_a_policy_folder(env, videos, tmp_path):
     TokenPolicy(env.hidden_size).save_pretrained(tmp_path / "policy")
     compressor = ScoreCompressor.from_pretrained(tmp_path / "policy")
     inputs = processor_like_inputs(env, videos[:1], PROMPTS[:1])
-    want = compressed_generate(env.model, inputs, lambda v, grid: compressor.keep_mask(v, 0.25, grid),
-                               max_new_tokens=6, do_sample=False)
+    want = compressed_generate(
+        env.model, inputs, lambda v, grid: compressor.keep_mask(v, 0.25, grid), max_new_tokens=6, do_sample=False
+    )
     scorerl.patch(env.model, str(tmp_path / "policy"), ratio=0.25)
     out = env.model.generate(**inputs, max_new_tokens=6, do_sample=False)
     scorerl.unpatch(env.model)
-    assert torch.equal(out[:, inputs["input_ids"].shape[1]:], want)
+    assert torch.equal(out[:, inputs["input_ids"].shape[1] :], want)

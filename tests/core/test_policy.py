@@ -39,7 +39,6 @@ def test_keep_logits_chains_state_and_mlp():
     assert out.shape == (3, 6)
     assert torch.allclose(keep_logits(policy, v.unsqueeze(0).repeat(2, 1, 1, 1), grid=(2, 3))[1], out)
 
-
     class Wrapper(torch.nn.Module):  # how DDP / DeepSpeed hold the policy: called through, unwrapped for config
         def __init__(self, module):
             super().__init__()

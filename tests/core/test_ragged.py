@@ -38,12 +38,21 @@ def setup():
     items = []
     for j, (f, h, w) in enumerate(CLIPS):
         visual = env.encode(rng.integers(0, 255, (f, h, w, 3), dtype=np.uint8))
-        sample = Sample(id=f"s{j}", media=f"s{j}.mp4", kind="video", question="Which way?",
-                        options=["left", "right", "up", "down"], answer="ABCD"[j], answer_index=j)
+        sample = Sample(
+            id=f"s{j}",
+            media=f"s{j}.mp4",
+            kind="video",
+            question="Which way?",
+            options=["left", "right", "up", "down"],
+            answer="ABCD"[j],
+            answer_index=j,
+        )
         items.append(RolloutItem(sample, visual, position=j, key=f"2:s{j}"))
     assert len({tuple(it.visual.features.shape[:2]) for it in items}) == 3  # truly ragged
-    cfg = load_config(None, ["rl.group_size=4", "policy.hidden=16", "run.seed=0", "policy.positions=true",
-                             "policy.surprise_scalar=true"])
+    cfg = load_config(
+        None,
+        ["rl.group_size=4", "policy.hidden=16", "run.seed=0", "policy.positions=true", "policy.surprise_scalar=true"],
+    )
     torch.manual_seed(0)
     policy = TokenPolicy(items[0].visual.features.shape[-1], cfg.policy)
     return env, items, cfg, policy
@@ -51,8 +60,9 @@ def setup():
 
 def _judge(ro, cfg):
     rewards = combine(ro.ce - ro.ce_base[:, None], kept_fraction(ro.masks, ro.valid), cfg.reward)
-    return rewards, compute_advantages(cfg.rl.estimator, rewards["fidelity"], rewards["sparsity"], rewards["reward"],
-                                       cfg.rl, lam=cfg.reward.lam)
+    return rewards, compute_advantages(
+        cfg.rl.estimator, rewards["fidelity"], rewards["sparsity"], rewards["reward"], cfg.rl, lam=cfg.reward.lam
+    )
 
 
 def _grads(policy, ro, adv, rl) -> list[torch.Tensor]:
@@ -107,7 +117,7 @@ def test_a_ragged_batch_gives_the_rewards_and_gradient_of_its_samples_one_at_a_t
 
     # Gradient: the batch's is the mean of the samples' (same advantages fed to both, so only the loss is compared).
     grads = _grads(policy, whole, adv.per_mask, cfg.rl)
-    singles = [_grads(policy, one, adv.per_mask[b:b + 1], cfg.rl) for b, one in enumerate(alone)]
+    singles = [_grads(policy, one, adv.per_mask[b : b + 1], cfg.rl) for b, one in enumerate(alone)]
     for j, g in enumerate(grads):
         mean = torch.stack([s[j] for s in singles]).mean(0)
         torch.testing.assert_close(g, mean, rtol=1e-6, atol=1e-8)
@@ -141,12 +151,26 @@ def ragged_data(tmp_path_factory):
     lines = {"train": [], "static": []}
     for j, (f, h, w) in enumerate(RAGGED_CLIPS):
         write_mp4(root / f"v{j}.mp4", rng.integers(0, 255, (f, h, w, 3), dtype=np.uint8), fps=4)
-        lines["train"].append({"id": f"v{j}", "video": f"v{j}.mp4", "question": "Which way?",
-                               "options": ["left", "right", "up", "down"], "answer": "ABCD"[j % 4]})
+        lines["train"].append(
+            {
+                "id": f"v{j}",
+                "video": f"v{j}.mp4",
+                "question": "Which way?",
+                "options": ["left", "right", "up", "down"],
+                "answer": "ABCD"[j % 4],
+            }
+        )
     for j, (h, w) in enumerate(RAGGED_IMAGES):
         write_png(root / f"i{j}.png", rng.integers(0, 255, (h, w, 3), dtype=np.uint8))
-        lines["static"].append({"id": f"i{j}", "image": f"i{j}.png", "question": "Which colour?",
-                                "options": ["red", "green", "blue", "grey"], "answer": "ABCD"[j % 4]})
+        lines["static"].append(
+            {
+                "id": f"i{j}",
+                "image": f"i{j}.png",
+                "question": "Which colour?",
+                "options": ["red", "green", "blue", "grey"],
+                "answer": "ABCD"[j % 4],
+            }
+        )
     for name, records in lines.items():
         (root / f"{name}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
     build_tiny_env("qwen2_5_vl", seed=0).save_pretrained(root / "env")
@@ -163,26 +187,45 @@ def test_ragged_data_trains_alike_from_cache_store_and_online(ragged_data, tmp_p
     from scorerl.envs.features import build_features
     from scorerl.rl.trainer import train
 
-    common = [f"env.path={ragged_data / 'env'}", "env.device=cpu", "data.frame_size=0", "data.sample_fps=2",
-              "data.min_frames=2", "data.num_frames=3", f"data.stage1_manifest={ragged_data / 'static.jsonl'}",
-              f"data.stage2_manifest={ragged_data / 'train.jsonl'}", f"data.eval_manifest={ragged_data / 'train.jsonl'}",
-              f"run.output_dir={tmp_path}",
-              "rl.group_size=4", "policy.hidden=16", "policy.positions=true", "curriculum.stage1_steps=2",
-              "train.max_steps=5", "train.batch_size=2", "train.lr=0.05", f"data.cache_dir={tmp_path / 'cache'}"]
+    common = [
+        f"env.path={ragged_data / 'env'}",
+        "env.device=cpu",
+        "data.frame_size=0",
+        "data.sample_fps=2",
+        "data.min_frames=2",
+        "data.num_frames=3",
+        f"data.stage1_manifest={ragged_data / 'static.jsonl'}",
+        f"data.stage2_manifest={ragged_data / 'train.jsonl'}",
+        f"data.eval_manifest={ragged_data / 'train.jsonl'}",
+        f"run.output_dir={tmp_path}",
+        "rl.group_size=4",
+        "policy.hidden=16",
+        "policy.positions=true",
+        "curriculum.stage1_steps=2",
+        "train.max_steps=5",
+        "train.batch_size=2",
+        "train.lr=0.05",
+        f"data.cache_dir={tmp_path / 'cache'}",
+    ]
     store = tmp_path / "feature_store"  # not tmp_path/store: that is the run folder of run("store")
     build_features(load_config(None, common), out=store, shard_size=2, progress=False)
 
     def run(name, *extra):
         return train(load_config(None, [*common, f"run.name={name}", *extra]))
 
-    runs = {"cache": run("cache"), "store": run("store", "data.features=store", f"data.store_dir={store}"),
-            "online": run("online", "data.features=online")}
+    runs = {
+        "cache": run("cache"),
+        "store": run("store", "data.features=store", f"data.store_dir={store}"),
+        "online": run("online", "data.features=online"),
+    }
     report = json.loads((runs["cache"] / "data_report.json").read_text())
     assert report["sampling"]["size"] == "native" and report["sampling"]["by"] == "rate"
     assert report["1"]["visual_tokens"]["min"] < report["1"]["visual_tokens"]["max"]  # images of three shapes
     assert report["2"]["visual_tokens"]["min"] < report["2"]["visual_tokens"]["max"]  # clips of four
-    assert json.loads((runs["store"] / "data_report.json").read_text())["2"]["visual_tokens"] == report["2"][
-        "visual_tokens"]
+    assert (
+        json.loads((runs["store"] / "data_report.json").read_text())["2"]["visual_tokens"]
+        == report["2"]["visual_tokens"]
+    )
     policies = {k: load_file(str(v / "policy" / "policy.safetensors")) for k, v in runs.items()}
     for other in ("store", "online"):
         assert all(torch.equal(policies["cache"][k], policies[other][k]) for k in policies["cache"])

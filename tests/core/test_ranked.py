@@ -91,13 +91,16 @@ def test_group_budget_draws_from_the_budgets():
     assert len(set(same)) == 1
 
 
-@pytest.mark.parametrize("override, key", [
-    ("rl.estimator=split_action", "rl.estimator"),
-    ("rl.ppo_epochs=2", "rl.ppo_epochs"),
-    ("rl.entropy_coef=0.01", "rl.entropy_coef"),
-    ("rl.kl_coef=0.1", "rl.kl_coef"),
-    ("rl.budgets=[]", "rl.budgets"),
-])
+@pytest.mark.parametrize(
+    "override, key",
+    [
+        ("rl.estimator=split_action", "rl.estimator"),
+        ("rl.ppo_epochs=2", "rl.ppo_epochs"),
+        ("rl.entropy_coef=0.01", "rl.entropy_coef"),
+        ("rl.kl_coef=0.1", "rl.kl_coef"),
+        ("rl.budgets=[]", "rl.budgets"),
+    ],
+)
 def test_ranked_sampling_refuses_per_token_switches(override, key):
     load_config(None, ["rl.sampling=ranked"])  # the defaults are fine
     load_config(None, [override])  # and each switch is fine with Bernoulli masks

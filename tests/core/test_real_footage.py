@@ -60,8 +60,11 @@ def test_positions_follow_the_sampled_time_as_the_model_computes_them(tmp_path):
     ours = env._layout(request, with_target=True)[1]  # [3, L]
     mm = (ids == env.video_token_id).int()[None] * 2
     theirs, _ = env.model.model.get_rope_index(
-        ids[None], mm_token_type_ids=mm, video_grid_thw=torch.tensor([timed.meta["grid_thw"]]),
-        second_per_grid_ts=torch.tensor([timed.meta["second_per_grid_t"]]))
+        ids[None],
+        mm_token_type_ids=mm,
+        video_grid_thw=torch.tensor([timed.meta["grid_thw"]]),
+        second_per_grid_ts=torch.tensor([timed.meta["second_per_grid_t"]]),
+    )
     assert torch.equal(ours, theirs[:, 0])
     # One step per unit instead (data.temporal_positions: unit): other temporal positions, same spatial ones.
     unit = encode_clip(env, sample, FrameSampling(size=64, fps=2.0, min_frames=2, keep_aspect=True, timed=False))

@@ -31,8 +31,12 @@ REPO = Path(__file__).resolve().parents[2]
 STAGE1_STEPS, STEPS = 2, 4
 
 # (clip, start, end): three lengths, three aspect ratios
-CLIPS = [("carphone_pristine.mp4", None, None), ("bikes.mp4", 0.0, 3.0), ("bigbuckbunny.mp4", 1.0, 2.5),
-         ("bikes.mp4", 4.0, 9.0)]
+CLIPS = [
+    ("carphone_pristine.mp4", None, None),
+    ("bikes.mp4", 0.0, 3.0),
+    ("bigbuckbunny.mp4", 1.0, 2.5),
+    ("bikes.mp4", 4.0, 9.0),
+]
 PHOTOS = ["astronaut", "coffee", "chelsea", "rocket"]  # 512x512, 400x600, 300x451, 427x640
 
 
@@ -59,12 +63,24 @@ def footage(tmp_path_factory) -> dict[str, Path]:
         if image.ndim == 2:
             image = np.repeat(image[..., None], 3, axis=-1)
         write_png(root / f"{name}.png", np.ascontiguousarray(image[..., :3]))
-        stage1.append({"id": name, "image": f"{name}.png", "question": "What does the picture show?",
-                       "options": options, "answer": "ABCD"[j % 4]})
+        stage1.append(
+            {
+                "id": name,
+                "image": f"{name}.png",
+                "question": "What does the picture show?",
+                "options": options,
+                "answer": "ABCD"[j % 4],
+            }
+        )
     videos = []
     for j, (name, start, end) in enumerate(CLIPS):
-        line = {"id": f"{name}-{j}", "video": str(_clip(name)), "question": "What is in the video?",
-                "options": options, "answer": "ABCD"[(j + 1) % 4]}
+        line = {
+            "id": f"{name}-{j}",
+            "video": str(_clip(name)),
+            "question": "What is in the video?",
+            "options": options,
+            "answer": "ABCD"[(j + 1) % 4],
+        }
         if start is not None:
             line.update(start=start, end=end)
         videos.append(line)
@@ -86,11 +102,18 @@ def tiny_folders(tmp_path_factory) -> dict[str, Path]:
 
 def _overrides(folder: Path, footage: dict, out: Path, max_steps: int = STEPS) -> list[str]:
     """What a user changes to rehearse a run file: the model folder, the data, where things go, the step counts."""
-    return [f"env.path={folder}", f"data.stage1_manifest={footage['stage1']}",
-            f"data.stage2_manifest={footage['stage2']}", f"data.eval_manifest={footage['eval']}",
-            f"data.store_dir={out / 'store'}", f"run.output_dir={out / 'runs'}",
-            f"curriculum.stage1_steps={STAGE1_STEPS}", f"train.max_steps={max_steps}", "train.checkpoint_every=1",
-            "train.warmup_steps=1"]
+    return [
+        f"env.path={folder}",
+        f"data.stage1_manifest={footage['stage1']}",
+        f"data.stage2_manifest={footage['stage2']}",
+        f"data.eval_manifest={footage['eval']}",
+        f"data.store_dir={out / 'store'}",
+        f"run.output_dir={out / 'runs'}",
+        f"curriculum.stage1_steps={STAGE1_STEPS}",
+        f"train.max_steps={max_steps}",
+        "train.checkpoint_every=1",
+        "train.warmup_steps=1",
+    ]
 
 
 def _check_trained(run: Path, cfg_file: Path, over: list[str], out: Path) -> dict:
@@ -101,8 +124,9 @@ def _check_trained(run: Path, cfg_file: Path, over: list[str], out: Path) -> dic
     assert all(np.isfinite(x["loss"]) and np.isfinite(x["reward"]) for x in lines)
     assert (run / "policy" / "policy.safetensors").is_file()
     assert scorerl(["export", str(run), "--out", str(out / "exported")]) == 0
-    assert scorerl(["eval", str(cfg_file), *over, "--policy", str(out / "exported"),
-                    "--out", str(out / "eval.json")]) == 0
+    assert (
+        scorerl(["eval", str(cfg_file), *over, "--policy", str(out / "exported"), "--out", str(out / "eval.json")]) == 0
+    )
     return json.loads((out / "eval.json").read_text())
 
 
@@ -118,7 +142,8 @@ def _check_eval(result: dict, cfg) -> None:
 
 @pytest.mark.parametrize("model", ["qwen2_5_vl_7b", "llava_onevision_7b"])
 def test_a_7b_run_file_pair_trains_both_stages_on_real_clips_resumes_exports_and_evaluates(
-        model, footage, tiny_folders, tmp_path):
+    model, footage, tiny_folders, tmp_path
+):
     from scorerl.config import load_config
 
     arch = "qwen2_5_vl" if model.startswith("qwen") else "llava_onevision"
@@ -147,13 +172,25 @@ def test_the_72b_run_file_trains_under_a_two_process_zero3_launch(footage, tiny_
 
     run_file = REPO / "configs" / "qwen2_5_vl_72b" / "stage2_video.yaml"
     over = _overrides(tiny_folders["qwen2_5_vl"], footage, tmp_path)
-    env = dict(os.environ, PYTHONPATH=str(REPO), TORCH_EXTENSIONS_DIR=os.environ.get(
-        "TORCH_EXTENSIONS_DIR", str(Path.home() / ".cache" / "torch_extensions")))
+    env = dict(
+        os.environ,
+        PYTHONPATH=str(REPO),
+        TORCH_EXTENSIONS_DIR=os.environ.get("TORCH_EXTENSIONS_DIR", str(Path.home() / ".cache" / "torch_extensions")),
+    )
 
     def launch(*args: str) -> None:  # the README's CPU launch: 2 processes, gloo
-        cmd = [sys.executable, "-m", "accelerate.commands.launch", "--config_file",
-               str(REPO / "configs" / "accelerate" / "cpu_2proc.yaml"), "--main_process_port",
-               str(29500 + os.getpid() % 1000), "-m", "scorerl", *args]
+        cmd = [
+            sys.executable,
+            "-m",
+            "accelerate.commands.launch",
+            "--config_file",
+            str(REPO / "configs" / "accelerate" / "cpu_2proc.yaml"),
+            "--main_process_port",
+            str(29500 + os.getpid() % 1000),
+            "-m",
+            "scorerl",
+            *args,
+        ]
         done = subprocess.run(cmd, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=600)
         assert done.returncode == 0, (done.stdout + done.stderr)[-4000:]
 

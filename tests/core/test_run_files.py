@@ -10,8 +10,13 @@ from scorerl.config import load_config
 
 REPO = Path(__file__).resolve().parents[2]
 RUN_FILES = sorted(REPO.glob("configs/*_7b/*.yaml"))
-DOCS = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md")), *sorted(REPO.glob("configs/**/*.yaml")),
-        *sorted(REPO.glob("scripts/**/*.sh")), *sorted(REPO.glob("scripts/**/*.sbatch"))]
+DOCS = [
+    REPO / "README.md",
+    *sorted((REPO / "docs").glob("*.md")),
+    *sorted(REPO.glob("configs/**/*.yaml")),
+    *sorted(REPO.glob("scripts/**/*.sh")),
+    *sorted(REPO.glob("scripts/**/*.sbatch")),
+]
 NAMED = re.compile(r"\b((?:configs|scripts|data_pipelines)/[A-Za-z0-9_./+-]+\.(?:yaml|json|sh|py|sbatch))")
 
 
@@ -47,8 +52,14 @@ def test_the_two_stage_files_are_one_resumable_run():
 
 
 def test_every_file_the_docs_and_configs_name_exists():
-    missing = sorted({f"{doc.relative_to(REPO)}: {name}" for doc in DOCS for name in NAMED.findall(doc.read_text())
-                      if not (REPO / name).exists()})
+    missing = sorted(
+        {
+            f"{doc.relative_to(REPO)}: {name}"
+            for doc in DOCS
+            for name in NAMED.findall(doc.read_text())
+            if not (REPO / name).exists()
+        }
+    )
     assert missing == []
 
 
@@ -70,9 +81,11 @@ def test_the_72b_run_file_partitions_its_environment_and_fits_80gb_only_so():
     assert 73e9 < params < 74e9 and hf.text_config.num_hidden_layers == 80  # Qwen2.5-VL-72B: 73.4 B
     zero3 = memory_plan.plan(cfg, gpus=8)
     assert zero3["fits_80gb"] and zero3["partitioned_gb"] == pytest.approx(
-        (params - sum(p.numel() for p in model.model.visual.parameters())) * 2 / 8 / 1e9)
-    whole = memory_plan.plan(load_config(REPO / "configs" / "qwen2_5_vl_72b" / "stage2_video.yaml",
-                                         ["env.placement=replicate"]), gpus=8)
+        (params - sum(p.numel() for p in model.model.visual.parameters())) * 2 / 8 / 1e9
+    )
+    whole = memory_plan.plan(
+        load_config(REPO / "configs" / "qwen2_5_vl_72b" / "stage2_video.yaml", ["env.placement=replicate"]), gpus=8
+    )
     assert not whole["fits_80gb"] and whole["weights_gb"] == pytest.approx(params * 2 / 1e9)
     assert memory_plan.plan(cfg, gpus=16)["total_gb"] < zero3["total_gb"]  # more GPUs, smaller shares
 

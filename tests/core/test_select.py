@@ -59,8 +59,7 @@ def test_num_keep():
 
 
 def test_topk_global_picks_top_scores():
-    scores = torch.tensor([[0.9, 0.1, 0.5, 0.3, 0.2],
-                           [0.8, 0.7, 0.0, 0.6, 0.4]])
+    scores = torch.tensor([[0.9, 0.1, 0.5, 0.3, 0.2], [0.8, 0.7, 0.0, 0.6, 0.4]])
     m = topk_mask(scores, 0.25)  # k = ceil(0.25 * 10) = 3 -> 0.9, 0.8, 0.7
     assert int(m.sum()) == math.ceil(0.25 * 10)
     assert m.tolist() == [[True, False, False, False, False], [True, True, False, False, False]]
@@ -68,14 +67,15 @@ def test_topk_global_picks_top_scores():
 
 
 def test_topk_per_unit():
-    scores = torch.tensor([[0.9, 0.1, 0.5, 0.3, 0.2],
-                           [0.8, 0.7, 0.0, 0.6, 0.4]])
+    scores = torch.tensor([[0.9, 0.1, 0.5, 0.3, 0.2], [0.8, 0.7, 0.0, 0.6, 0.4]])
     m = topk_mask(scores, 0.4, scope="per_unit")  # k = 4 of 10: 2 per unit
     assert m.tolist() == [[True, False, True, False, False], [True, True, False, False, False]]
     m = topk_mask(scores, 0.5, scope="per_unit")  # k = 5: 2 per unit, the fifth by score anywhere (0.6)
     assert m.tolist() == [[True, False, True, False, False], [True, True, False, True, False]]
-    assert topk_mask(scores, 0.3, scope="per_unit").tolist() == [[True, False, False, False, False],
-                                                                   [True, True, False, False, False]]  # k = 3
+    assert topk_mask(scores, 0.3, scope="per_unit").tolist() == [
+        [True, False, False, False, False],
+        [True, True, False, False, False],
+    ]  # k = 3
 
 
 def test_both_scopes_keep_what_every_method_keeps():

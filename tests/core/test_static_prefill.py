@@ -51,9 +51,15 @@ def _requests(env, rhos, frames: int = 16, seed: int = 0) -> list[ScoreRequest]:
     visual = env.encode(clip)
     T, N = visual.features.shape[:2]
     g = torch.Generator().manual_seed(seed)
-    return [ScoreRequest(visual=visual, prompt="Which way does the square move?", target="left, then up",
-                         keep=None if rho >= 1 else topk_mask(torch.rand(T, N, generator=g), rho, "global"))
-            for rho in rhos]
+    return [
+        ScoreRequest(
+            visual=visual,
+            prompt="Which way does the square move?",
+            target="left, then up",
+            keep=None if rho >= 1 else topk_mask(torch.rand(T, N, generator=g), rho, "global"),
+        )
+        for rho in rhos
+    ]
 
 
 def _max_diff(a: list[torch.Tensor], b: list[torch.Tensor]) -> float:
@@ -63,8 +69,9 @@ def _max_diff(a: list[torch.Tensor], b: list[torch.Tensor]) -> float:
 def _widths(env, fn) -> list[int]:
     """Sequence lengths the model's forward was called with while fn runs."""
     seen: list[int] = []
-    handle = env.model.register_forward_pre_hook(lambda m, a, kw: seen.append(kw["inputs_embeds"].shape[1]),
-                                                 with_kwargs=True)
+    handle = env.model.register_forward_pre_hook(
+        lambda m, a, kw: seen.append(kw["inputs_embeds"].shape[1]), with_kwargs=True
+    )
     try:
         fn()
     finally:
@@ -119,22 +126,44 @@ def test_left_pad_unchanged_for_eager():
 
 
 TINY_QWEN = {
-    "text_config": {"hidden_size": 64, "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2,
-                    "intermediate_size": 128, "vocab_size": 1000},
-    "vision_config": {"depth": 1, "hidden_size": 32, "num_heads": 2, "intermediate_size": 64, "patch_size": 14,
-                      "spatial_merge_size": 2, "temporal_patch_size": 2, "window_size": 112,
-                      "fullatt_block_indexes": [0]},
+    "text_config": {
+        "hidden_size": 64,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 4,
+        "num_key_value_heads": 2,
+        "intermediate_size": 128,
+        "vocab_size": 1000,
+    },
+    "vision_config": {
+        "depth": 1,
+        "hidden_size": 32,
+        "num_heads": 2,
+        "intermediate_size": 64,
+        "patch_size": 14,
+        "spatial_merge_size": 2,
+        "temporal_patch_size": 2,
+        "window_size": 112,
+        "fullatt_block_indexes": [0],
+    },
 }
 
 
 def test_bench_static_shapes_and_ttft(tmp_path):
     """bench.static_shapes pads every prefill to its bucket and gives the eager NLLs; ttft adds decode + vision +
     policy + prefill per arm; the report has the % of the FLOPs limit and the TTFT table."""
-    bench = {"ratios": [0.1, 0.5], "num_frames": 4, "frame_size": 112, "prompt_tokens": 16, "warmup": 1,
-             "repeats": 1, "random_init": TINY_QWEN}
+    bench = {
+        "ratios": [0.1, 0.5],
+        "num_frames": 4,
+        "frame_size": 112,
+        "prompt_tokens": 16,
+        "warmup": 1,
+        "repeats": 1,
+        "random_init": TINY_QWEN,
+    }
     eager = run_bench(config_from_dict({"env": {"device": "cpu"}, "bench": bench}), out=tmp_path / "eager.json")
-    cfg = config_from_dict({"env": {"device": "cpu"}, "bench": {**bench, "static_shapes": True, "compile": True,
-                                                                "ttft": True}})
+    cfg = config_from_dict(
+        {"env": {"device": "cpu"}, "bench": {**bench, "static_shapes": True, "compile": True, "ttft": True}}
+    )
     static = run_bench(cfg, out=tmp_path / "static.json")
     assert static["static"]["static_shapes"] and static["static"]["compile"].startswith("skipped")
     for e, s in zip([eager["full"], *eager["results"]], [static["full"], *static["results"]]):
@@ -157,9 +186,14 @@ def test_gpu_check_dry_run(tmp_path):
     """`bash scripts/gpu_check.sh --dry-run`: every measurement of the GPU check on tiny CPU models (~10 s)."""
     out = tmp_path / "gpu_check"
     t0 = time.perf_counter()
-    proc = subprocess.run(["bash", str(ROOT / "scripts" / "gpu_check.sh"), "--dry-run", "--out", str(out)],
-                          cwd=ROOT, capture_output=True, text=True, timeout=120,
-                          env={"PATH": "/usr/bin:/bin", "PYTHON": sys.executable, "HOME": str(tmp_path)})
+    proc = subprocess.run(
+        ["bash", str(ROOT / "scripts" / "gpu_check.sh"), "--dry-run", "--out", str(out)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={"PATH": "/usr/bin:/bin", "PYTHON": sys.executable, "HOME": str(tmp_path)},
+    )
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
     result = json.loads(out.with_suffix(".json").read_text())
     assert result["meta"]["mode"] == "dry-run" and result["meta"]["elapsed_s"] < time.perf_counter() - t0
@@ -187,8 +221,17 @@ def test_training_at_scale_dry_run(tmp_path):
     spec = importlib.util.spec_from_file_location("bench_train_scale", repo / "scripts" / "bench_train_scale.py")
     script = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(script)
-    assert script.main([str(repo / "configs" / "qwen2_5_vl_7b" / "stage2_video.yaml"), "--dry-run",
-                        "--out", str(tmp_path / "scale")]) == 0
+    assert (
+        script.main(
+            [
+                str(repo / "configs" / "qwen2_5_vl_7b" / "stage2_video.yaml"),
+                "--dry-run",
+                "--out",
+                str(tmp_path / "scale"),
+            ]
+        )
+        == 0
+    )
     rows = json.loads((tmp_path / "scale.json").read_text())["rows"]
     assert [r["mode"] for r in rows] == ["batched", "per_mask"] and all(r["steps"] >= 2 for r in rows)
     assert all(0 < r["env_share"] < 1 for r in rows)

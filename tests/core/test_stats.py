@@ -50,8 +50,9 @@ def test_paired_difference_is_narrower_than_unpaired_when_methods_agree():
     flip = rng.choice(500, 25, replace=False)
     b[flip] = ~b[flip]
     paired = stats.paired_diff_ci(a, b, 2000, seed=0)
-    unpaired = stats.percentile_interval(stats.resampled_accuracies(a, 2000, 0)
-                                         - stats.resampled_accuracies(b, 2000, 1))
+    unpaired = stats.percentile_interval(
+        stats.resampled_accuracies(a, 2000, 0) - stats.resampled_accuracies(b, 2000, 1)
+    )
     d = stats.accuracy(a) - stats.accuracy(b)
     assert paired[0] <= d <= paired[1] and unpaired[0] <= d <= unpaired[1]
     assert (paired[1] - paired[0]) < 0.5 * (unpaired[1] - unpaired[0])

@@ -23,6 +23,7 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 @pytest.fixture(scope="module")
 def assets(tmp_path_factory):
     from conftest import write_tiny_dataset
+
     from scorerl.envs.build import build_tiny_env
 
     root = tmp_path_factory.mktemp("store_assets")
@@ -32,11 +33,19 @@ def assets(tmp_path_factory):
 
 
 def make_cfg(assets, *overrides):
-    return load_config(None, [
-        f"env.path={assets['env']}", "env.device=cpu", "data.num_frames=4", "data.frame_size=32",
-        f"data.stage1_manifest={assets['data'] / 'static_train.jsonl'}",
-        f"data.stage2_manifest={assets['data'] / 'train.jsonl'}",
-        f"data.eval_manifest={assets['data'] / 'train.jsonl'}", *overrides])
+    return load_config(
+        None,
+        [
+            f"env.path={assets['env']}",
+            "env.device=cpu",
+            "data.num_frames=4",
+            "data.frame_size=32",
+            f"data.stage1_manifest={assets['data'] / 'static_train.jsonl'}",
+            f"data.stage2_manifest={assets['data'] / 'train.jsonl'}",
+            f"data.eval_manifest={assets['data'] / 'train.jsonl'}",
+            *overrides,
+        ],
+    )
 
 
 def build(assets, out, **kw):
@@ -66,8 +75,8 @@ def test_store_layout_dtype_and_static_images_at_one_unit(assets, reference):
     # Read back, every sample is the very tensor the per-sample cache holds (the folded image expanded again).
     from scorerl.data.cache import FeatureCache
     from scorerl.data.frames import FrameSampling
-    from scorerl.envs import load_env
     from scorerl.data.manifest import read_manifest
+    from scorerl.envs import load_env
 
     cfg = make_cfg(assets)
     env = load_env(cfg.env)
@@ -106,8 +115,17 @@ def two_ranks(cfg, out: Path, env, env_dir: Path, shard_size: int) -> list[BaseE
 
     def rank(r):
         try:
-            build_features(cfg, out=out, shard_size=shard_size, progress=False, env=env, env_dir=env_dir, rank=r,
-                           world_size=2, barrier=barrier.wait)
+            build_features(
+                cfg,
+                out=out,
+                shard_size=shard_size,
+                progress=False,
+                env=env,
+                env_dir=env_dir,
+                rank=r,
+                world_size=2,
+                barrier=barrier.wait,
+            )
         except BaseException as e:  # noqa: BLE001  (returned to the test)
             errors.append(e)
             barrier.abort()
@@ -132,18 +150,36 @@ def test_a_few_hundred_samples_two_ranks_killed_and_resumed(tmp_path, monkeypatc
     """300 samples (60 clips, 240 images) in 19 shards: rank 1 dies on its third shard, rank 0 stops at the
     barrier; the resumed 2-rank build equals an uninterrupted 1-process build byte for byte."""
     from conftest import write_tiny_dataset
+
     from scorerl.envs import load_env
     from scorerl.envs.build import build_tiny_env
 
     data = write_tiny_dataset(tmp_path / "data", videos=60, images=240, frames=4, size=32, seed=2)
     build_tiny_env("llava_onevision", seed=0).save_pretrained(tmp_path / "env")
-    cfg = load_config(None, [f"env.path={tmp_path / 'env'}", "env.arch=llava_onevision", "env.device=cpu",
-                             "data.num_frames=4", "data.frame_size=32",
-                             f"data.stage1_manifest={data / 'static_train.jsonl'}",
-                             f"data.stage2_manifest={data / 'train.jsonl'}", f"data.eval_manifest={data / 'train.jsonl'}"])
+    cfg = load_config(
+        None,
+        [
+            f"env.path={tmp_path / 'env'}",
+            "env.arch=llava_onevision",
+            "env.device=cpu",
+            "data.num_frames=4",
+            "data.frame_size=32",
+            f"data.stage1_manifest={data / 'static_train.jsonl'}",
+            f"data.stage2_manifest={data / 'train.jsonl'}",
+            f"data.eval_manifest={data / 'train.jsonl'}",
+        ],
+    )
     env = load_env(cfg.env)
-    whole = build_features(cfg, out=tmp_path / "whole", shard_size=16, progress=False, env=env,
-                           env_dir=tmp_path / "env", rank=0, world_size=1)
+    whole = build_features(
+        cfg,
+        out=tmp_path / "whole",
+        shard_size=16,
+        progress=False,
+        env=env,
+        env_dir=tmp_path / "env",
+        rank=0,
+        world_size=1,
+    )
     assert whole.samples == 300 and whole.built_shards == 19
 
     real, calls = st.build_shard, []
@@ -163,8 +199,7 @@ def test_a_few_hundred_samples_two_ranks_killed_and_resumed(tmp_path, monkeypatc
     assert files(tmp_path / "split") == files(tmp_path / "whole")
 
 
-def test_a_copied_model_folder_opens_the_store_and_another_processor_setting_is_refused(assets, reference,
-                                                                                        tmp_path):
+def test_a_copied_model_folder_opens_the_store_and_another_processor_setting_is_refused(assets, reference, tmp_path):
     from scorerl.envs import load_env
 
     copied = tmp_path / "elsewhere" / "env"
@@ -179,21 +214,26 @@ def test_a_copied_model_folder_opens_the_store_and_another_processor_setting_is_
     with pytest.raises(DataError, match=r"other settings: processor.image_mean"):
         st.FeatureStore(reference, store_fingerprint(env, copied, cfg.data))
     with pytest.raises(DataError, match=r"frames.size \(32 in the store, 48 now\)"):
-        st.FeatureStore(reference, store_fingerprint(load_env(cfg.env), copied, make_cfg(assets, "data.frame_size=48")
-                                                     .data))
+        st.FeatureStore(
+            reference, store_fingerprint(load_env(cfg.env), copied, make_cfg(assets, "data.frame_size=48").data)
+        )
 
 
 def test_bad_media_are_skipped_and_counted_or_named(assets, tmp_path):
     data = tmp_path / "data"
     shutil.copytree(assets["data"], data)
     (data / "videos" / "v2.mp4").write_text("not a video")
-    cfg_args = [f"data.stage2_manifest={data / 'train.jsonl'}", f"data.eval_manifest={data / 'train.jsonl'}",
-                "curriculum.stage1_steps=0"]
+    cfg_args = [
+        f"data.stage2_manifest={data / 'train.jsonl'}",
+        f"data.eval_manifest={data / 'train.jsonl'}",
+        "curriculum.stage1_steps=0",
+    ]
     with pytest.raises(DataError, match=r"train.jsonl:3 \(id 'v2'\): .*v2.mp4: not a readable video"):
         build_features(make_cfg(assets, *cfg_args), out=tmp_path / "a", shard_size=3, progress=False)
     assert not (tmp_path / "a").exists()  # the failed build leaves no empty store behind
-    report = build_features(make_cfg(assets, *cfg_args, "data.skip_bad=true"), out=tmp_path / "b", shard_size=3,
-                            progress=False)
+    report = build_features(
+        make_cfg(assets, *cfg_args, "data.skip_bad=true"), out=tmp_path / "b", shard_size=3, progress=False
+    )
     assert report.samples == 6 and [s["id"] for s in report.skipped] == ["v2"]
     assert "not a readable video" in report.skipped[0]["reason"]
 
@@ -204,9 +244,19 @@ def test_training_from_cache_store_and_online_ends_at_the_same_policy(assets, re
     from scorerl.rl.trainer import train
 
     def run(name, *extra):
-        cfg = make_cfg(assets, f"run.output_dir={tmp_path}", f"run.name={name}", "rl.group_size=4",
-                       "policy.hidden=16", "curriculum.stage1_steps=2", "train.max_steps=4", "train.batch_size=2",
-                       "train.lr=0.05", f"data.cache_dir={tmp_path / 'cache'}", *extra)
+        cfg = make_cfg(
+            assets,
+            f"run.output_dir={tmp_path}",
+            f"run.name={name}",
+            "rl.group_size=4",
+            "policy.hidden=16",
+            "curriculum.stage1_steps=2",
+            "train.max_steps=4",
+            "train.batch_size=2",
+            "train.lr=0.05",
+            f"data.cache_dir={tmp_path / 'cache'}",
+            *extra,
+        )
         return load_file(str(train(cfg) / "policy" / "policy.safetensors"))
 
     cache = run("cache")
@@ -215,7 +265,13 @@ def test_training_from_cache_store_and_online_ends_at_the_same_policy(assets, re
     for other in (store, online):
         assert all(torch.equal(cache[k], other[k]) for k in cache)
     line = json.loads((assets["data"] / "train.jsonl").read_text().splitlines()[0])
-    (tmp_path / "other.jsonl").write_text(json.dumps({**line, "id": "new0", "video": str(assets["data"] / line["video"])}))
+    (tmp_path / "other.jsonl").write_text(
+        json.dumps({**line, "id": "new0", "video": str(assets["data"] / line["video"])})
+    )
     with pytest.raises(DataError, match=r"not in the feature store .*scorerl data features"):
-        run("missing", "data.features=store", f"data.store_dir={reference}",
-            f"data.stage2_manifest={tmp_path / 'other.jsonl'}")
+        run(
+            "missing",
+            "data.features=store",
+            f"data.store_dir={reference}",
+            f"data.stage2_manifest={tmp_path / 'other.jsonl'}",
+        )

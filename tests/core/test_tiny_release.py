@@ -12,8 +12,13 @@ from safetensors import safe_open
 from scorerl.cli import main
 from scorerl.config import EnvSection
 from scorerl.envs import load_env
-from scorerl.envs.release_folder import (LLAVA_ONEVISION_CHAT_TEMPLATE, MARKER, QWEN2_5_VL_CHAT_TEMPLATE,
-                                         describe_tiny_release, write_tiny_release)
+from scorerl.envs.release_folder import (
+    LLAVA_ONEVISION_CHAT_TEMPLATE,
+    MARKER,
+    QWEN2_5_VL_CHAT_TEMPLATE,
+    describe_tiny_release,
+    write_tiny_release,
+)
 from scorerl.envs.tokenizer import QWEN2_PRETOKENIZE_REGEX
 from scorerl.errors import EnvError
 from scorerl.types import ScoreRequest
@@ -23,18 +28,43 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 ARCHS = ["qwen2_5_vl", "llava_onevision"]
 SHARDS = ["model-00001-of-00002.safetensors", "model-00002-of-00002.safetensors", "model.safetensors.index.json"]
 RELEASE_FILES = {  # the release's own file names (README.md and .gitattributes aside)
-    "qwen2_5_vl": {"config.json", "generation_config.json", "preprocessor_config.json", "chat_template.json",
-                   "tokenizer.json", "tokenizer_config.json", "vocab.json", "merges.txt", *SHARDS},
-    "llava_onevision": {"config.json", "generation_config.json", "preprocessor_config.json",
-                        "video_preprocessor_config.json", "processor_config.json", "chat_template.json",
-                        "tokenizer.json", "tokenizer_config.json", "vocab.json", "merges.txt", "added_tokens.json",
-                        "special_tokens_map.json", *SHARDS},
+    "qwen2_5_vl": {
+        "config.json",
+        "generation_config.json",
+        "preprocessor_config.json",
+        "chat_template.json",
+        "tokenizer.json",
+        "tokenizer_config.json",
+        "vocab.json",
+        "merges.txt",
+        *SHARDS,
+    },
+    "llava_onevision": {
+        "config.json",
+        "generation_config.json",
+        "preprocessor_config.json",
+        "video_preprocessor_config.json",
+        "processor_config.json",
+        "chat_template.json",
+        "tokenizer.json",
+        "tokenizer_config.json",
+        "vocab.json",
+        "merges.txt",
+        "added_tokens.json",
+        "special_tokens_map.json",
+        *SHARDS,
+    },
 }
 # Prefixes of the release's weight names (transformers 5 keeps model.language_model.* / model.visual.* inside).
 RELEASE_PREFIXES = {
     "qwen2_5_vl": ("model.layers.", "model.embed_tokens.", "model.norm.", "visual.", "lm_head."),
-    "llava_onevision": ("language_model.model.", "language_model.lm_head.", "vision_tower.vision_model.",
-                        "multi_modal_projector.", "image_newline"),
+    "llava_onevision": (
+        "language_model.model.",
+        "language_model.lm_head.",
+        "vision_tower.vision_model.",
+        "multi_modal_projector.",
+        "image_newline",
+    ),
 }
 
 
@@ -47,8 +77,10 @@ def release(request, tmp_path_factory):
 def model_class(arch):
     from transformers import LlavaOnevisionForConditionalGeneration, Qwen2_5_VLForConditionalGeneration
 
-    return {"qwen2_5_vl": Qwen2_5_VLForConditionalGeneration,
-            "llava_onevision": LlavaOnevisionForConditionalGeneration}[arch]
+    return {
+        "qwen2_5_vl": Qwen2_5_VLForConditionalGeneration,
+        "llava_onevision": LlavaOnevisionForConditionalGeneration,
+    }[arch]
 
 
 def video_messages(prompt="What happens?"):
@@ -84,19 +116,29 @@ def test_qwen_config_is_the_releases_flat_layout(tmp_path):
     assert "text_config" not in cfg and cfg["model_type"] == "qwen2_5_vl"
     assert cfg["rope_scaling"]["type"] == "mrope" and sum(cfg["rope_scaling"]["mrope_section"]) == 64 // 4 // 2
     vision = cfg["vision_config"]
-    assert {k: vision[k] for k in ("patch_size", "spatial_merge_size", "temporal_patch_size", "window_size",
-                                   "tokens_per_second")} == {"patch_size": 14, "spatial_merge_size": 2,
-                                                             "temporal_patch_size": 2, "window_size": 112,
-                                                             "tokens_per_second": 2}
+    assert {
+        k: vision[k]
+        for k in ("patch_size", "spatial_merge_size", "temporal_patch_size", "window_size", "tokens_per_second")
+    } == {
+        "patch_size": 14,
+        "spatial_merge_size": 2,
+        "temporal_patch_size": 2,
+        "window_size": 112,
+        "tokens_per_second": 2,
+    }
     vocab = json.loads((path / "tokenizer.json").read_text())
     ids = {t["content"]: t["id"] for t in vocab["added_tokens"]}
-    assert [cfg[k] for k in ("vision_start_token_id", "vision_end_token_id", "image_token_id", "video_token_id")] \
-        == [ids[t] for t in ("<|vision_start|>", "<|vision_end|>", "<|image_pad|>", "<|video_pad|>")]
+    assert [cfg[k] for k in ("vision_start_token_id", "vision_end_token_id", "image_token_id", "video_token_id")] == [
+        ids[t] for t in ("<|vision_start|>", "<|vision_end|>", "<|image_pad|>", "<|video_pad|>")
+    ]
     assert min(ids.values()) == len(vocab["model"]["vocab"])  # added tokens follow the learned vocabulary
     assert ids["<tool_call>"] not in [t["id"] for t in vocab["added_tokens"] if t["special"]]
     pre = json.loads((path / "preprocessor_config.json").read_text())
-    assert (pre["min_pixels"], pre["max_pixels"], pre["image_processor_type"]) == (3136, 12845056,
-                                                                                   "Qwen2VLImageProcessor")
+    assert (pre["min_pixels"], pre["max_pixels"], pre["image_processor_type"]) == (
+        3136,
+        12845056,
+        "Qwen2VLImageProcessor",
+    )
     gen = json.loads((path / "generation_config.json").read_text())
     assert (gen["temperature"], gen["top_p"], gen["top_k"], gen["repetition_penalty"]) == (0.1, 0.001, 1, 1.05)
     assert gen["eos_token_id"] == [ids["<|im_end|>"], ids["<|endoftext|>"]]
@@ -133,8 +175,9 @@ def test_transformers_loads_every_weight_and_runs_a_video_forward(release):
     arch, path = release
     config = AutoConfig.from_pretrained(path, local_files_only=True)
     tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
-    model, info = model_class(arch).from_pretrained(path, dtype=torch.float32, local_files_only=True,
-                                                    output_loading_info=True)
+    model, info = model_class(arch).from_pretrained(
+        path, dtype=torch.float32, local_files_only=True, output_loading_info=True
+    )
     assert not any(info.values()), info  # no missing, unexpected or mismatched key
     assert len(tokenizer) <= config.text_config.vocab_size
     assert model.generation_config.eos_token_id is not None
@@ -160,17 +203,22 @@ def test_weights_under_release_names_are_the_ones_loaded(release):
     arch, path = release
     model = model_class(arch).from_pretrained(path, dtype=torch.float32, local_files_only=True).model
     if arch == "qwen2_5_vl":
-        pairs = {"visual.patch_embed.proj.weight": model.visual.patch_embed.proj.weight,
-                 "visual.merger.mlp.0.weight": model.visual.merger.mlp[0].weight,
-                 "model.layers.1.self_attn.q_proj.weight": model.language_model.layers[1].self_attn.q_proj.weight}
+        pairs = {
+            "visual.patch_embed.proj.weight": model.visual.patch_embed.proj.weight,
+            "visual.merger.mlp.0.weight": model.visual.merger.mlp[0].weight,
+            "model.layers.1.self_attn.q_proj.weight": model.language_model.layers[1].self_attn.q_proj.weight,
+        }
     else:
         tower = model.vision_tower
         tower = getattr(tower, "vision_model", tower)  # transformers 5.25 drops SigLIP's inner vision_model
-        pairs = {"vision_tower.vision_model.embeddings.patch_embedding.weight": tower.embeddings.patch_embedding.weight,
-                 "multi_modal_projector.linear_1.weight": model.multi_modal_projector.linear_1.weight,
-                 "image_newline": model.image_newline,
-                 "language_model.model.layers.1.self_attn.q_proj.weight":
-                     model.language_model.layers[1].self_attn.q_proj.weight}
+        pairs = {
+            "vision_tower.vision_model.embeddings.patch_embedding.weight": tower.embeddings.patch_embedding.weight,
+            "multi_modal_projector.linear_1.weight": model.multi_modal_projector.linear_1.weight,
+            "image_newline": model.image_newline,
+            "language_model.model.layers.1.self_attn.q_proj.weight": model.language_model.layers[
+                1
+            ].self_attn.q_proj.weight,
+        }
     index = json.loads((path / "model.safetensors.index.json").read_text())
     for name, loaded in pairs.items():
         with safe_open(str(path / index["weight_map"][name]), "pt") as f:
@@ -184,12 +232,15 @@ def test_the_folders_chat_template_renders_a_video(release):
     tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
     template = json.loads((path / "chat_template.json").read_text())["chat_template"]
     assert template == {"qwen2_5_vl": QWEN2_5_VL_CHAT_TEMPLATE, "llava_onevision": LLAVA_ONEVISION_CHAT_TEMPLATE}[arch]
-    text = tokenizer.apply_chat_template(video_messages(), chat_template=template, tokenize=False,
-                                         add_generation_prompt=True)
-    expected = {"qwen2_5_vl": "<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n<|im_start|>user\n"
-                              "<|vision_start|><|video_pad|><|vision_end|>What happens?<|im_end|>\n"
-                              "<|im_start|>assistant\n",
-                "llava_onevision": "<|im_start|>user\n<video>\nWhat happens?<|im_end|>\n<|im_start|>assistant\n"}
+    text = tokenizer.apply_chat_template(
+        video_messages(), chat_template=template, tokenize=False, add_generation_prompt=True
+    )
+    expected = {
+        "qwen2_5_vl": "<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n<|im_start|>user\n"
+        "<|vision_start|><|video_pad|><|vision_end|>What happens?<|im_end|>\n"
+        "<|im_start|>assistant\n",
+        "llava_onevision": "<|im_start|>user\n<video>\nWhat happens?<|im_end|>\n<|im_start|>assistant\n",
+    }
     assert text == expected[arch]
     placeholder = {"qwen2_5_vl": "<|video_pad|>", "llava_onevision": "<video>"}[arch]
     ids = tokenizer(text, add_special_tokens=False).input_ids
@@ -211,8 +262,12 @@ def test_load_env_encodes_and_scores_with_the_folders_settings(release):
     assert D == 64 and T == {"qwen2_5_vl": 2, "llava_onevision": 4}[arch]  # Qwen: 2 frames per temporal unit
     keep = torch.zeros(T, N, dtype=torch.bool)
     keep[:, 0] = True
-    scores = env.score([ScoreRequest(visual, "What happens? A. up B. down", target="A"),
-                        ScoreRequest(visual, "What happens? A. up B. down", target="A", keep=keep)])
+    scores = env.score(
+        [
+            ScoreRequest(visual, "What happens? A. up B. down", target="A"),
+            ScoreRequest(visual, "What happens? A. up B. down", target="A", keep=keep),
+        ]
+    )
     assert scores.shape == (2,) and torch.isfinite(scores).all() and scores[0] != scores[1]
 
 

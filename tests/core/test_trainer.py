@@ -34,6 +34,7 @@ STAGE1 = 2  # stage-1 steps (the boundary)
 def assets(tmp_path_factory):
     """A tiny data set (8 clips, 8 images) and a tiny saved environment, built once for this module."""
     from conftest import write_tiny_dataset
+
     from scorerl.envs.build import build_tiny_env
 
     root = tmp_path_factory.mktemp("trainer_assets")
@@ -44,17 +45,31 @@ def assets(tmp_path_factory):
 
 
 def make_cfg(assets, out: Path, *overrides: str):
-    return load_config(None, [
-        f"run.output_dir={out}", "run.name=run", "run.seed=0",
-        f"env.path={assets['env']}", "env.arch=qwen2_5_vl", "env.device=cpu",
-        f"data.stage1_manifest={assets['world'] / 'static_train.jsonl'}",
-        f"data.stage2_manifest={assets['world'] / 'train.jsonl'}",
-        "data.num_frames=4", "data.frame_size=32", f"data.cache_dir={assets['cache']}",
-        "rl.group_size=4", "policy.hidden=16", "curriculum.stage1_steps=2",
-        f"train.max_steps={S}", "train.batch_size=2", "train.lr=0.05", "train.checkpoint_every=2",
-        "train.keep_last=5",
-        *overrides,
-    ])
+    return load_config(
+        None,
+        [
+            f"run.output_dir={out}",
+            "run.name=run",
+            "run.seed=0",
+            f"env.path={assets['env']}",
+            "env.arch=qwen2_5_vl",
+            "env.device=cpu",
+            f"data.stage1_manifest={assets['world'] / 'static_train.jsonl'}",
+            f"data.stage2_manifest={assets['world'] / 'train.jsonl'}",
+            "data.num_frames=4",
+            "data.frame_size=32",
+            f"data.cache_dir={assets['cache']}",
+            "rl.group_size=4",
+            "policy.hidden=16",
+            "curriculum.stage1_steps=2",
+            f"train.max_steps={S}",
+            "train.batch_size=2",
+            "train.lr=0.05",
+            "train.checkpoint_every=2",
+            "train.keep_last=5",
+            *overrides,
+        ],
+    )
 
 
 def params(run_dir: Path) -> dict[str, torch.Tensor]:
@@ -143,8 +158,15 @@ def test_resume_refuses_a_changed_config_unless_forced(assets, tmp_path):
     from scorerl.rl.resume import check_resume_config
 
     saved = json.loads((ckpt.latest_checkpoint(tmp_path / "run") / "state.json").read_text())["config"]
-    moved = make_cfg(assets, tmp_path, "train.max_steps=2", "eval.batch_size=3", "bench.repeats=9",
-                     "train.log_every=5", "data.eval_manifest=other.jsonl").to_dict()
+    moved = make_cfg(
+        assets,
+        tmp_path,
+        "train.max_steps=2",
+        "eval.batch_size=3",
+        "bench.repeats=9",
+        "train.log_every=5",
+        "data.eval_manifest=other.jsonl",
+    ).to_dict()
     moved["fit"] = {"steps": 1}  # a client's section, e.g. the world's, is not the trainer's business
     assert check_resume_config(saved, moved) == []
     run = train(make_cfg(assets, tmp_path, "rl.group_size=3"), resume="auto", force=True)
@@ -213,8 +235,10 @@ def test_a_non_finite_loss_stops_the_run_and_exports_nothing(assets, tmp_path, m
     run = tmp_path / "run"
     assert not (run / "policy").exists()
     assert [p.name for p in ckpt.list_checkpoints(run)] == ["step-000001"]
-    assert all(torch.isfinite(t).all() for t in ckpt.load_checkpoint(run / "checkpoints" / "step-000001")
-               .tensors["policy"].values())
+    assert all(
+        torch.isfinite(t).all()
+        for t in ckpt.load_checkpoint(run / "checkpoints" / "step-000001").tensors["policy"].values()
+    )
 
 
 def test_unwritable_outputs_are_refused_before_any_work(assets, tmp_path, monkeypatch):
@@ -239,12 +263,15 @@ def test_config_show_output_trains_unchanged(assets, tmp_path):
     shown = tmp_path / "shown.yaml"
 
     def show(path):
-        return subprocess.run([sys.executable, "-m", "scorerl", "config", "show", str(path)], capture_output=True,
-                              text=True, check=True).stdout
+        return subprocess.run(
+            [sys.executable, "-m", "scorerl", "config", "show", str(path)], capture_output=True, text=True, check=True
+        ).stdout
 
     shown.write_text(show(src))
     assert show(shown) == shown.read_text()  # the shown YAML reads back to the very same config
-    assert f"output_dir: {tmp_path}" in shown.read_text() and "  # AdamW learning rate of the policy." in shown.read_text()
+    assert (
+        f"output_dir: {tmp_path}" in shown.read_text() and "  # AdamW learning rate of the policy." in shown.read_text()
+    )
     assert main(["train", str(shown), "train.max_steps=1"]) == 0
     assert read_metrics(tmp_path / "run")[-1]["step"] == 1 and (tmp_path / "run" / "policy").is_dir()
 
@@ -279,9 +306,26 @@ def test_two_processes_follow_the_single_process_trajectory(assets, tmp_path):
     env = dict(os.environ, PYTHONPATH=str(REPO))
     # `--multi_gpu` is accelerate's torchrun launcher; without CUDA the trainer asks accelerate for CPU, which
     # then forms a gloo group (accelerate 1.15's `--cpu --num_processes 2` starts only one process without mpirun).
-    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
-           "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port",
-           str(29500 + os.getpid() % 1000), "-m", "scorerl", "train", str(cfg_file)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "accelerate.commands.launch",
+        "--multi_gpu",
+        "--num_processes",
+        "2",
+        "--num_machines",
+        "1",
+        "--mixed_precision",
+        "no",
+        "--dynamo_backend",
+        "no",
+        "--main_process_port",
+        str(29500 + os.getpid() % 1000),
+        "-m",
+        "scorerl",
+        "train",
+        str(cfg_file),
+    ]
     proc = subprocess.run(cmd, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-4000:]
     two = tmp_path / "two" / "run"
@@ -311,7 +355,9 @@ def rollout_setup(assets):
 
     cfg = make_cfg(assets, assets["root"] / "unused")
     env = load_env(cfg.env)
-    cache = FeatureCache(env, "rollout-test", FrameSampling(num_frames=4, size=32), cache_dir=assets["root"] / "rollout_features")
+    cache = FeatureCache(
+        env, "rollout-test", FrameSampling(num_frames=4, size=32), cache_dir=assets["root"] / "rollout_features"
+    )
     samples, _ = read_manifest(assets["world"] / "train.jsonl")
     items = [RolloutItem(s, cache.get(s), position=p, key=s.id) for p, s in enumerate(samples[:4])]
     torch.manual_seed(0)
@@ -353,12 +399,24 @@ def test_one_scoring_call_per_step_and_ce_base_once_per_sample(rollout_setup, mo
     assert calls == [[False] * (4 * cfg.rl.group_size)] and ro.new_ce_base == {}
     assert not any(p.grad is not None for p in policy.parameters())  # collecting computes no gradient
     rewards = combine(ro.ce - ro.ce_base[:, None], kept_fraction(ro.masks), cfg.reward)
-    adv = compute_advantages(cfg.rl.estimator, rewards["fidelity"], rewards["sparsity"], rewards["reward"], cfg.rl,
-                             lam=cfg.reward.lam)
+    adv = compute_advantages(
+        cfg.rl.estimator, rewards["fidelity"], rewards["sparsity"], rewards["reward"], cfg.rl, lam=cfg.reward.lam
+    )
     loss, stats = update_loss(policy, ro, adv, cfg.rl)
     assert set(rollout_metrics(ro, rewards, adv, stats)) >= {
-        "reward", "reward_std", "frac_reward_zero_std", "fidelity", "sparsity", "kept_fraction", "ce_base", "dce",
-        "loss", "entropy", "env_ms", "policy_ms"}
+        "reward",
+        "reward_std",
+        "frac_reward_zero_std",
+        "fidelity",
+        "sparsity",
+        "kept_fraction",
+        "ce_base",
+        "dce",
+        "loss",
+        "entropy",
+        "env_ms",
+        "policy_ms",
+    }
     loss.backward()
     assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in policy.parameters())
     policy.zero_grad()
@@ -408,6 +466,7 @@ def test_removed_deepspeed_config_key_says_what_replaced_it(assets, tmp_path):
 
 # ------------------------------------------------------------------------------------- ZeRO-3 environment
 
+
 def _zero3_overrides(tmp_path: Path) -> list[str]:
     """env.placement=zero3 with every tensor partitioned (the defaults keep tensors under 1e5 elements whole,
     which is every tensor of the tiny model)."""
@@ -422,9 +481,20 @@ def _launch_two(cfg, tmp_path: Path, name: str, *args: str) -> subprocess.Popen:
     cfg_file.write_text(cfg.to_yaml())
     env = dict(os.environ, PYTHONPATH=str(REPO))
     # the README's CPU launch: configs/accelerate/cpu_2proc.yaml (torchrun launcher; gloo without CUDA)
-    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--config_file",
-           str(REPO / "configs" / "accelerate" / "cpu_2proc.yaml"), "--main_process_port",
-           str(29500 + (os.getpid() + len(name)) % 1000), "-m", "scorerl", "train", str(cfg_file), *args]
+    cmd = [
+        sys.executable,
+        "-m",
+        "accelerate.commands.launch",
+        "--config_file",
+        str(REPO / "configs" / "accelerate" / "cpu_2proc.yaml"),
+        "--main_process_port",
+        str(29500 + (os.getpid() + len(name)) % 1000),
+        "-m",
+        "scorerl",
+        "train",
+        str(cfg_file),
+        *args,
+    ]
     return subprocess.Popen(cmd, env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 

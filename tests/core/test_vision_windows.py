@@ -44,7 +44,9 @@ def _features_and_grad(model, inputs):
     return out.detach(), qkv.clone()
 
 
-@pytest.mark.parametrize("size", [64, 48])  # 64 px: equal 32 px windows; 48 px: 32 + 16 (the loop; its full-attention block is batched)
+@pytest.mark.parametrize(
+    "size", [64, 48]
+)  # 64 px: equal 32 px windows; 48 px: 32 + 16 (the loop; its full-attention block is batched)
 def test_same_features_and_gradients_as_transformers(envs, size):
     env, reference = envs
     frames = np.random.default_rng(size).integers(0, 256, (4, size, size, 3), dtype=np.uint8)

@@ -3,9 +3,9 @@
 import json
 from pathlib import Path
 
-from scorerl.world.demo import DEMO_METHODS, run_demo
-
 import pytest
+
+from scorerl.world.demo import DEMO_METHODS, run_demo
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 
@@ -16,11 +16,25 @@ def test_demo_runs_the_whole_path_and_reuses_what_it_built(tmp_path, monkeypatch
 
     monkeypatch.setenv("SCORERL_HOME", str(tmp_path / "home"))
     path = CONFIGS / config
-    overrides = ["world.train=24", "world.test=12", "world.static_train=12", "world.frames=8", "world.size=32",
-                 "data.num_frames=8", "data.frame_size=32", "fit.steps=3", "fit.batch_size=4",
-                 "fit.checkpoint_every=2", "fit.model={}", "train.max_steps=3", "curriculum.stage1_steps=1",
-                 "train.batch_size=2", "rl.group_size=2", "train.checkpoint_every=2",
-                 f"run.output_dir={tmp_path}"]
+    overrides = [
+        "world.train=24",
+        "world.test=12",
+        "world.static_train=12",
+        "world.frames=8",
+        "world.size=32",
+        "data.num_frames=8",
+        "data.frame_size=32",
+        "fit.steps=3",
+        "fit.batch_size=4",
+        "fit.checkpoint_every=2",
+        "fit.model={}",
+        "train.max_steps=3",
+        "curriculum.stage1_steps=1",
+        "train.batch_size=2",
+        "rl.group_size=2",
+        "train.checkpoint_every=2",
+        f"run.output_dir={tmp_path}",
+    ]
     report = run_demo(str(path), overrides)
     methods = DEMO_METHODS if version == 3 else load_config(path).eval.methods  # v4 prints every baseline
     rows = {(r["method"], r["ratio"]) for r in report["results"]}

@@ -14,43 +14,75 @@ import torch
 from safetensors.torch import load_file
 
 from scorerl.config import EnvSection, config_from_dict
-from scorerl.world import synthetic as syn
-from scorerl.world import render
-from scorerl.world import scenes
 from scorerl.data.manifest import answer_target, format_prompt, read_manifest
+from scorerl.envs import load_env
+from scorerl.errors import CheckpointError, ConfigError
+from scorerl.rng import fit_step_rng
 from scorerl.world import fit as F
 from scorerl.world import fit_data as FD
-from scorerl.envs import load_env
-from scorerl.rng import fit_step_rng
-from scorerl.world.fit_params import VISION_ENCODER, PROJECTOR, param_groups
+from scorerl.world import render, scenes
+from scorerl.world import synthetic as syn
+from scorerl.world.fit_params import PROJECTOR, VISION_ENCODER, param_groups
 from scorerl.world.projector_warmup import warm_up_projector, warmup_targets
-from scorerl.errors import CheckpointError, ConfigError
 
 FRAMES, SIZE = 8, 32  # 32 px, patch 8, merge 2 -> 2 x 2 tokens per frame, 32 visual tokens
 
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory) -> Path:
-    return syn.build_world(tmp_path_factory.mktemp("world"), train=15, test=6, static_train=6, frames=FRAMES,
-                           size=SIZE, seed=0, progress=False)
+    return syn.build_world(
+        tmp_path_factory.mktemp("world"),
+        train=15,
+        test=6,
+        static_train=6,
+        frames=FRAMES,
+        size=SIZE,
+        seed=0,
+        progress=False,
+    )
 
 
 def tiny_cfg(world: Path, answer_format: str = "option", **fit):
     fit_section = {
-        "steps": 4, "batch_size": 3, "lr": 3e-3, "warmup_steps": 1, "checkpoint_every": 2, "keep_last": 5,
-        "threads": 1, "eval_batch_size": 4, "extra_questions": 1,
-        "model": {"hidden_size": 32, "num_layers": 2, "num_heads": 2, "num_kv_heads": 1, "vision_depth": 1,
-                  "vision_hidden": 16, "vision_heads": 1, "patch_size": 8, "spatial_merge_size": 2,
-                  "temporal_patch_size": 1, "window_size": SIZE, "rope_theta": 10.0},
+        "steps": 4,
+        "batch_size": 3,
+        "lr": 3e-3,
+        "warmup_steps": 1,
+        "checkpoint_every": 2,
+        "keep_last": 5,
+        "threads": 1,
+        "eval_batch_size": 4,
+        "extra_questions": 1,
+        "model": {
+            "hidden_size": 32,
+            "num_layers": 2,
+            "num_heads": 2,
+            "num_kv_heads": 1,
+            "vision_depth": 1,
+            "vision_hidden": 16,
+            "vision_heads": 1,
+            "patch_size": 8,
+            "spatial_merge_size": 2,
+            "temporal_patch_size": 1,
+            "window_size": SIZE,
+            "rope_theta": 10.0,
+        },
         **fit,
     }
-    return config_from_dict({
-        "env": {"arch": "qwen2_5_vl", "device": "cpu"},
-        "data": {"stage1_manifest": str(world / "static_train.jsonl"), "stage2_manifest": str(world / "train.jsonl"),
-                 "eval_manifest": str(world / "test.jsonl"), "num_frames": FRAMES, "frame_size": SIZE,
-                 "answer_format": answer_format},
-        "fit": fit_section,
-    })
+    return config_from_dict(
+        {
+            "env": {"arch": "qwen2_5_vl", "device": "cpu"},
+            "data": {
+                "stage1_manifest": str(world / "static_train.jsonl"),
+                "stage2_manifest": str(world / "train.jsonl"),
+                "eval_manifest": str(world / "test.jsonl"),
+                "num_frames": FRAMES,
+                "frame_size": SIZE,
+                "answer_format": answer_format,
+            },
+            "fit": fit_section,
+        }
+    )
 
 
 @pytest.fixture(scope="module")
@@ -99,8 +131,14 @@ def test_fit_loss_is_the_answer_cross_entropy_env_score_computes(world, fitted):
         result = F.fit_step_loss(env, data, idx, cfg, step=0)
     from scorerl.envs.base import ScoreRequest
 
-    requests = [ScoreRequest(env.encode(data.frames[i]), format_prompt(data.samples[i], "option"),
-                             target=answer_target(data.samples[i], "option")) for i in idx]
+    requests = [
+        ScoreRequest(
+            env.encode(data.frames[i]),
+            format_prompt(data.samples[i], "option"),
+            target=answer_target(data.samples[i], "option"),
+        )
+        for i in idx
+    ]
     by_hand = torch.stack([-lp.sum() for lp in env.token_logprobs(requests)]).mean()
     assert result.questions == 2 and torch.allclose(result.loss, by_hand, atol=1e-5)
 
@@ -375,14 +413,31 @@ def test_evidence_first_masks_keep_the_objects_first_at_the_same_size():
 def test_evidence_tokens_follow_the_mirror_and_fill_an_image_pseudo_video():
     from scorerl.world.regions import evidence_tokens
 
-    video = {"kind": "video", "frames": 4, "size": 32, "objects": [
-        {"role": "static", "color": "red", "shape": "square", "size": 8, "first": 2, "last": 3,
-         "positions": [[0, 16], [0, 16]]}]}
+    video = {
+        "kind": "video",
+        "frames": 4,
+        "size": 32,
+        "objects": [
+            {
+                "role": "static",
+                "color": "red",
+                "shape": "square",
+                "size": 8,
+                "first": 2,
+                "last": 3,
+                "positions": [[0, 16], [0, 16]],
+            }
+        ],
+    }
     ev = evidence_tokens(video, 2, (2, 2))  # 16 px tokens: the square sits in unit 1, row 1, column 0
     assert ev.tolist() == [[False] * 4, [False, False, True, False]]
     assert evidence_tokens(video, 2, (2, 2), mirrored=True).tolist() == [[False] * 4, [False, False, False, True]]
-    image = {**video, "kind": "image", "frames": 1, "objects": [{**video["objects"][0], "first": 0, "last": 0,
-                                                                 "positions": [[0, 16]]}]}
+    image = {
+        **video,
+        "kind": "image",
+        "frames": 1,
+        "objects": [{**video["objects"][0], "first": 0, "last": 0, "positions": [[0, 16]]}],
+    }
     assert evidence_tokens(image, 3, (2, 2)).tolist() == [[False, False, True, False]] * 3  # the image in every unit
 
 
@@ -398,7 +453,8 @@ def test_a_fit_step_with_evidence_first_masks_scores_other_tokens(world, fitted)
     idx = np.arange(3)
     with torch.no_grad():
         plain = F.fit_step_loss(env, data, idx, tiny_cfg(world, full_prob=0.0, keep_min=0.1), step=0)
-        evidence = F.fit_step_loss(env, data, idx, tiny_cfg(world, full_prob=0.0, keep_min=0.1, evidence_prob=1.0),
-                                   step=0)
+        evidence = F.fit_step_loss(
+            env, data, idx, tiny_cfg(world, full_prob=0.0, keep_min=0.1, evidence_prob=1.0), step=0
+        )
     assert plain.questions == evidence.questions and torch.isfinite(evidence.loss)
     assert not torch.allclose(plain.loss, evidence.loss)

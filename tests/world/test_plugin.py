@@ -47,8 +47,31 @@ def test_data_synthetic_renders_a_version_4_test_split_alone(tmp_path, capsys):
     from scorerl.cli import main
 
     out = tmp_path / "v4"
-    assert main(["data", "synthetic", "--out", str(out), "--version", "4", "--train", "0", "--test", "3",
-                 "--static", "0", "--static-test", "0", "--frames", "8", "--size", "32"]) == 0
+    assert (
+        main(
+            [
+                "data",
+                "synthetic",
+                "--out",
+                str(out),
+                "--version",
+                "4",
+                "--train",
+                "0",
+                "--test",
+                "3",
+                "--static",
+                "0",
+                "--static-test",
+                "0",
+                "--frames",
+                "8",
+                "--size",
+                "32",
+            ]
+        )
+        == 0
+    )
     lines = [json.loads(x) for x in (out / "test.jsonl").read_text().splitlines()]
     assert len(lines) == 3 and all(x["scene"]["version"] == 4 and "nuisances" in x["scene"] for x in lines)
     assert (out / "train.jsonl").read_text() == "" and (out / "static_test.jsonl").read_text() == ""

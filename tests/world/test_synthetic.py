@@ -8,10 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from scorerl.world import synthetic as syn
-from scorerl.world import questions
-from scorerl.world import scenes
 from scorerl.errors import DataError
+from scorerl.world import questions, scenes
+from scorerl.world import synthetic as syn
 
 TINY = dict(train=20, test=5, static_train=12, frames=8, size=32, seed=0)
 
@@ -116,10 +115,14 @@ def test_scene_invariants(world):
             for x, y in o["positions"]:
                 assert 0 <= x and x + o["size"] <= scene["size"] and 0 <= y and y + o["size"] <= scene["size"]
         for f in range(t):  # no two objects overlap in any frame
-            boxes = [(x, y, o["size"]) for o in objs if o["first"] <= f <= o["last"]
-                     for x, y in [o["positions"][f - o["first"]]]]
+            boxes = [
+                (x, y, o["size"])
+                for o in objs
+                if o["first"] <= f <= o["last"]
+                for x, y in [o["positions"][f - o["first"]]]
+            ]
             for i, (ax, ay, a) in enumerate(boxes):
-                for bx, by, b in boxes[i + 1:]:
+                for bx, by, b in boxes[i + 1 :]:
                     assert ax + a <= bx or bx + b <= ax or ay + a <= by or by + b <= ay
         if scene["kind"] == "video" and rec["family"] == "event":
             (event,) = keys
@@ -275,8 +278,21 @@ def test_pipeline_script(tmp_path, capsys):
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     out = tmp_path / "cli"
-    args = ["--out", str(out), "--train", "2", "--test", "1", "--static", "2", "--frames", "6", "--size", "16",
-            "--quiet"]
+    args = [
+        "--out",
+        str(out),
+        "--train",
+        "2",
+        "--test",
+        "1",
+        "--static",
+        "2",
+        "--frames",
+        "6",
+        "--size",
+        "16",
+        "--quiet",
+    ]
     assert mod.main(args) == 0
     assert len(_records(out, "train")) == 2 and (out / "world.json").is_file()
     assert mod.main(args[:-2] + ["15", "--quiet"]) == 2  # odd size: one clear error line

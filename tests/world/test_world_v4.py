@@ -11,10 +11,8 @@ import numpy as np
 import pytest
 
 from scorerl.world import nuisances as nz
-from scorerl.world import regions
-from scorerl.world import render
+from scorerl.world import regions, render, scenes
 from scorerl.world import render_nuisances as rn
-from scorerl.world import scenes
 from scorerl.world import synthetic as syn
 from scorerl.world.questions import make_question
 
@@ -45,8 +43,9 @@ def _v3_samples_digest() -> str:
 def _v3_manifests_digest() -> str:
     """Manifests and world.json of a tiny built world (not the mp4s: their bytes depend on the x264 build)."""
     with tempfile.TemporaryDirectory() as d:
-        out = syn.build_world(Path(d) / "w", train=10, test=5, static_train=5, frames=8, size=32, seed=3,
-                              progress=False)
+        out = syn.build_world(
+            Path(d) / "w", train=10, test=5, static_train=5, frames=8, size=32, seed=3, progress=False
+        )
         h = hashlib.sha256()
         for name in sorted(p.name for p in out.glob("*.json*")):
             h.update(name.encode())
@@ -62,8 +61,9 @@ def test_version_3_is_bit_identical_to_before_version_4():
 # --------------------------------------------------------------------------------------------- helpers
 
 
-def _v4(index: int, family: str = "count", probs=ALL, split: str = "train", frames: int = 16, size: int = 64,
-        seed: int = 0):
+def _v4(
+    index: int, family: str = "count", probs=ALL, split: str = "train", frames: int = 16, size: int = 64, seed: int = 0
+):
     """(record, pixels uint8 [F, H, W, 3]) of one v4 sample."""
     return syn.make_sample(split, index, family, index % 4, seed, frames, size, version=4, nuisances=probs)
 
@@ -94,10 +94,10 @@ def _ghosts(scene: dict) -> np.ndarray:
 
 def _box_pixels(frame: np.ndarray, box) -> np.ndarray:
     x, y, w, h = box
-    return frame[y:y + h, x:x + w]
+    return frame[y : y + h, x : x + w]
 
 
-# --------------------------------------------------------------------------------------------- where, and how it changes
+# ------------------------------------------------------------------------------------------- where, and how it changes
 
 
 @pytest.mark.parametrize("kind", ["flicker", "logo", "timestamp", "movers"])
@@ -124,7 +124,7 @@ def test_meta_boxes_are_inside_the_frame_and_clear_of_the_coloured_objects():
         for o in scenes.coloured(scene):  # every coloured object is fully visible at each of its positions
             mask = render.shape_mask(o["shape"], o["size"])
             for k, (x, y) in enumerate(o["positions"]):
-                drawn = labels[o["first"] + k, y:y + o["size"], x:x + o["size"]][mask]
+                drawn = labels[o["first"] + k, y : y + o["size"], x : x + o["size"]][mask]
                 assert np.all(drawn == regions.LAYERS["object"]), rec["id"]
 
 
@@ -167,8 +167,8 @@ def test_camera_pan_shifts_the_background():
         bg = rn.background_frames(scene, scene["frames"])  # [F, H, W, 3] before anything is drawn on it
         for t in range(1, scene["frames"]):  # frame t is frame 0 moved by the change of offset, exactly
             dx, dy = offsets[t] - offsets[0]
-            a = bg[t, max(0, -dy):64 - max(0, dy), max(0, -dx):64 - max(0, dx)]
-            b = bg[0, max(0, dy):64 + min(0, dy), max(0, dx):64 + min(0, dx)]
+            a = bg[t, max(0, -dy) : 64 - max(0, dy), max(0, -dx) : 64 - max(0, dx)]
+            b = bg[0, max(0, dy) : 64 + min(0, dy), max(0, dx) : 64 + min(0, dx)]
             assert np.array_equal(a, b), (i, t, dx, dy)
         if np.any(offsets != offsets[0]):
             assert np.any(bg != bg[0])  # and the background does move on screen
@@ -302,8 +302,18 @@ def test_a_v4_world_builds_into_its_own_folder_with_nuisances_in_meta(tmp_path):
     from scorerl.data.manifest import read_manifest, resolve_manifest
     from scorerl.world.paths import world_dir
 
-    cfg = load_config(None, ["world.version=4", "world.train=5", "world.test=2", "world.static_train=2",
-                             "world.frames=8", "world.size=32", "world.nuisance_camera=1.0"])
+    cfg = load_config(
+        None,
+        [
+            "world.version=4",
+            "world.train=5",
+            "world.test=2",
+            "world.static_train=2",
+            "world.frames=8",
+            "world.size=32",
+            "world.nuisance_camera=1.0",
+        ],
+    )
     out = syn.build_from_section(cfg.world, progress=False)
     assert out == world_dir(4) != world_dir()
     info = json.loads((out / "world.json").read_text())
@@ -320,9 +330,17 @@ def test_derived_fit_questions_read_the_v4_scene():
     from scorerl.world.fit_data import scene_question
 
     rec, _ = _v4(2, "event")
-    sample = Sample(id="x", media=Path("/x.mp4"), kind="video", question=rec["question"], options=rec["options"],
-                    answer=rec["answer"], answer_index="ABCD".index(rec["answer"]), family="event",
-                    meta={"scene": rec["scene"]})
+    sample = Sample(
+        id="x",
+        media=Path("/x.mp4"),
+        kind="video",
+        question=rec["question"],
+        options=rec["options"],
+        answer=rec["answer"],
+        answer_index="ABCD".index(rec["answer"]),
+        family="event",
+        meta={"scene": rec["scene"]},
+    )
     derived = scene_question(sample, "count", 1, np.random.default_rng(0))
     assert derived.question == "How many colored objects appear during the video?"
     assert derived.options[1] == str(len(scenes.coloured(rec["scene"])))

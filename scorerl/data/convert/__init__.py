@@ -28,7 +28,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Callable
 
-from scorerl.data.manifest import LETTERS
 from scorerl.data.convert.core import (
     ANSWER_FORMATS,
     Columns,
@@ -47,6 +46,7 @@ from scorerl.data.convert.mvbench import MVBENCH_VIDEO_DIRS, read_mvbench
 from scorerl.data.convert.nextqa import read_nextqa
 from scorerl.data.convert.videomme import read_videomme
 from scorerl.data.convert.writing import summary_lines, write_manifest
+from scorerl.data.manifest import LETTERS
 from scorerl.errors import ScoreRLError
 
 READERS: dict[str, Callable[..., Conversion]] = {

@@ -21,8 +21,15 @@ rank = dist.get_rank()
 env = Qwen25VLEnv.from_pretrained(folder, device="cpu", token_budget=120)
 D = env.hidden_size
 g = torch.Generator().manual_seed(0)
-requests = [ScoreRequest(VisualTokens(torch.randn(4, 4, D, generator=g), grid=(2, 2)), "Which colour? " * (1 + i % 3),
-                         target="B", keep=torch.rand(4, 4, generator=g) < 0.6) for i in range(7)]
+requests = [
+    ScoreRequest(
+        VisualTokens(torch.randn(4, 4, D, generator=g), grid=(2, 2)),
+        "Which colour? " * (1 + i % 3),
+        target="B",
+        keep=torch.rand(4, 4, generator=g) < 0.6,
+    )
+    for i in range(7)
+]
 whole = env.score(requests)  # [7], every process the same
 # Rank 0 scores all 7 (several token-budget chunks), rank 1 one; then rank 0 an empty call while rank 1 scores 2.
 mine = requests if rank == 0 else requests[:1]
@@ -34,6 +41,16 @@ with torch.inference_mode():
     first = env.score(mine)
     second = env.score([] if rank == 0 else requests[5:7])
     choices = env.choice_logprobs(mine[:3], ["A", "B"])
-Path(out, f"rank{rank}.json").write_text(json.dumps({
-    "held": held, "total": total, "whole": whole.tolist(), "first": first.tolist(), "second": second.tolist(),
-    "choices": choices.tolist(), "whole_choices": whole_choices.tolist()}))
+Path(out, f"rank{rank}.json").write_text(
+    json.dumps(
+        {
+            "held": held,
+            "total": total,
+            "whole": whole.tolist(),
+            "first": first.tolist(),
+            "second": second.tolist(),
+            "choices": choices.tolist(),
+            "whole_choices": whole_choices.tolist(),
+        }
+    )
+)
