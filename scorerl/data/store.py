@@ -25,7 +25,7 @@ import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable, TypeVar
 
 import torch
 from safetensors import safe_open
@@ -34,6 +34,8 @@ from safetensors.torch import save_file
 from scorerl.errors import DataError
 from scorerl.io import atomic
 from scorerl.types import Sample, VisualTokens, token_count
+
+T = TypeVar("T")
 
 STORE_FORMAT = "scorerl-feature-store/1"
 INDEX_FILE = "store.json"
@@ -146,6 +148,53 @@ def fold_static(tokens: VisualTokens, kind: str) -> tuple[torch.Tensor, int]:
     return v.contiguous(), 1
 
 
+def encode_or_skip(sample: Sample, encode: Callable[[Sample], T], skip_bad: bool, skipped: list[dict]) -> T | None:
+    """encode(sample); with skip_bad an unreadable sample is appended to `skipped` with its reason (None returned),
+    else its DataError names the manifest line. Shared by the feature store's and the library's builds."""
+    try:
+        return encode(sample)
+    except DataError as e:
+        if not skip_bad:
+            raise DataError(
+                f"{sample.manifest or '<manifest>'}:{sample.line} (id {sample.id!r}): {e} (set "
+                "data.skip_bad=true to skip unreadable media)"
+            ) from None
+        skipped.append({"id": sample.id, "media": str(sample.media), "reason": str(e)})
+        return None
+
+
+def start_or_resume(
+    folder: Path,
+    plan: dict[str, Any],
+    rank: int,
+    barrier: Callable[[], None],
+    *,
+    build_file: str,
+    index_file: str,
+    check_fingerprint: Callable[[Path, dict, dict], None],
+    what: str,
+) -> None:
+    """Record a build's plan in `build_file` (main process), or check that the interrupted build or finished index
+    in `folder` had this very plan: the same fingerprint (check_fingerprint names what changed), the same items
+    and shard size. `what` names the folder's kind in the error ("store of other samples"). Shared by the feature
+    store's and the library's builds."""
+    for name in (build_file, index_file):
+        f = folder / name
+        if f.is_file():
+            found = json.loads(f.read_text())
+            check_fingerprint(folder, found["fingerprint"], plan["fingerprint"])
+            if found.get("plan") != plan["plan"]:
+                raise DataError(
+                    f"{folder}: holds a {what} or another --shard-size; build these manifests into another --out, "
+                    "or delete that folder"
+                )
+            barrier()
+            return
+    if rank == 0:
+        atomic.write_text(folder / build_file, json.dumps(plan) + "\n")
+    barrier()
+
+
 def build_shard(
     store: Path,
     j: int,
@@ -159,15 +208,8 @@ def build_shard(
     entries: list[dict] = []
     skipped: list[dict] = []
     for sample in shard:
-        try:
-            tokens = encode(sample)
-        except DataError as e:
-            if not skip_bad:
-                raise DataError(
-                    f"{sample.manifest or '<manifest>'}:{sample.line} (id {sample.id!r}): {e} (set "
-                    "data.skip_bad=true to skip unreadable media)"
-                ) from None
-            skipped.append({"id": sample.id, "media": str(sample.media), "reason": str(e)})
+        tokens = encode_or_skip(sample, encode, skip_bad, skipped)
+        if tokens is None:
             on_sample()
             continue
         slot = len(entries)

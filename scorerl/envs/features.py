@@ -197,7 +197,16 @@ def _build(
         "fingerprint": fingerprint,
         "plan": st.plan_digest(keys, shard_size),
     }
-    _start_or_resume(store, plan, rank, barrier)
+    st.start_or_resume(
+        store,
+        plan,
+        rank,
+        barrier,
+        build_file=BUILD_FILE,
+        index_file=st.INDEX_FILE,
+        check_fingerprint=st.check_fingerprint,
+        what="store of other samples",
+    )
 
     done_before = sum(st.shard_done(store, j) for j in range(len(shards)))
     mine = [j for j in range(len(shards)) if j % world_size == rank and not st.shard_done(store, j)]
@@ -268,26 +277,6 @@ def _remove_if_unused(store: Path) -> None:
     (store / BUILD_FILE).unlink(missing_ok=True)
     if store.is_dir() and not any(store.iterdir()):
         store.rmdir()
-
-
-def _start_or_resume(store: Path, plan: dict, rank: int, barrier) -> None:
-    """Record the build's plan, or check that the interrupted build (or finished store) in `store` had this very
-    plan: the same fingerprint (else the differing setting is named), samples and shard size."""
-    for name in (BUILD_FILE, st.INDEX_FILE):
-        f = store / name
-        if f.is_file():
-            found = json.loads(f.read_text())
-            st.check_fingerprint(store, found["fingerprint"], plan["fingerprint"])
-            if found.get("plan") != plan["plan"]:
-                raise DataError(
-                    f"{store}: holds a store of other samples or another --shard-size; build these "
-                    "manifests into another --out, or delete that folder"
-                )
-            barrier()
-            return
-    if rank == 0:
-        atomic.write_text(store / BUILD_FILE, json.dumps(plan) + "\n")
-    barrier()
 
 
 def _say_estimate(env, cfg, shards, store: Path, done_before: int) -> None:

@@ -123,7 +123,16 @@ def build_library(
     shards = [videos[i : i + shard_size] for i in range(0, len(videos), shard_size)]
     digest = st.plan_digest([lib.video_key(v) for v in videos], shard_size)
     plan = {"format": lib.LIBRARY_FORMAT, "fingerprint": fingerprint, "plan": digest}
-    _start_or_resume(path, plan, rank, barrier)
+    st.start_or_resume(
+        path,
+        plan,
+        rank,
+        barrier,
+        build_file=lib.BUILD_FILE,
+        index_file=lib.INDEX_FILE,
+        check_fingerprint=lib.check_library_fingerprint,
+        what="library of other videos",
+    )
 
     done_before = sum(_shard_done(path, j) for j in range(len(shards)))
     mine = [j for j in range(len(shards)) if j % world_size == rank and not _shard_done(path, j)]
@@ -191,17 +200,11 @@ def _build_shard(path: Path, j: int, shard: list[Sample], encode, skip_bad: bool
     entries: list[dict] = []
     skipped: list[dict] = []
     for sample in shard:
-        try:
-            tokens, kept, layout = encode(sample)
-        except DataError as e:
-            if not skip_bad:
-                raise DataError(
-                    f"{sample.manifest or '<manifest>'}:{sample.line} (id {sample.id!r}): {e} (set "
-                    "data.skip_bad=true to skip unreadable media)"
-                ) from None
-            skipped.append({"id": sample.id, "media": str(sample.media), "reason": str(e)})
+        encoded = st.encode_or_skip(sample, encode, skip_bad, skipped)
+        if encoded is None:
             tick()
             continue
+        tokens, kept, layout = encoded
         slot = len(entries)
         tensors[f"{slot}.tokens"], tensors[f"{slot}.kept"] = tokens, kept
         entries.append({"key": lib.video_key(sample), "slot": slot, **layout})
@@ -246,26 +249,6 @@ def _refuse_foreign(path: Path) -> None:
                 f"{path}: holds {', '.join(foreign)}, which a video library build does not write; "
                 "refusing to build there. Choose a new or empty --out"
             )
-
-
-def _start_or_resume(path: Path, plan: dict, rank: int, barrier) -> None:
-    """Record the build's plan, or check that the library (or interrupted build) in `path` had this very plan:
-    the same fingerprint (else each changed setting is named), videos and shard size."""
-    for name in (lib.BUILD_FILE, lib.INDEX_FILE):
-        f = path / name
-        if f.is_file():
-            found = json.loads(f.read_text())
-            lib.check_library_fingerprint(path, found["fingerprint"], plan["fingerprint"])
-            if found.get("plan") != plan["plan"]:
-                raise DataError(
-                    f"{path}: holds a library of other videos or another --shard-size; build these "
-                    "manifests into another --out, or delete that folder"
-                )
-            barrier()
-            return
-    if rank == 0:
-        atomic.write_text(path / lib.BUILD_FILE, json.dumps(plan) + "\n")
-    barrier()
 
 
 # --------------------------------------------------------------------------------------------- the command
