@@ -234,6 +234,34 @@ def build_shard(
     atomic.write_text(path.with_suffix(".json"), json.dumps({"samples": entries, "skipped": skipped}, indent=1) + "\n")
 
 
+def build_own_shards(
+    mine: list[int],
+    shards: list[list[Sample]],
+    build: Callable[[int, list[Sample], Callable[[], None]], None],
+    *,
+    desc: str,
+    unit: str,
+    show: bool,
+) -> None:
+    """build(j, shards[j], tick) for each shard j of this process, under one progress bar over their items (build
+    calls tick once per item). Shared by the feature store's and the library's builds."""
+    from scorerl.io.progress import ProgressBar
+
+    bar = ProgressBar(sum(len(shards[j]) for j in mine), desc=desc, unit=unit, disable=not show)
+    done = 0
+
+    def tick() -> None:
+        nonlocal done
+        done += 1
+        bar.update(done)
+
+    try:
+        for j in mine:
+            build(j, shards[j], tick)
+    finally:
+        bar.close()
+
+
 def shard_done(store: Path, j: int) -> bool:
     return (store / SHARDS_DIR / f"{shard_name(j)}.json").is_file()
 
@@ -292,28 +320,52 @@ def human_bytes(n: float) -> str:
 # --------------------------------------------------------------------------------------------- reading
 
 
+def read_index(folder: Path, index_name: str, fmt: str, build_hint: str) -> dict[str, Any]:
+    """The JSON index of a built sharded folder (a feature store or a video library), checked to be of format
+    `fmt`; DataError naming the file, or saying how to build it (build_hint) when it is missing."""
+    index_file = folder / index_name
+    if not index_file.is_file():
+        raise DataError(f"{folder}: {build_hint}")
+    try:
+        index = json.loads(index_file.read_text())
+    except ValueError as e:
+        raise DataError(f"{index_file}: not valid JSON: {e}") from None
+    if not isinstance(index, dict) or index.get("format") != fmt:
+        raise DataError(f"{index_file}: not a {fmt} index")
+    return index
+
+
+class OpenShards:
+    """The safetensors shards of a folder, memory-mapped on first use; at most `max_open` stay open, the oldest
+    closed first (batches walk the shards in order)."""
+
+    def __init__(self, folder: Path, max_open: int = 4):
+        self.folder, self.max_open = folder, max_open
+        self._open: dict[str, Any] = {}
+
+    def __call__(self, name: str) -> Any:
+        if name not in self._open:
+            if len(self._open) >= self.max_open:
+                self._open.pop(next(iter(self._open)))
+            self._open[name] = safe_open(str(self.folder / SHARDS_DIR / f"{name}.safetensors"), framework="pt")
+        return self._open[name]
+
+
 class FeatureStore:
     """A built store, opened for reading: `get(sample)` memory-maps the sample's shard and copies out its tensors."""
 
     def __init__(self, path: str | Path, fingerprint: dict, open_shards: int = 4):
         self.path = Path(path).expanduser()
-        index_file = self.path / INDEX_FILE
-        if not index_file.is_file():
-            raise DataError(
-                f"{self.path}: no feature store here ({INDEX_FILE} missing); build it with "
-                f"`scorerl data features CONFIG`"
-            )
-        try:
-            index = json.loads(index_file.read_text())
-        except ValueError as e:
-            raise DataError(f"{index_file}: not valid JSON: {e}") from None
-        if index.get("format") != STORE_FORMAT:
-            raise DataError(f"{index_file}: not a {STORE_FORMAT} index")
+        index = read_index(
+            self.path,
+            INDEX_FILE,
+            STORE_FORMAT,
+            f"no feature store here ({INDEX_FILE} missing); build it with `scorerl data features CONFIG`",
+        )
         check_fingerprint(self.path, index["fingerprint"], fingerprint)
         self.samples: dict[str, dict] = index["samples"]
         self.skipped: list[dict] = index["skipped"]
-        self._open: dict[str, object] = {}
-        self._max_open = open_shards
+        self._shard = OpenShards(self.path, open_shards)
 
     def __contains__(self, sample: Sample) -> bool:
         return sample_key(sample) in self.samples
@@ -349,13 +401,6 @@ class FeatureStore:
         units, *rest = f.get_slice(f"{slot}.features").get_shape()  # [T', N, D]: a folded image holds 1 unit
         suffix = f.get_slice(f"{slot}.suffix").get_shape() if f"{slot}.suffix" in f.keys() else None
         return token_count([units * entry["repeat"], *rest], suffix)
-
-    def _shard(self, name: str):
-        if name not in self._open:
-            if len(self._open) >= self._max_open:
-                self._open.pop(next(iter(self._open)))  # oldest first: batches walk the shards in order
-            self._open[name] = safe_open(str(self.path / SHARDS_DIR / f"{name}.safetensors"), framework="pt")
-        return self._open[name]
 
 
 def shards_bytes(store: Path) -> int:

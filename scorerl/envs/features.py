@@ -184,8 +184,6 @@ def _build(
     progress: bool,
 ) -> st.BuildReport:
     """build_features with the store folder checked and created."""
-    from scorerl.io.progress import ProgressBar
-
     samples = []
     for spec in manifests_of(cfg, manifests):
         found, skipped_lines = read_manifest(resolve_manifest(spec), skip_bad=cfg.data.skip_bad)
@@ -212,25 +210,19 @@ def _build(
     mine = [j for j in range(len(shards)) if j % world_size == rank and not st.shard_done(store, j)]
     if rank == 0:
         _say_estimate(env, cfg, shards, store, done_before)
-    total = sum(len(shards[j]) for j in mine)
-    bar = ProgressBar(total, desc="features", unit="sample", disable=not progress or rank != 0)
-
     sampling = sampling_of(cfg.data, env)
 
     def encode(sample: Sample) -> VisualTokens:
         return encode_clip(env, sample, sampling)
 
-    done = [0]
-
-    def tick():
-        done[0] += 1
-        bar.update(done[0])
-
-    try:
-        for j in mine:
-            st.build_shard(store, j, shards[j], encode, cfg.data.skip_bad, on_sample=tick)
-    finally:
-        bar.close()
+    st.build_own_shards(
+        mine,
+        shards,
+        lambda j, shard, tick: st.build_shard(store, j, shard, encode, cfg.data.skip_bad, on_sample=tick),
+        desc="features",
+        unit="sample",
+        show=progress and rank == 0,
+    )
     barrier()
     if rank == 0:
         index = st.write_index(store, fingerprint, len(shards), shard_size, plan["plan"])

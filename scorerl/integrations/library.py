@@ -28,7 +28,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from safetensors import safe_open
 
 from scorerl.data import store as st
 from scorerl.errors import DataError
@@ -37,7 +36,7 @@ from scorerl.types import Sample, VisualTokens
 
 LIBRARY_FORMAT = "scorerl-video-library/1"
 INDEX_FILE = "library.json"
-SHARDS_DIR = "shards"
+SHARDS_DIR = st.SHARDS_DIR  # the feature store's layout: st.OpenShards and st.shards_bytes read both
 BUILD_FILE = "building.json"
 ENTRIES = (BUILD_FILE, INDEX_FILE, SHARDS_DIR)  # all a build writes in its folder
 
@@ -148,25 +147,20 @@ class VideoLibrary:
 
     def __init__(self, path: str | Path, expected: dict | None):
         self.path = Path(path).expanduser()
-        index_file = self.path / INDEX_FILE
-        if not index_file.is_file():
-            raise DataError(
-                f"{self.path}: no video library here ({INDEX_FILE} missing); build it with "
-                f"`scorerl compress CONFIG_OR_POLICY --manifest M --ratio R --out {self.path}`"
-            )
-        try:
-            index = json.loads(index_file.read_text())
-        except ValueError as e:
-            raise DataError(f"{index_file}: not valid JSON: {e}") from None
-        if index.get("format") != LIBRARY_FORMAT:
-            raise DataError(f"{index_file}: not a {LIBRARY_FORMAT} index")
+        index = st.read_index(
+            self.path,
+            INDEX_FILE,
+            LIBRARY_FORMAT,
+            f"no video library here ({INDEX_FILE} missing); build it with "
+            f"`scorerl compress CONFIG_OR_POLICY --manifest M --ratio R --out {self.path}`",
+        )
         if expected is not None:
             check_library_fingerprint(self.path, index["fingerprint"], expected)
         self.fingerprint: dict = index["fingerprint"]
         self.videos: dict[str, dict] = index["videos"]
         self.ids: dict[str, str] = index["ids"]  # sample id -> video key
         self.skipped: list[dict] = index["skipped"]
-        self._open: dict[str, object] = {}
+        self._shard = st.OpenShards(self.path)
 
     @classmethod
     def open(cls, path, *, env, sampling, compressor, ratio: float, env_dir=None) -> "VideoLibrary":
@@ -208,16 +202,9 @@ class VideoLibrary:
             media=meta.get("media", ""),
         )
 
-    def _shard(self, name: str):
-        if name not in self._open:
-            if len(self._open) >= 4:  # memory-mapped: a few open shards, oldest closed first
-                self._open.pop(next(iter(self._open)))
-            self._open[name] = safe_open(str(self.path / SHARDS_DIR / f"{name}.safetensors"), framework="pt")
-        return self._open[name]
-
 
 def library_bytes(path: str | Path) -> int:
-    return sum(f.stat().st_size for f in (Path(path) / SHARDS_DIR).glob("*.safetensors"))
+    return st.shards_bytes(Path(path))
 
 
 # --------------------------------------------------------------------------------------------- prompts

@@ -134,25 +134,19 @@ def build_library(
         what="library of other videos",
     )
 
-    done_before = sum(_shard_done(path, j) for j in range(len(shards)))
-    mine = [j for j in range(len(shards)) if j % world_size == rank and not _shard_done(path, j)]
+    done_before = sum(st.shard_done(path, j) for j in range(len(shards)))
+    mine = [j for j in range(len(shards)) if j % world_size == rank and not st.shard_done(path, j)]
     select = selector(compressor, ratio)
-    from scorerl.io.progress import ProgressBar
-
-    bar = ProgressBar(
-        sum(len(shards[j]) for j in mine), desc="compress", unit="video", disable=not progress or rank != 0
+    st.build_own_shards(
+        mine,
+        shards,
+        lambda j, shard, tick: _build_shard(
+            path, j, shard, lambda s: encode_video(env, s, sampling, select), cfg.data.skip_bad, tick
+        ),
+        desc="compress",
+        unit="video",
+        show=progress and rank == 0,
     )
-    done = [0]
-
-    def tick():
-        done[0] += 1
-        bar.update(done[0])
-
-    try:
-        for j in mine:
-            _build_shard(path, j, shards[j], lambda s: encode_video(env, s, sampling, select), cfg.data.skip_bad, tick)
-    finally:
-        bar.close()
     barrier()
     if rank == 0:
         index = _write_index(path, fingerprint, digest, len(shards), samples)
@@ -188,10 +182,6 @@ def _unique_videos(samples: list[Sample]) -> list[Sample]:
 
 def _shard_path(path: Path, j: int) -> Path:
     return path / lib.SHARDS_DIR / f"{st.shard_name(j)}.safetensors"
-
-
-def _shard_done(path: Path, j: int) -> bool:
-    return _shard_path(path, j).with_suffix(".json").is_file()
 
 
 def _build_shard(path: Path, j: int, shard: list[Sample], encode, skip_bad: bool, tick) -> None:
