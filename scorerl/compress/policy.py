@@ -206,12 +206,7 @@ def keep_logits(policy: nn.Module, v: torch.Tensor, grid: tuple[int, int] | None
     the norms (bf16 residuals lose the small surprises), the state is cast to the policy's dtype and device.
     """
     core = unwrap(policy)
-    if v.shape[-1] != core.feature_dim:
-        raise ValueError(f"features have width D={v.shape[-1]}, the policy was built for D={core.feature_dim}")
-    h = state_from_config(v.float(), core.config, grid)  # [..., T, N, S]
-    param = next(core.parameters())
-    logits: torch.Tensor = policy(h.to(device=param.device, dtype=param.dtype))  # [..., T, N]
-    return logits
+    return _policy_logits(policy, core, _token_states(core, v, grid))  # [..., T, N]
 
 
 def batch_keep_logits(policy: nn.Module, batch: TokenBatch) -> torch.Tensor:
@@ -224,12 +219,22 @@ def batch_keep_logits(policy: nn.Module, batch: TokenBatch) -> torch.Tensor:
     the stacked [B, T, N, D] bit for bit (the same per-token operations, the same [B T N, S] matmul).
     """
     core = unwrap(policy)
-    states = []
-    for v, grid in zip(batch.features, batch.grids):
-        if v.shape[-1] != core.feature_dim:
-            raise ValueError(f"features have width D={v.shape[-1]}, the policy was built for D={core.feature_dim}")
-        states.append(state_from_config(v.float(), core.config, grid).flatten(0, 1))  # [T_b N_b, S]
-    param = next(core.parameters())
-    packed = policy(torch.cat(states).to(device=param.device, dtype=param.dtype))  # [sum T_b N_b]
+    states = [_token_states(core, v, grid).flatten(0, 1) for v, grid in zip(batch.features, batch.grids)]
+    packed = _policy_logits(policy, core, torch.cat(states))  # [sum T_b N_b]
     pieces = [piece.view(t, n) for piece, (t, n) in zip(packed.split(batch.token_counts()), batch.shapes)]
     return pad_stack(pieces, batch.padded_shape)  # [B, T, N]
+
+
+def _token_states(core: TokenPolicy, v: torch.Tensor, grid: tuple[int, int] | None) -> torch.Tensor:
+    """State h [..., T, N, S] of tokens v [..., T, N, D] with the policy's own options, in float32 (bf16 residuals
+    lose the small surprises); ValueError for features of another width."""
+    if v.shape[-1] != core.feature_dim:
+        raise ValueError(f"features have width D={v.shape[-1]}, the policy was built for D={core.feature_dim}")
+    return state_from_config(v.float(), core.config, grid)
+
+
+def _policy_logits(policy: nn.Module, core: TokenPolicy, h: torch.Tensor) -> torch.Tensor:
+    """policy(h) [...] with h cast to the policy's dtype and device, called through the wrapper (DDP gradients)."""
+    param = next(core.parameters())
+    logits: torch.Tensor = policy(h.to(device=param.device, dtype=param.dtype))
+    return logits

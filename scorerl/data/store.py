@@ -320,6 +320,20 @@ def human_bytes(n: float) -> str:
 # --------------------------------------------------------------------------------------------- reading
 
 
+def refuse_foreign(folder: Path, entries: tuple[str, ...], builder: str, where: str) -> None:
+    """DataError when `folder` holds anything but the `entries` a build writes (a user's folder given as its
+    output), naming what it holds; `builder` names the build, `where` the options that choose the folder."""
+    from scorerl.io.owned import foreign_entries
+
+    if folder.is_dir():
+        foreign = foreign_entries(folder, entries)
+        if foreign:
+            raise DataError(
+                f"{folder}: holds {', '.join(foreign)}, which a {builder} build does not write; "
+                f"refusing to build there. Choose a new or empty {where}"
+            )
+
+
 def read_index(folder: Path, index_name: str, fmt: str, build_hint: str) -> dict[str, Any]:
     """The JSON index of a built sharded folder (a feature store or a video library), checked to be of format
     `fmt`; DataError naming the file, or saying how to build it (build_hint) when it is missing."""

@@ -157,7 +157,7 @@ def build_features(
         env_dir, env = resolve_env_path(cfg.env.path), load_env(cfg.env)
     fingerprint = store_fingerprint(env, env_dir, cfg.data)
     store = Path(out).expanduser() if out is not None else store_dir(cfg.data, fingerprint)
-    _refuse_foreign(store)
+    st.refuse_foreign(store, STORE_ENTRIES, "feature store", "--out (or data.store_dir)")
     created = not store.exists()  # a build that fails before any shard removes the folder it made
     # Every process checks before the main one writes anything (its plan goes through a temp file, which another
     # process checking later would call foreign).
@@ -243,19 +243,6 @@ def _build(
 
 
 STORE_ENTRIES = (BUILD_FILE, st.INDEX_FILE, st.SHARDS_DIR)  # all a build writes in its folder
-
-
-def _refuse_foreign(store: Path) -> None:
-    """DataError when the store folder holds anything a build does not write (a user's folder given as --out)."""
-    from scorerl.io.owned import foreign_entries
-
-    if store.is_dir():
-        foreign = foreign_entries(store, STORE_ENTRIES)
-        if foreign:
-            raise DataError(
-                f"{store}: holds {', '.join(foreign)}, which a feature store build does not write; "
-                "refusing to build there. Choose a new or empty --out (or data.store_dir)"
-            )
 
 
 def _remove_if_unused(store: Path) -> None:

@@ -24,7 +24,7 @@ from safetensors.torch import save_file
 from scorerl.data import store as st
 from scorerl.data.frames import load_clip
 from scorerl.data.manifest import read_manifest, resolve_manifest
-from scorerl.errors import ConfigError, DataError
+from scorerl.errors import ConfigError
 from scorerl.integrations import library as lib
 from scorerl.integrations.hf_generate import processor_like_inputs
 from scorerl.integrations.prefill import _keep_flags, _visuals
@@ -111,7 +111,7 @@ def build_library(
     sampling = sampling_of(cfg.data, env)
     fingerprint = lib.library_fingerprint(env, env_dir, sampling, compressor, ratio)
     path = Path(out).expanduser()
-    _refuse_foreign(path)
+    st.refuse_foreign(path, lib.ENTRIES, "video library", "--out")
     barrier()  # every process checks before the main one writes its plan (a temp file another would call foreign)
     atomic.ensure_writable_dir(path, "--out")
 
@@ -226,19 +226,6 @@ def _write_index(path: Path, fingerprint: dict, plan: str, n_shards: int, sample
     }
     atomic.write_text(path / lib.INDEX_FILE, json.dumps(index, indent=1) + "\n")
     return index
-
-
-def _refuse_foreign(path: Path) -> None:
-    """DataError when --out holds anything a library build does not write (a user's folder)."""
-    from scorerl.io.owned import foreign_entries
-
-    if path.is_dir():
-        foreign = foreign_entries(path, lib.ENTRIES)
-        if foreign:
-            raise DataError(
-                f"{path}: holds {', '.join(foreign)}, which a video library build does not write; "
-                "refusing to build there. Choose a new or empty --out"
-            )
 
 
 # --------------------------------------------------------------------------------------------- the command
