@@ -73,8 +73,9 @@ def cmd_config_path(args):
 
 
 def cmd_data_synthetic(args):
-    from scorerl.world.synthetic import build_world
+    from scorerl.world.synthetic import build_world, check_separate_split
 
+    check_separate_split(args.train, args.static, args.seed)
     out = build_world(
         args.out,
         train=args.train,
@@ -268,7 +269,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="render the built-in synthetic video-QA world",
         epilog="examples:\n  scorerl data synthetic --out ~/.cache/scorerl/world --train 300\n"
         "  scorerl data synthetic --out ~/.cache/scorerl/world_v4_test10k --version 4 --train 0 "
-        "--test 10000 --static 0 --static-test 0   a large v4 test split",
+        "--test 10000 --static 0 --static-test 0 --seed 2   a large v4 test split (its own seed)",
         formatter_class=raw,
     )
     q.add_argument("--out", required=True, help="output folder (videos, images, *.jsonl manifests)")
@@ -290,7 +291,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     q.add_argument("--frames", type=int, default=16, help="frames per video")
     q.add_argument("--size", type=int, default=64, help="frame side in pixels")
-    q.add_argument("--seed", type=int, default=0)
+    q.add_argument(
+        "--seed",
+        type=int,
+        default=0,
+        help="the world's seed (default 0, the built-in world's); a separate split (--train 0 --static 0) needs "
+        "a seed of its own",
+    )
     q.set_defaults(func=cmd_data_synthetic)
 
     from scorerl.data import convert_cli

@@ -58,6 +58,12 @@ class TokenBatch:
         return [(int(f.shape[0]), int(f.shape[1])) for f in self.features]
 
     @property
+    def layout(self) -> list[tuple[int, int, int]]:
+        """(T_b, rows_b, cols_b) of every sample: where each token sits on its own grid (a policy that mixes
+        neighbours reads it)."""
+        return [(int(f.shape[0]), int(rows), int(cols)) for f, (rows, cols) in zip(self.features, self.grids)]
+
+    @property
     def padded_shape(self) -> tuple[int, int]:
         """(T, N) = (max T_b, max N_b)."""
         shapes = self.shapes

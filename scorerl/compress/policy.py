@@ -1,7 +1,11 @@
 """The SCORE policy: one small MLP shared by all tokens, state h [..., S] -> keep logit [...] (docs/method.md, policy).
 
+The named variant `policy.mixer: conv` [ours] adds a zero-initialised 3-D convolution over each token's (t, row,
+col) neighbours to the first hidden layer (docs/method.md, "A policy that sees its neighbours"); it needs each
+sample's token grid, which keep_logits and batch_keep_logits pass as a layout [(T_b, rows_b, cols_b)].
+
 A trained policy is a self-describing folder (no pickles):
-    policy.safetensors    the MLP weights
+    policy.safetensors    the MLP weights (and the mixer's)
     policy_config.json    {"format_version", "scorerl_version", "feature_dim", "state_dim", "policy": {PolicySection}}
 The state options (first_unit, norm, ...) travel with the weights: a policy must be fed the state it was trained on.
 """
@@ -9,10 +13,12 @@ The state options (first_unit, norm, ...) travel with the weights: a policy must
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import json
 import math
+from collections.abc import Sequence
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, NoReturn
 
 import torch
 import torch.nn as nn
@@ -20,20 +26,39 @@ import torch.nn as nn
 from scorerl.compress.batch import TokenBatch, pad_stack
 from scorerl.compress.state import state_dim, state_from_config
 from scorerl.config import PolicySection
-from scorerl.errors import CheckpointError
+from scorerl.errors import CheckpointError, ConfigError
 
 WEIGHTS_NAME = "policy.safetensors"
 CONFIG_NAME = "policy_config.json"
 FORMAT_VERSION = 1
 _LAST_LAYER_SCALE = 1e-2  # small last-layer weights: every token starts at p ~ rho_init, whatever its state
+# PolicySection fields added after policies were first saved, with the value that computes as before: a policy
+# folder (and a library's policy identity) leaves them out at that value, so every policy saved before is written,
+# and identified, exactly as it was.
+_ADDED_FIELDS = {"mixer": "none", "mixer_kernel": 3}
+
+Layout = Sequence[tuple[int, int, int]]  # (T_b, rows_b, cols_b) of each sample, in the order its tokens are packed
 
 
 class TokenPolicy(nn.Module):
-    """Per-token MLP: S -> hidden -> ... -> 1 with `config.layers` linear layers and GELU between them."""
+    """Per-token MLP: S -> hidden -> ... -> 1 with `config.layers` linear layers and GELU between them.
+
+    mixer conv: after the first linear layer and its GELU, a = GELU(W1 h) [hidden per token] becomes
+    a + conv(a), conv a 3-D convolution over (t, row, col) of each sample's token grid (hidden -> hidden, kernel k,
+    zero padding k // 2) whose weights and bias start at zero, so a fresh conv policy computes what the MLP with
+    the same first and later layers computes; the remaining layers follow as in the MLP.
+    """
 
     def __init__(self, feature_dim: int, config: PolicySection | None = None):
         super().__init__()
         config = config if config is not None else PolicySection()
+        if config.mixer != "none" and config.layers < 2:  # a config file says so already (PolicySection.validate)
+            raise ConfigError(
+                f"policy.mixer: {config.mixer} mixes the hidden states between the first and second linear layers: "
+                f"it needs policy.layers >= 2, got {config.layers}"
+            )
+        if config.mixer_kernel < 1 or config.mixer_kernel % 2 == 0:
+            raise ConfigError(f"policy.mixer_kernel: must be odd and >= 1, got {config.mixer_kernel}")
         self.config = config
         self.feature_dim = int(feature_dim)
         self.state_dim = state_dim(self.feature_dim, config)
@@ -49,21 +74,73 @@ class TokenPolicy(nn.Module):
         with torch.no_grad():
             last.weight.mul_(_LAST_LAYER_SCALE)
             last.bias.fill_(math.log(config.rho_init / (1 - config.rho_init)))  # logit(rho_init)
+        # Built after the MLP, so the MLP's weights draw the same random numbers as without it (same seed, same
+        # MLP), and zeroed: a fresh conv policy computes exactly what that MLP computes.
+        self.conv: nn.Conv3d | None = None
+        if config.mixer == "conv":
+            k = config.mixer_kernel
+            self.conv = nn.Conv3d(config.hidden, config.hidden, k, padding=k // 2)
+            with torch.no_grad():
+                self.conv.weight.zero_()
+                assert self.conv.bias is not None
+                self.conv.bias.zero_()
 
     @classmethod
     def from_config(cls, policy_section: PolicySection, feature_dim: int) -> "TokenPolicy":
         return cls(feature_dim, policy_section)
 
-    def forward(self, h: torch.Tensor) -> torch.Tensor:
-        """Keep logits [...] of states h [..., S]."""
+    def forward(self, h: torch.Tensor, layout: Layout | None = None) -> torch.Tensor:
+        """Keep logits [...] of states h [..., S].
+
+        The MLP ignores `layout`. mixer conv needs it: h holds the samples' tokens packed one after the other
+        (flattened over its leading dims), sample b's T_b * rows_b * cols_b tokens in (t, row, col) order, i.e. its
+        [T_b, N_b] flattened with token i of a unit at row i // cols_b, column i % cols_b.
+        """
         if h.shape[-1] != self.state_dim:
             raise ValueError(f"state width {h.shape[-1]} != policy state_dim {self.state_dim}")
-        logits: torch.Tensor = self.mlp(h).squeeze(-1)
-        return logits
+        if self.conv is None:
+            logits: torch.Tensor = self.mlp(h).squeeze(-1)
+            return logits
+        if layout is None:
+            raise ValueError(
+                "policy.mixer conv mixes each token with its grid neighbours: it needs the layout "
+                "[(T, rows, cols)] of the samples packed in h (keep_logits and batch_keep_logits pass it)"
+            )
+        flat = h.reshape(-1, h.shape[-1])  # [M, S]
+        hidden = self.mlp[:2](flat)  # [M, hidden]: the first linear layer and its GELU, per token
+        hidden = hidden + self._mix(hidden, layout)
+        mixed: torch.Tensor = self.mlp[2:](hidden).squeeze(-1)  # [M]
+        return mixed.view(h.shape[:-1])
 
-    def keep_prob(self, h: torch.Tensor) -> torch.Tensor:
-        """Keep probabilities p [...] = sigmoid(logits) of states h [..., S]."""
-        return torch.sigmoid(self(h))
+    def _mix(self, hidden: torch.Tensor, layout: Layout) -> torch.Tensor:
+        """conv(hidden) [M, H] of packed per-token hidden states [M, H], each sample on its own (T, rows, cols)
+        grid (zero padding at its edges: no sample sees another's tokens); consecutive samples of one shape are
+        convolved as one batch."""
+        assert self.conv is not None
+        sizes = [int(t) * int(r) * int(c) for t, r, c in layout]
+        if sum(sizes) != hidden.shape[0]:
+            raise ValueError(f"layout {list(layout)} holds {sum(sizes)} tokens, the states hold {hidden.shape[0]}")
+        H, out, start = hidden.shape[1], [], 0
+        for (t, r, c), run in itertools.groupby(tuple(int(x) for x in shape) for shape in layout):
+            n = len(list(run))
+            count = n * t * r * c
+            x = hidden[start : start + count].reshape(n, t, r, c, H).permute(0, 4, 1, 2, 3)  # [n, H, T, rows, cols]
+            out.append(self.conv(x).permute(0, 2, 3, 4, 1).reshape(count, H))
+            start += count
+        return torch.cat(out)
+
+    def flops(self, num_tokens: int) -> float:
+        """Matmul FLOPs of scoring num_tokens tokens (2 * in * out per token per linear layer, and for mixer conv
+        2 * k^3 * hidden^2 per token, edge tokens included as if their zero padding were neighbours; state
+        building and activations ignored), the convention of scorerl/eval/flops.py."""
+        per_token = sum(2 * m.in_features * m.out_features for m in self.modules() if isinstance(m, nn.Linear))
+        if self.conv is not None:
+            per_token += 2 * self.conv.weight.numel()  # 2 * hidden * hidden * k^3
+        return float(num_tokens * per_token)
+
+    def keep_prob(self, h: torch.Tensor, layout: Layout | None = None) -> torch.Tensor:
+        """Keep probabilities p [...] = sigmoid(logits) of states h [..., S] (layout: see forward)."""
+        return torch.sigmoid(self(h, layout))
 
     # ------------------------------------------------------------------ self-describing folder
 
@@ -93,7 +170,7 @@ class TokenPolicy(nn.Module):
             "scorerl_version": __version__,
             "feature_dim": self.feature_dim,
             "state_dim": self.state_dim,
-            "policy": dataclasses.asdict(self.config),
+            "policy": policy_fields(self.config),
         }
         atomic.write_text(directory / CONFIG_NAME, json.dumps(meta, indent=2) + "\n")
         return directory
@@ -146,7 +223,18 @@ def parameter_shapes(feature_dim: int, config: PolicySection) -> dict[str, tuple
     shapes: dict[str, tuple[int, ...]] = {}
     for j, (a, b) in enumerate(zip(widths[:-1], widths[1:])):
         shapes[f"mlp.{2 * j}.weight"], shapes[f"mlp.{2 * j}.bias"] = (b, a), (b,)  # GELUs sit at the odd indices
+    if config.mixer == "conv":
+        k, H = config.mixer_kernel, config.hidden
+        shapes["conv.weight"], shapes["conv.bias"] = (H, H, k, k, k), (H,)
     return shapes
+
+
+def policy_fields(config: PolicySection) -> dict[str, Any]:
+    """The PolicySection as the JSON mapping a policy folder holds: every field, except fields added since
+    policies were first saved while they hold the value that computes as before (so a policy of the paper's MLP
+    is written, and a library identifies it, exactly as before they existed)."""
+    fields = dataclasses.asdict(config)
+    return {k: v for k, v in fields.items() if k not in _ADDED_FIELDS or v != _ADDED_FIELDS[k]}
 
 
 def check_shapes(expected: dict[str, tuple[int, ...]], found: dict[str, tuple[int, ...]], where: str) -> None:
@@ -206,7 +294,13 @@ def keep_logits(policy: nn.Module, v: torch.Tensor, grid: tuple[int, int] | None
     the norms (bf16 residuals lose the small surprises), the state is cast to the policy's dtype and device.
     """
     core = unwrap(policy)
-    return _policy_logits(policy, core, _token_states(core, v, grid))  # [..., T, N]
+    h = _token_states(core, v, grid)  # [..., T, N, S]
+    if core.conv is None:
+        return _policy_logits(policy, core, h)  # [..., T, N]
+    T, N = v.shape[-3], v.shape[-2]
+    rows, cols = _grid_of(grid, N)
+    samples = math.prod(v.shape[:-3])  # leading dims: samples of one grid
+    return _policy_logits(policy, core, h, [(T, rows, cols)] * samples)  # [..., T, N]
 
 
 def batch_keep_logits(policy: nn.Module, batch: TokenBatch) -> torch.Tensor:
@@ -216,11 +310,13 @@ def batch_keep_logits(policy: nn.Module, batch: TokenBatch) -> torch.Tensor:
     Each sample's state is its own (residuals along its own T_b, positions from its own grid), and the states of
     the whole batch go through the policy as ONE packed [sum T_b N_b, S] forward. The MLP acts per token, so a
     sample's logits equal keep_logits of that sample alone; for a batch of one shape they equal keep_logits of
-    the stacked [B, T, N, D] bit for bit (the same per-token operations, the same [B T N, S] matmul).
+    the stacked [B, T, N, D] bit for bit (the same per-token operations, the same [B T N, S] matmul). mixer conv
+    gets the batch's layout in the same single call and convolves each sample on its own grid, so the same holds.
     """
     core = unwrap(policy)
     states = [_token_states(core, v, grid).flatten(0, 1) for v, grid in zip(batch.features, batch.grids)]
-    packed = _policy_logits(policy, core, torch.cat(states))  # [sum T_b N_b]
+    layout = None if core.conv is None else batch.layout
+    packed = _policy_logits(policy, core, torch.cat(states), layout)  # [sum T_b N_b]
     pieces = [piece.view(t, n) for piece, (t, n) in zip(packed.split(batch.token_counts()), batch.shapes)]
     return pad_stack(pieces, batch.padded_shape)  # [B, T, N]
 
@@ -233,8 +329,20 @@ def _token_states(core: TokenPolicy, v: torch.Tensor, grid: tuple[int, int] | No
     return state_from_config(v.float(), core.config, grid)
 
 
-def _policy_logits(policy: nn.Module, core: TokenPolicy, h: torch.Tensor) -> torch.Tensor:
-    """policy(h) [...] with h cast to the policy's dtype and device, called through the wrapper (DDP gradients)."""
+def _grid_of(grid: tuple[int, int] | None, N: int) -> tuple[int, int]:
+    """(rows, cols) of a unit's N tokens for mixer conv; ValueError without a grid that holds them."""
+    if grid is None or len(grid) != 2 or int(grid[0]) * int(grid[1]) != N:
+        raise ValueError(
+            f"policy.mixer conv mixes each token with its grid neighbours: it needs grid=(rows, cols) with "
+            f"rows * cols == N={N}, got {grid!r}"
+        )
+    return int(grid[0]), int(grid[1])
+
+
+def _policy_logits(policy: nn.Module, core: TokenPolicy, h: torch.Tensor, layout: Layout | None = None) -> torch.Tensor:
+    """policy(h) [...] with h cast to the policy's dtype and device, called through the wrapper (DDP gradients);
+    the layout goes along only when the policy mixes tokens (the MLP is called as it always was)."""
     param = next(core.parameters())
-    logits: torch.Tensor = policy(h.to(device=param.device, dtype=param.dtype))
+    h = h.to(device=param.device, dtype=param.dtype)
+    logits: torch.Tensor = policy(h) if layout is None else policy(h, layout)
     return logits

@@ -179,6 +179,23 @@ class PolicySection:
     """Output bias is initialised to logit(rho_init) so early rollouts keep about this fraction. [ours]"""
     topk_scope: Literal["global", "per_unit"] = "global"
     """Inference top-k over the whole video (global) or per temporal unit (per_unit). [ours]"""
+    mixer: Literal["none", "conv"] = "none"
+    """Mixing between tokens: none (the paper's per-token MLP) | conv (each token's first hidden layer gets a
+    zero-initialised 3-D convolution over its (t, row, col) neighbours added, so it sees its grid neighbours;
+    needs layers >= 2; docs/method.md, "A policy that sees its neighbours"). [ours]"""
+    mixer_kernel: int = opt(3, ge=1)
+    """mixer conv: kernel size k (odd) along t, rows and cols alike; a token sees k // 2 units and tokens each way.
+    [ours]"""
+
+    def validate(self, err: Callable[[str, str], None]) -> None:
+        if self.mixer != "none" and self.layers < 2:
+            err(
+                "mixer",
+                f"{self.mixer} mixes the hidden states between the first and second linear layers: it needs "
+                f"policy.layers >= 2, got {self.layers}",
+            )
+        if self.mixer_kernel % 2 == 0:
+            err("mixer_kernel", f"must be odd (a token at the kernel's centre), got {self.mixer_kernel}")
 
 
 @dataclass

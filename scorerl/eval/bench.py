@@ -41,7 +41,7 @@ from scorerl.config import Config
 from scorerl.envs.base import VideoEnv
 from scorerl.envs.build import build_random_env
 from scorerl.errors import ConfigError
-from scorerl.eval.flops import fastv_prefill_flops, lm_dims, policy_flops, prefill_flops
+from scorerl.eval.flops import fastv_prefill_flops, lm_dims, prefill_flops
 from scorerl.eval.report import write_bench_report
 from scorerl.types import ScoreRequest
 
@@ -223,7 +223,7 @@ def _ratio_row(rho, kept, suffix, n_text, policy_times, prefill_times, full, dim
     policy_s, prefill_s = _median(policy_times), _median(prefill_times)
     flops = _flops(dims, kept + suffix + n_text)
     if flops is not None:
-        flops["policy"] = policy_flops(total, policy.state_dim, policy.config.hidden, policy.config.layers)
+        flops["policy"] = policy.flops(total)
         flops["total"] += flops["policy"]
     speedup = full["prefill_s"] / (policy_s + prefill_s)  # what a user sees: policy cost included
     flops_speedup = None if flops is None else full["flops"]["total"] / flops["total"]

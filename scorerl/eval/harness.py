@@ -9,11 +9,15 @@ Recipe, top to bottom (run_eval):
      it: its batches are scored by the environment's layer-pruned pass instead (methods.layer_pruned_env)
   4. metrics per (method, ratio): accuracy, relative = accuracy / accuracy(full), n, kept_fraction (`fastv`: the
      fraction kept from LLM layer K on, with `kept_from_layer` = K in its rows), per family; `score` runs once per
-     trained policy given (one per training seed) and its row is the mean over them, each seed's figures in `seeds`
+     trained policy given (one per training seed) and its row is the mean over them, each seed's figures in `seeds`.
+     Prefill cost (PrefillCost, counted from token counts, nothing run): `flops`, the mean prefill FLOPs per
+     question (eval/flops.py; `score` adds its policy's, `policy_flops`), and `flops_fraction`, that mean over
+     `full`'s on the same questions; left out when the environment's LLM sizes cannot be read
   5. intervals (eval/stats.py): a 95% percentile bootstrap interval over the questions on every accuracy
-     (`ci95`, per family too), and paired intervals of the difference to `full` and, at the ratios where `score`
-     ran, to `score` (`diff_vs_full_ci95`, `diff_vs_score_ci95`); eval.bootstrap resamples (0 = none), seeded
-     with run.seed so a report is reproducible
+     (`ci95`, per family too), and paired intervals of the difference to `full` (method - full: `diff_vs_full`,
+     `diff_vs_full_ci95`) and, at the ratios where `score` ran, of score - method (`score_minus_method`,
+     `score_minus_method_ci95`: positive = score ahead); eval.bootstrap resamples (0 = none), seeded with run.seed
+     so a report is reproducible
   6. FILE.json (meta + results + per-sample predictions + per-question correctness), FILE.md (tables), FILE.png
 
 `correct` in FILE.json holds, per run key `method@ratio`, one '0'/'1' string per training seed (baselines: one),
@@ -29,7 +33,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -44,6 +48,7 @@ from scorerl.envs.features import env_identity
 from scorerl.errors import CheckpointError, ConfigError, DataError, EnvError, ScoreRLError
 from scorerl.eval import stats
 from scorerl.eval.answer import open_answers, predict
+from scorerl.eval.flops import LMDims, fastv_prefill_flops, lm_dims, prefill_flops
 from scorerl.eval.methods import (
     LAYER_PRUNED,
     EvalItem,
@@ -131,7 +136,8 @@ def run_eval(
     contexts = [ctx] + [replace(ctx, policy=p, scores={}) for p in policies[1:]]
 
     runs = [("full", 1.0)] + [(m, r) for m in methods if m != "full" for r in ratios]
-    rows, predictions, correct = evaluate_seeded(env, samples, items, runs, contexts, cfg.eval.batch_size)
+    cost = prefill_cost(env, items, cfg.eval.fastv_layer)
+    rows, predictions, correct = evaluate_seeded(env, samples, items, runs, contexts, cfg.eval.batch_size, cost)
     add_intervals(rows, correct, [s.family for s in samples], cfg.eval.bootstrap, cfg.run.seed)
 
     result = {
@@ -139,6 +145,7 @@ def run_eval(
             **_meta(cfg, manifest_path, skipped, env_dir, env_id, methods, ratios, policy_dirs, samples, env),
             "skipped_media": skipped_media,
             "visual_tokens": _token_counts(items),
+            "flops": None if cost is None else cost.meta(),
         },
         "results": rows,
         "predictions": predictions,
@@ -211,12 +218,14 @@ def evaluate_seeded(
     runs: list[tuple[str, float]],
     contexts: list[MethodContext],
     batch_size: int,
+    cost: PrefillCost | None = None,
 ) -> tuple[list[dict], dict, dict]:
     """(rows, predictions, correct) for each (method, ratio). `score` runs once per context (one per trained
     policy, i.e. training seed) and its row pools them (pool_seeds); every other method runs once, with
     contexts[0]. predictions: a string of letters when every question is multiple choice, else a list (letters,
     and open-ended answers); key `method@ratio`, `score@ratio#k` for policy k when there are several.
-    correct: `method@ratio` -> one '0'/'1' string per seed, a character per question."""
+    correct: `method@ratio` -> one '0'/'1' string per seed, a character per question. cost (prefill_cost): rows
+    get `flops` and `flops_fraction` (of runs[0], `full`); None: they do not."""
     from tqdm.auto import tqdm
 
     batches = [list(range(i, min(i + batch_size, len(items)))) for i in range(0, len(items), batch_size)]
@@ -225,7 +234,7 @@ def evaluate_seeded(
     with tqdm(total=sum(map(len, per_run)) * len(batches), desc="eval", unit="batch") as bar:
         for (method, rho), ctxs in zip(runs, per_run):
             key = f"{method}@{rho:g}"
-            seeds = [_run_one(env, samples, items, batches, method, rho, c, bar) for c in ctxs]
+            seeds = [_run_one(env, samples, items, batches, method, rho, c, bar, cost) for c in ctxs]
             rows.append(pool_seeds([row for row, _, _ in seeds]) if method == "score" else seeds[0][0])
             for k, (_, shown, _) in enumerate(seeds):
                 predictions[key if len(seeds) == 1 else f"{key}#{k}"] = shown
@@ -233,6 +242,8 @@ def evaluate_seeded(
     full_acc = rows[0]["accuracy"]
     for row in rows:
         row["relative"] = row["accuracy"] / full_acc if full_acc > 0 else None
+        if "flops" in row:
+            row["flops_fraction"] = row["flops"] / rows[0]["flops"]
     return rows, predictions, correct
 
 
@@ -245,6 +256,7 @@ def _run_one(
     rho: float,
     ctx: MethodContext,
     bar,
+    cost: PrefillCost | None = None,
 ) -> tuple[dict, object, list[bool]]:
     """(metrics row, predictions as stored, per-question correctness) of one method at one ratio, one policy."""
     pred: list = []
@@ -257,6 +269,9 @@ def _run_one(
         bar.update(1)
     correct = [is_correct(p, s) for p, s in zip(pred, samples)]
     row = summarise(method, rho, samples, pred, kept, ce, correct)
+    if cost is not None:
+        learned = ctx.policy if method == "score" else None  # its policy's cost is part of its prefill cost
+        row = _insert_after(row, "kept_fraction", cost.row_fields(method, kept, learned))
     if method in LAYER_PRUNED:
         row["kept_from_layer"] = ctx.fastv_layer  # kept_fraction counts from this LLM layer on
     shown = [LETTERS[p] if isinstance(p, int) else p for p in pred]
@@ -282,6 +297,9 @@ def pool_seeds(rows: list[dict]) -> dict:
             for f, v in first["families"].items()
         },
     }
+    for key in ("flops", "policy_flops"):  # the seeds' policies may differ in size
+        if key in first:
+            pooled[key] = mean([r[key] for r in rows])
     if "open_ended" in first:
         pooled["open_ended"] = {
             k: v if k == "n" else mean([r["open_ended"][k] for r in rows]) for k, v in first["open_ended"].items()
@@ -291,9 +309,10 @@ def pool_seeds(rows: list[dict]) -> dict:
 
 
 def add_intervals(rows: list[dict], correct: dict, families: list, resamples: int, seed: int) -> list[dict]:
-    """Fill every row's `ci95` (and each family's) and add `diff_vs_full` (+ `_ci95`) to every row but full's,
-    and `diff_vs_score` (+ `_ci95`) to the other methods' rows at a ratio where `score` ran. Differences are in
-    accuracy (A - reference, fraction), paired: both sides resampled on the same questions (eval/stats.py).
+    """Fill every row's `ci95` (and each family's) and add `diff_vs_full` (+ `_ci95`: method - full) to every row
+    but full's, and `score_minus_method` (+ `_ci95`: score - method, positive when score is ahead) to the other
+    methods' rows at a ratio where `score` ran. Differences are in accuracy (fraction), paired: both sides
+    resampled on the same questions (eval/stats.py).
     rows[0] is `full`; correct: run key -> '0'/'1' strings (one per seed); families: each question's family (or
     None), in the same order. resamples = 0: intervals are None, point differences still given. Works on a
     loaded FILE.json too: add_intervals(r["results"], r["correct"], r["meta"]["sample_families"], B, seed)."""
@@ -313,14 +332,109 @@ def add_intervals(rows: list[dict], correct: dict, families: list, resamples: in
         for fam, cell in row["families"].items():
             where = questions_of.get(fam, [])
             cell["ci95"] = list(stats.bootstrap_ci(matrices[key][where], resamples, seed)) if resamples else None
-        refs = [("full", rows[0], keys[0])] if row is not rows[0] else []
+        # (field, minuend's key, subtrahend's key): method - full, and score - method (positive = score ahead)
+        diffs = [("diff_vs_full", key, keys[0])] if row is not rows[0] else []
         if row["method"] not in ("score", "full") and row["ratio"] in score_at:
-            ref_key = score_at[row["ratio"]]
-            refs.append(("score", rows[keys.index(ref_key)], ref_key))
-        for name, ref, ref_key in refs:
-            row[f"diff_vs_{name}"] = round(row["accuracy"] - ref["accuracy"], 9)
-            row[f"diff_vs_{name}_ci95"] = interval(draws[key] - draws[ref_key]) if resamples else None
+            diffs.append(("score_minus_method", score_at[row["ratio"]], key))
+        for name, a, b in diffs:
+            row[name] = round(rows[keys.index(a)]["accuracy"] - rows[keys.index(b)]["accuracy"], 9)
+            row[f"{name}_ci95"] = interval(draws[a] - draws[b]) if resamples else None
     return rows
+
+
+@dataclass(frozen=True)
+class PrefillCost:
+    """Each question's prefill FLOPs under each method, from token counts alone (scorerl/eval/flops.py; nothing
+    runs): a method's prefill covers the question's `fixed` tokens (chat template, prompt, the visual suffix: every
+    method passes them) plus the visual tokens it passes to the LLM: all for `full`; kept (+ merged) for the
+    masking and merging methods; for `fastv` the layer-K rule (layers < K over every token). `score` adds its
+    policy over all T*N tokens (TokenPolicy.flops). The training-free methods' selection is not counted
+    (`fastv_input`'s ranking pass, layers < K over every token, included). One prefill per question: the prompt
+    up to the answer position, without answer tokens (the option format's multi-token options add one forward per
+    option, for every method alike)."""
+
+    dims: LMDims
+    fastv_layer: int
+    visual: tuple[int, ...]  # T*N per question
+    fixed: tuple[int, ...]  # text + suffix tokens per question
+
+    def question_flops(self, method: str, kept: list[float]) -> list[float]:
+        """Prefill FLOPs of each question (LLM only); kept: each question's kept fraction of its T*N tokens as the
+        harness reports it (`fastv`: from layer K on)."""
+        out = []
+        for frac, visual, fixed in zip(kept, self.visual, self.fixed):
+            tokens = round(frac * visual) + fixed  # kept fractions are counts / (T*N): exact again
+            if method in LAYER_PRUNED:
+                out.append(fastv_prefill_flops(self.dims, visual + fixed, tokens, self.fastv_layer)["total"])
+            else:
+                out.append(prefill_flops(self.dims, tokens)["total"])
+        return out
+
+    def row_fields(self, method: str, kept: list[float], policy=None) -> dict:
+        """{"flops": mean per question, "flops_fraction": None (of full's, filled by evaluate_seeded)} and, with
+        a policy (the learned method), "policy_flops": its mean per question (included in flops)."""
+        flops = self.question_flops(method, kept)
+        fields: dict = {}
+        if policy is not None:
+            fields["policy_flops"] = sum(policy.flops(v) for v in self.visual) / len(self.visual)
+            flops = [f + policy.flops(v) for f, v in zip(flops, self.visual)]
+        return {"flops": sum(flops) / len(flops), "flops_fraction": None, **fields}
+
+    def meta(self) -> dict:
+        """The report's meta.flops: the LLM sizes, fastv's K, the full prefill's mean FLOPs and what is counted."""
+        full = self.question_flops("full", [1.0] * len(self.visual))
+        return {
+            "lm": self.dims.to_dict(),
+            "fastv_layer": self.fastv_layer,
+            "full_mean": sum(full) / len(full),
+            "fixed_tokens": token_count_summary(self.fixed),  # text + visual suffix, per question
+            "counted": "one prefill per question: its text tokens + the visual tokens the method passes to the LLM "
+            "(fastv: layers < K over every token); score adds its policy over all T*N tokens; the training-free "
+            "methods' selection cost is not counted",
+        }
+
+
+def prefill_cost(env: VideoEnv, items: list[EvalItem], fastv_layer: int) -> PrefillCost | None:
+    """The PrefillCost of these questions, or None when the environment's LLM sizes or its text around the video
+    cannot be read (an environment that is not a transformers model)."""
+    config = getattr(getattr(env, "model", None), "config", None)
+    if config is None:
+        return None
+    try:
+        dims = lm_dims(config)
+    except (AttributeError, TypeError, ValueError):
+        return None
+    visual, fixed = [], []
+    for it in items:
+        text = text_tokens(env, it)
+        if text is None:
+            return None
+        T, N = it.visual.features.shape[:2]
+        visual.append(int(T * N))
+        fixed.append(text + (0 if it.visual.suffix is None else int(it.visual.suffix.shape[0])))
+    return PrefillCost(dims=dims, fastv_layer=min(fastv_layer, dims.layers), visual=tuple(visual), fixed=tuple(fixed))
+
+
+def text_tokens(env: VideoEnv, item: EvalItem) -> int | None:
+    """The question's text tokens in the LLM's sequence (chat template + prompt, up to the answer position): the
+    sequence the environment lays out (HFVideoEnv._layout, without a target) less its visual block; tokenizing
+    only. None for an environment without a chat layout."""
+    around = getattr(env, "text_around_video", None)
+    tokenizer = getattr(env, "tokenizer", None)
+    if around is None or tokenizer is None:
+        return None
+    before, after = around(item.prompt)
+    return sum(len(tokenizer(t, add_special_tokens=False).input_ids) for t in (before, after))
+
+
+def _insert_after(row: dict, key: str, fields: dict) -> dict:
+    """row with `fields` placed right after `key` (the JSON reads in that order)."""
+    out: dict = {}
+    for k, v in row.items():
+        out[k] = v
+        if k == key:
+            out.update(fields)
+    return out
 
 
 def is_correct(pred, sample: Sample) -> bool:

@@ -45,9 +45,9 @@ def _acc_cell(row: dict) -> str:
     return f"{_pct(row['accuracy'])}{_ci(row.get('ci95'))} ({_pct(row['relative'])})"
 
 
-def _diff_cell(row: dict, ref: str) -> str:
-    """Difference to `ref` in points [paired 95% interval]; '*' when the interval excludes 0."""
-    diff, ci = row.get(f"diff_vs_{ref}"), row.get(f"diff_vs_{ref}_ci95")
+def _diff_cell(row: dict, key: str) -> str:
+    """The difference in row[key], in points [paired 95% interval, row[key_ci95]]; '*' when it excludes 0."""
+    diff, ci = row.get(key), row.get(f"{key}_ci95")
     if diff is None:
         return "-"
     sign = "+" if diff > 0 else ""  # an explicit + makes a gain readable at a glance
@@ -91,21 +91,74 @@ def _grid(methods: list[str], ratios: list[float], cell: dict, rows: list[dict],
     return lines
 
 
+# The paired differences a report tables: (row field, heading). To `full`: method - full (how much a method loses);
+# to `score`: score - method, so a positive number reads as SCORE ahead.
+DIFF_TABLES = (
+    ("diff_vs_full", "Difference to `full` (method - full, accuracy points; paired 95% interval; * = excludes 0)"),
+    (
+        "score_minus_method",
+        "Difference: `score` - method (accuracy points; paired 95% interval; * = excludes 0; positive = SCORE ahead)",
+    ),
+)
+
+
 def _diff_tables(methods: list[str], ratios: list[float], cell: dict, rows: list[dict]) -> list[str]:
-    """Paired differences to `full` and to `score`: what "A beats B" needs, not two overlapping intervals."""
+    """Paired differences to `full` and of `score` to the others: what "A beats B" needs, not two overlapping
+    intervals."""
     out = []
-    for ref in ("full", "score"):
-        shown = [m for m in methods if any(f"diff_vs_{ref}" in r for r in rows if r["method"] == m)]
+    for key, heading in DIFF_TABLES:
+        shown = [m for m in methods if any(key in r for r in rows if r["method"] == m)]
         if not shown:
             continue
-        cols = [r for r in ratios if any(f"diff_vs_{ref}" in cell.get((m, r), {}) for m in shown)]
-        out += [
-            "",
-            f"## Difference to `{ref}` (method - {ref}, accuracy points; paired 95% interval; * = excludes 0)",
-            "",
-        ]
-        out += _grid(shown, cols, cell, rows, lambda row, ref=ref: _diff_cell(row, ref))
+        cols = [r for r in ratios if any(key in cell.get((m, r), {}) for m in shown)]
+        out += ["", f"## {heading}", ""]
+        out += _grid(shown, cols, cell, rows, lambda row, key=key: _diff_cell(row, key))
     return out
+
+
+def _legacy_rows(rows: list[dict]) -> list[dict]:
+    """Rows of a FILE.json written before the differences to score were score - method: their `diff_vs_score`
+    (+ `_ci95`, method - score) become `score_minus_method` (+ `_ci95`), so a redrawn old report reads like a new
+    one. Other rows are returned as they are."""
+    out = []
+    for r in rows:
+        if "diff_vs_score" in r and "score_minus_method" not in r:
+            diff, ci = r["diff_vs_score"], r.get("diff_vs_score_ci95")
+            r = {k: v for k, v in r.items() if k not in ("diff_vs_score", "diff_vs_score_ci95")}
+            r["score_minus_method"] = None if diff is None else 0.0 - diff  # no -0.0
+            r["score_minus_method_ci95"] = None if ci is None else [-ci[1], -ci[0]]
+        out.append(r)
+    return out
+
+
+def _flops_table(meta: dict, methods: list[str], ratios: list[float], cell: dict, rows: list[dict]) -> list[str]:
+    """Each (method, ratio)'s mean prefill FLOPs as a % of `full`'s on the same questions, with its kept %."""
+    if not any("flops_fraction" in r for r in rows):
+        if "flops" in meta and meta["flops"] is None:  # a report that tried: the environment gave no LLM sizes
+            return ["", "Prefill FLOPs: n/a (the environment's LLM sizes could not be read)."]
+        return []
+    learned = [r for r in rows if r.get("policy_flops") is not None]
+    policy = (
+        f" `score` includes its policy over all T*N tokens ({100 * learned[0]['policy_flops'] / rows[0]['flops']:.2g}% "
+        f"of `full`'s prefill)."
+        if learned and rows[0].get("flops")
+        else ""
+    )
+    lines = [
+        "",
+        "## Prefill FLOPs, % of full (kept visual tokens %)",
+        "",
+        "Mean over the questions of one prefill's FLOPs (`scorerl/eval/flops.py`): each question's text tokens plus "
+        "the visual tokens the method passes to the LLM (`fastv`: its first K layers over every token), over the "
+        f"same for `full`.{policy} The training-free methods' selection cost is not counted (nor `fastv_input`'s "
+        "ranking pass, its first K layers over every token).",
+        "",
+    ]
+
+    def fmt(row: dict) -> str:
+        return f"{_pct(row.get('flops_fraction'))} ({_pct(row['kept_fraction'])})"
+
+    return lines + _grid(methods, ratios, cell, rows, fmt)
 
 
 def _seed_table(meta: dict, rows: list[dict]) -> list[str]:
@@ -139,9 +192,10 @@ def _frames_text(meta: dict) -> str:
 
 
 def eval_markdown(result: dict) -> str:
-    """Rows = methods, columns = keep ratios; cell = accuracy % [95% interval] (relative to full %). Then paired
-    differences to full and score, each seed's accuracy when several policies were pooled, per-family accuracy."""
-    meta, rows = result["meta"], result["results"]
+    """Rows = methods, columns = keep ratios; cell = accuracy % [95% interval] (relative to full %). Then the
+    prefill FLOPs as % of full, paired differences to full (method - full) and of score (score - method), each
+    seed's accuracy when several policies were pooled, per-family accuracy."""
+    meta, rows = result["meta"], _legacy_rows(result["results"])
     ratios = sorted({r["ratio"] for r in rows})
     methods = list(dict.fromkeys(r["method"] for r in rows))  # first-seen order: full first
     cell = {(r["method"], r["ratio"]): r for r in rows}
@@ -172,6 +226,7 @@ def eval_markdown(result: dict) -> str:
             f"`{m}` prunes inside the LLM: {first} every visual token; its ratio is the fraction kept in "
             f"the layers after.",
         ]
+    lines += _flops_table(meta, methods, ratios, cell, rows)
     lines += _diff_tables(methods, ratios, cell, rows)
     lines += _seed_table(meta, rows)
 

@@ -84,9 +84,13 @@ class LibraryEntry:
 
 def compressor_identity(compressor) -> str:
     """A trained policy: a digest of its weights and its config (top-k scope included); a baseline: its name."""
+    from scorerl.compress.policy import policy_fields
+
     if compressor.policy is None:
         return f"baseline:{compressor.name}"
-    h = hashlib.sha256(json.dumps(dataclasses.asdict(compressor.policy.config), sort_keys=True, default=str).encode())
+    # policy_fields: the config as its policy_config.json holds it (fields added since, at their neutral value, left
+    # out), so a policy keeps the identity it had before they existed.
+    h = hashlib.sha256(json.dumps(policy_fields(compressor.policy.config), sort_keys=True, default=str).encode())
     for name, t in sorted(compressor.policy.state_dict().items()):
         h.update(name.encode())
         h.update(t.detach().float().cpu().numpy().tobytes())

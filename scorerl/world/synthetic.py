@@ -38,6 +38,7 @@ from scorerl.data.manifest import LETTERS
 from scorerl.data.video_io import write_mp4, write_png
 from scorerl.errors import DataError
 from scorerl.io import atomic
+from scorerl.world.config import WorldSection
 from scorerl.world.nuisances import check_probs
 from scorerl.world.questions import make_question
 from scorerl.world.render import render_image, render_video
@@ -310,6 +311,20 @@ def build_from_section(world, progress: bool = True) -> Path:
         version=world.version,
         nuisances=nuisance_probs(world),
     )
+
+
+def check_separate_split(train: int, static_train: int, seed: int) -> None:
+    """DataError when a render meant as a separate split (no train and no static samples: an extra test or
+    validation split) uses the built-in world's seed. Every sample draws from [seed, split, ..., index], so such
+    a split would repeat the world's own test questions wherever index, family and letter coincide (20 of the
+    first 500 did, when the 10,000-question v4 test split was rendered with seed 0)."""
+    builtin_seed = WorldSection().seed
+    if train == 0 and static_train == 0 and seed == builtin_seed:
+        raise DataError(
+            f"--seed {seed} is the built-in world's seed: a separately rendered split with it shares the world's "
+            "random streams and repeats some of its test questions; pick a seed no other split uses "
+            "(the documented splits use 1: validation, 2: the 10,000-question test, 3: the 2000-question test)"
+        )
 
 
 def nuisance_probs(world) -> dict[str, float]:

@@ -113,10 +113,11 @@ def test_report_files_and_schema(world, tmp_path):
     assert full["relative"] == 1.0 and full["kept_fraction"] == 1.0 and full["n"] == 8
     for r in rows:
         extra = {"kept_from_layer"} if r["method"] == "fastv" else set()  # fastv keeps its fraction from layer K on
-        extra |= {"seeds"} if r["method"] == "score" else set()  # one entry per trained policy
+        extra |= {"seeds", "policy_flops"} if r["method"] == "score" else set()  # one seed per trained policy
         extra |= set() if r is full else {"diff_vs_full", "diff_vs_full_ci95"}
-        extra |= {"diff_vs_score", "diff_vs_score_ci95"} if r["method"] not in ("full", "score") else set()
-        assert set(r) == {"method", "ratio", "accuracy", "ci95", "relative", "n", "kept_fraction", "families"} | extra
+        extra |= {"score_minus_method", "score_minus_method_ci95"} if r["method"] not in ("full", "score") else set()
+        base = {"method", "ratio", "accuracy", "ci95", "relative", "n", "kept_fraction", "flops", "flops_fraction"}
+        assert set(r) == base | {"families"} | extra
         assert r.get("kept_from_layer", 1) == 1
         assert set(r["families"]) == {"f", "g"} and sum(f["n"] for f in r["families"].values()) == 8
         lo, hi = r["ci95"]  # eval.bootstrap defaults to 2000 resamples
@@ -125,6 +126,10 @@ def test_report_files_and_schema(world, tmp_path):
         if r is not full:
             assert r["diff_vs_full"] == pytest.approx(r["accuracy"] - full["accuracy"])
             assert r["diff_vs_full_ci95"][0] <= r["diff_vs_full"] <= r["diff_vs_full_ci95"][1]
+        if "score_minus_method" in r:  # score - method: positive when score is ahead
+            score = next(s for s in rows if s["method"] == "score" and s["ratio"] == r["ratio"])
+            assert r["score_minus_method"] == pytest.approx(score["accuracy"] - r["accuracy"])
+            assert r["score_minus_method_ci95"][0] <= r["score_minus_method"] <= r["score_minus_method_ci95"][1]
         if r["method"] != "full":
             assert r["kept_fraction"] == pytest.approx(num_keep(r["ratio"], FRAMES, 16) / (FRAMES * 16))
             assert r["relative"] == pytest.approx(r["accuracy"] / full["accuracy"])
@@ -135,7 +140,12 @@ def test_report_files_and_schema(world, tmp_path):
     assert "| method | 0.25 | 0.5 | 1 |" in md and "| score |" in md
     lo, hi = full["ci95"]
     assert f"| full | - | - | {100 * full['accuracy']:.1f} [{100 * lo:.1f}, {100 * hi:.1f}] (100.0) |" in md
-    assert "## Difference to `full`" in md and "## Difference to `score`" in md
+    assert "## Difference to `full` (method - full," in md
+    assert (
+        "## Difference: `score` - method (accuracy points; paired 95% interval; * = excludes 0; positive = SCORE" in md
+    )
+    assert "## Prefill FLOPs, % of full (kept visual tokens %)" in md and "| full | - | - | 100.0 (100.0) |" in md
+    assert "diff_vs_score" not in json.dumps(on_disk)
     assert "`fastv` prunes inside the LLM: its first layer sees every visual token" in md
     assert (tmp_path / "res.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
@@ -348,3 +358,71 @@ def test_cli_takes_several_policies(world, tmp_path):
     assert _policies(None) is None
     assert _policies([str(world / "policy")]) == [str(world / "policy")]
     assert _policies(["a,b", "c"]) == ["a", "b", "c"]  # comma lists and repeated flags, in order
+
+
+def test_rows_carry_their_prefill_flops_counted_from_token_counts(world, tmp_path):
+    """flops = mean over the questions of one prefill (text + the visual tokens the method passes; fastv: the
+    layer-K rule; score: + its policy over all T*N tokens); flops_fraction = that over full's."""
+    from scorerl.eval.flops import fastv_prefill_flops, lm_dims, prefill_flops
+    from scorerl.eval.harness import prefill_cost, text_tokens
+    from scorerl.eval.report import eval_markdown
+
+    cfg = _cfg(world, "eval.methods=[full,uniform,fastv,score]", "eval.ratios=[0.25]", "eval.bootstrap=0")
+    result = run_eval(cfg, policy_dir=world / "policy", out=tmp_path / "f.json")
+    env = load_env(cfg.env)
+    items = encode_samples(env, "test-env", read_manifest(world / "test.jsonl")[0], cfg)[1]
+    dims, policy = lm_dims(env.model.config), TokenPolicy.from_pretrained(world / "policy")
+    want: dict = {"full": [], "uniform": [], "fastv": [], "score": []}
+    for it in items:
+        T, N = it.visual.features.shape[:2]
+        request = ScoreRequest(visual=it.visual, prompt=it.prompt)
+        fixed = env.build_input_ids(request, with_target=False).numel() - T * N  # the layout's text (no suffix)
+        assert text_tokens(env, it) == fixed
+        k = num_keep(0.25, T, N)
+        want["full"].append(prefill_flops(dims, T * N + fixed)["total"])
+        want["uniform"].append(prefill_flops(dims, k + fixed)["total"])
+        want["fastv"].append(fastv_prefill_flops(dims, T * N + fixed, k + fixed, 1)["total"])
+        want["score"].append(prefill_flops(dims, k + fixed)["total"] + policy.flops(T * N))
+    rows = {r["method"]: r for r in result["results"]}
+    for method, flops in want.items():
+        assert rows[method]["flops"] == pytest.approx(sum(flops) / len(flops)), method
+        assert rows[method]["flops_fraction"] == pytest.approx(sum(flops) / sum(want["full"])), method
+    assert rows["full"]["flops_fraction"] == 1.0
+    assert rows["uniform"]["flops_fraction"] < rows["score"]["flops_fraction"] < rows["fastv"]["flops_fraction"] < 1
+    assert rows["score"]["policy_flops"] == pytest.approx(policy.flops(FRAMES * 16))
+    assert result["meta"]["flops"]["lm"] == dims.to_dict() and result["meta"]["flops"]["fastv_layer"] == 1
+    assert prefill_cost(object(), items, 2) is None  # no LLM sizes: no flops fields, the report says n/a
+    bare = {
+        "meta": {**result["meta"], "flops": None},
+        "results": [{k: v for k, v in r.items() if "flops" not in k} for r in result["results"]],
+    }
+    assert "Prefill FLOPs: n/a" in eval_markdown(bare)
+
+
+def test_an_old_report_redraws_its_differences_as_score_minus_method():
+    """A FILE.json from before score_minus_method (diff_vs_score = method - score) is redrawn as score - method."""
+    from scorerl.eval.report import eval_markdown
+
+    def row(method, acc, **extra):
+        return {
+            "method": method,
+            "ratio": 0.1,
+            "accuracy": acc,
+            "ci95": None,
+            "relative": 1.0,
+            "n": 10,
+            "kept_fraction": 0.1,
+            "families": {},
+            **extra,
+        }
+
+    old = {
+        "meta": {},
+        "results": [
+            {**row("full", 0.9), "ratio": 1.0, "kept_fraction": 1.0},
+            row("uniform", 0.5, diff_vs_full=-0.4, diff_vs_score=-0.3, diff_vs_score_ci95=[-0.4, -0.2]),
+            row("score", 0.8, diff_vs_full=-0.1),
+        ],
+    }
+    md = eval_markdown(old)
+    assert "## Difference: `score` - method" in md and "| uniform | +30.0 [20.0, 40.0]* |" in md
