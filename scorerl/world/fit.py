@@ -40,6 +40,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -374,6 +375,7 @@ def fit_env(cfg: Config, out: str | Path | None = None, resume: str | None = Non
         "resumed_from_step": None if ckpt is None else int(ckpt.state["step"]),
         "threads": torch.get_num_threads(),
         "device": str(_device(cfg)),
+        "numerics": numerics(),
         "test": result,
     }
     _write_json(out / FIT_FILE, record)  # last: its presence marks a finished fit
@@ -384,6 +386,35 @@ def fit_env(cfg: Config, out: str | Path | None = None, resume: str | None = Non
         flush=True,
     )
     return out
+
+
+def numerics() -> dict:
+    """What decides a CPU fit's bits besides its config and seed (README, "How much the figures move between
+    machines"): the SIMD level of torch's own kernels and MKL's code path (both chosen per CPU unless pinned by
+    ATEN_CPU_CAPABILITY / MKL_CBWR), and the library versions. The thread count does not change them."""
+    import platform
+
+    import transformers
+
+    return {
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "ATEN_CPU_CAPABILITY": os.environ.get("ATEN_CPU_CAPABILITY"),
+        "MKL_CBWR": os.environ.get("MKL_CBWR"),
+        "machine": platform.machine(),
+        "processor": _cpu_model(),
+    }
+
+
+def _cpu_model() -> str | None:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return None
 
 
 def _train_loop(
