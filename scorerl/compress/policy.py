@@ -44,9 +44,10 @@ class TokenPolicy(nn.Module):
     """Per-token MLP: S -> hidden -> ... -> 1 with `config.layers` linear layers and GELU between them.
 
     mixer conv: after the first linear layer and its GELU, a = GELU(W1 h) [hidden per token] becomes
-    a + conv(a), conv a 3-D convolution over (t, row, col) of each sample's token grid (hidden -> hidden, kernel k,
-    zero padding k // 2) whose weights and bias start at zero, so a fresh conv policy computes what the MLP with
-    the same first and later layers computes; the remaining layers follow as in the MLP.
+    a + conv(a), conv a depthwise 3-D convolution over (t, row, col) of each sample's token grid (each of the
+    hidden channels filtered over its own k x k x k neighbourhood, zero padding k // 2) whose weights and bias
+    start at zero, so a fresh conv policy computes what the MLP with the same first and later layers computes; the
+    remaining layers follow as in the MLP.
     """
 
     def __init__(self, feature_dim: int, config: PolicySection | None = None):
@@ -79,7 +80,11 @@ class TokenPolicy(nn.Module):
         self.conv: nn.Conv3d | None = None
         if config.mixer == "conv":
             k = config.mixer_kernel
-            self.conv = nn.Conv3d(config.hidden, config.hidden, k, padding=k // 2)
+            # Depthwise (each hidden channel filtered over its own neighbours; the next linear layer mixes
+            # channels): a full hidden -> hidden kernel has fan-in k^3 * hidden, and Adam moves every weight by
+            # about lr per step, so its output moved ~k^3 times faster than the MLP's layers' and the policy
+            # saturated within 300 steps on world v4 (keep probabilities pinned, identical masks in a group).
+            self.conv = nn.Conv3d(config.hidden, config.hidden, k, padding=k // 2, groups=config.hidden)
             with torch.no_grad():
                 self.conv.weight.zero_()
                 assert self.conv.bias is not None
@@ -131,11 +136,11 @@ class TokenPolicy(nn.Module):
 
     def flops(self, num_tokens: int) -> float:
         """Matmul FLOPs of scoring num_tokens tokens (2 * in * out per token per linear layer, and for mixer conv
-        2 * k^3 * hidden^2 per token, edge tokens included as if their zero padding were neighbours; state
+        2 * k^3 * hidden per token (depthwise), edge tokens included as if their zero padding were neighbours; state
         building and activations ignored), the convention of scorerl/eval/flops.py."""
         per_token = sum(2 * m.in_features * m.out_features for m in self.modules() if isinstance(m, nn.Linear))
         if self.conv is not None:
-            per_token += 2 * self.conv.weight.numel()  # 2 * hidden * hidden * k^3
+            per_token += 2 * self.conv.weight.numel()  # 2 * hidden * k^3 (depthwise)
         return float(num_tokens * per_token)
 
     def keep_prob(self, h: torch.Tensor, layout: Layout | None = None) -> torch.Tensor:
@@ -225,7 +230,7 @@ def parameter_shapes(feature_dim: int, config: PolicySection) -> dict[str, tuple
         shapes[f"mlp.{2 * j}.weight"], shapes[f"mlp.{2 * j}.bias"] = (b, a), (b,)  # GELUs sit at the odd indices
     if config.mixer == "conv":
         k, H = config.mixer_kernel, config.hidden
-        shapes["conv.weight"], shapes["conv.bias"] = (H, H, k, k, k), (H,)
+        shapes["conv.weight"], shapes["conv.bias"] = (H, 1, k, k, k), (H,)
     return shapes
 
 

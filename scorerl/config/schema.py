@@ -181,7 +181,7 @@ class PolicySection:
     """Inference top-k over the whole video (global) or per temporal unit (per_unit). [ours]"""
     mixer: Literal["none", "conv"] = "none"
     """Mixing between tokens: none (the paper's per-token MLP) | conv (each token's first hidden layer gets a
-    zero-initialised 3-D convolution over its (t, row, col) neighbours added, so it sees its grid neighbours;
+    zero-initialised depthwise 3-D convolution over its (t, row, col) neighbours added, so it sees its grid neighbours;
     needs layers >= 2; docs/method.md, "A policy that sees its neighbours"). [ours]"""
     mixer_kernel: int = opt(3, ge=1)
     """mixer conv: kernel size k (odd) along t, rows and cols alike; a token sees k // 2 units and tokens each way.

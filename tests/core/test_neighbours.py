@@ -201,7 +201,7 @@ def test_save_load_round_trip_and_the_header_check(tmp_path):
     assert policy_fields(cfg) == dataclasses.asdict(cfg)  # nothing left out when the variant is on
     loaded = TokenPolicy.from_pretrained(tmp_path / "pol")
     assert loaded.config == cfg
-    assert tuple(loaded.conv.weight.shape) == (8, 8, 5, 5, 5) == parameter_shapes(D, cfg)["conv.weight"]
+    assert tuple(loaded.conv.weight.shape) == (8, 1, 5, 5, 5) == parameter_shapes(D, cfg)["conv.weight"]
     for name, t in policy.state_dict().items():
         assert torch.equal(loaded.state_dict()[name], t), name
     v = torch.randn(4, 6, D)
@@ -219,9 +219,9 @@ def test_flops_count_the_convolution():
     mlp, conv = TokenPolicy(4, PolicySection(hidden=8)), TokenPolicy(4, PolicySection(hidden=8, mixer="conv"))
     linear = 2 * (8 * 8 + 8 * 1)  # S = 2D = 8 -> 8 -> 1
     assert mlp.flops(10) == 10 * linear
-    assert conv.flops(10) == 10 * (linear + 2 * 27 * 8 * 8)
+    assert conv.flops(10) == 10 * (linear + 2 * 27 * 8)
     wide = TokenPolicy(4, PolicySection(hidden=8, layers=3, mixer="conv", mixer_kernel=5))
-    assert wide.flops(1) == 2 * (8 * 8 + 8 * 8 + 8) + 2 * 125 * 64
+    assert wide.flops(1) == 2 * (8 * 8 + 8 * 8 + 8) + 2 * 125 * 8
 
 
 def test_a_conv_policy_without_a_grid_is_refused():
@@ -315,5 +315,5 @@ def test_the_cost_script_puts_the_conv_under_one_percent_of_a_7b_prefill():
     none, conv = module.costs(visual=8192, text=30, hidden=128, layers=2, kernel=3)
     assert none["state_dim"] == conv["state_dim"] == 2 * 3584
     assert none["policy"] == 8192 * 2 * (7168 * 128 + 128)
-    assert conv["policy"] == none["policy"] + 8192 * 2 * 27 * 128 * 128
+    assert conv["policy"] == none["policy"] + 8192 * 2 * 27 * 128
     assert none["prefill"] == conv["prefill"] and conv["percent"] < 1
