@@ -81,7 +81,7 @@ report() {
     [ -f "$OUT/e${e}_nbr.json" ] && files="$files,$OUT/e${e}_nbr.json"
     [ -f "$OUT/e${e}_score.json" ] && args+=(--env "e$e=$files")
   done
-  .venv/bin/python scripts/frontier.py "${args[@]}" --rename '*_nbr.json:score=score_nbr' --out docs/results/frontier_v4
+  .venv/bin/python scripts/frontier.py "${args[@]}" --max-flops 0.75 --rename '*_nbr.json:score=score_nbr' --out docs/results/frontier_v4
 }
 
 case "${1:-all}" in
