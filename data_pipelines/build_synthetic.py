@@ -21,7 +21,7 @@ import sys
 
 from scorerl.errors import ScoreRLError
 from scorerl.world.paths import world_dir
-from scorerl.world.synthetic import build_world, check_separate_split
+from scorerl.world.synthetic import build_world
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -42,7 +42,6 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     args = p.parse_args(argv)
     try:
-        check_separate_split(args.train, args.static, args.seed)
         out = build_world(
             args.out,
             train=args.train,

@@ -73,9 +73,8 @@ def cmd_config_path(args):
 
 
 def cmd_data_synthetic(args):
-    from scorerl.world.synthetic import build_world, check_separate_split
+    from scorerl.world.synthetic import build_world
 
-    check_separate_split(args.train, args.static, args.seed)
     out = build_world(
         args.out,
         train=args.train,

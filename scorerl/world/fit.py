@@ -396,6 +396,8 @@ def numerics() -> dict:
 
     import transformers
 
+    from scorerl.eval.bench import machine
+
     return {
         "torch": torch.__version__,
         "transformers": transformers.__version__,
@@ -403,18 +405,8 @@ def numerics() -> dict:
         "ATEN_CPU_CAPABILITY": os.environ.get("ATEN_CPU_CAPABILITY"),
         "MKL_CBWR": os.environ.get("MKL_CBWR"),
         "machine": platform.machine(),
-        "processor": _cpu_model(),
+        "processor": machine()["cpu"],
     }
-
-
-def _cpu_model() -> str | None:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return None
 
 
 def _train_loop(

@@ -274,6 +274,7 @@ def build_world(
     from tqdm.auto import tqdm
 
     params = world_params(train, test, static_train, frames, size, seed, static_test, version, nuisances)
+    check_separate_split(train, static_train, seed)
     out = Path(out).expanduser()
     if _is_built(out, params):
         log.info("world in %s is up to date", out)
@@ -314,10 +315,11 @@ def build_from_section(world, progress: bool = True) -> Path:
 
 
 def check_separate_split(train: int, static_train: int, seed: int) -> None:
-    """DataError when a render meant as a separate split (no train and no static samples: an extra test or
-    validation split) uses the built-in world's seed. Every sample draws from [seed, split, ..., index], so such
-    a split would repeat the world's own test questions wherever index, family and letter coincide (20 of the
-    first 500 did, when the 10,000-question v4 test split was rendered with seed 0)."""
+    """DataError (from build_world, before anything is written) when a render meant as a separate split (no train
+    and no static samples: an extra test or validation split) uses the built-in world's seed. Every sample draws
+    from [seed, split, ..., index], so such a split would repeat the world's own test questions wherever index,
+    family and letter coincide (20 of the first 500 did, when the 10,000-question v4 test split was rendered with
+    seed 0)."""
     builtin_seed = WorldSection().seed
     if train == 0 and static_train == 0 and seed == builtin_seed:
         raise DataError(
